@@ -1,0 +1,47 @@
+"""The `bcdeploy` command. Commands only parse options and call the library function of the same
+job; they own printing, progress bars and tables. A BcDeployError becomes one line on stderr and
+exit code 1; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from bcdeploy import __version__
+from bcdeploy.cli import data_cmds, model_cmds, runtime_cmds
+from bcdeploy.errors import BcDeployError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):  # noqa: D401 - click API
+        try:
+            return super().invoke(ctx)
+        except BcDeployError as err:
+            click.echo(f"error: {err}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bcdeploy")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Deploy MMSegmentation breast-cancer segmentation models: data, training, export, inference."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+cli.add_command(data_cmds.data)
+cli.add_command(data_cmds.prepare)
+for command in model_cmds.COMMANDS + runtime_cmds.COMMANDS:
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="bcdeploy")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

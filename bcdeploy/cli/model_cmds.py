@@ -1,0 +1,117 @@
+"""Commands that need torch + MMSeg (the `export`/`train` extras): train, test, confusion-matrix,
+export, build-engine, predict. Heavy imports happen inside each command."""
+
+from __future__ import annotations
+
+import click
+
+from bcdeploy.cli._progress import progress
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--data-root", type=click.Path(file_okay=False), help="Prepared data set (bcdeploy prepare).")
+@click.option("--work-dir", type=click.Path(file_okay=False), help="Default: work_dirs/<config name>.")
+@click.option("--max-iters", type=click.IntRange(1), help="Shorten the schedule (Poly decays to the new end).")
+@click.option("--cfg-options", multiple=True, metavar="KEY=VALUE", help="Override config keys (repeatable).")
+@click.option("--resume", is_flag=True, help="Resume from the work dir's last checkpoint.")
+def train(config, data_root, work_dir, max_iters, cfg_options, resume) -> None:
+    """Train CONFIG with MMEngine's Runner (CPU or CUDA)."""
+    from bcdeploy.train.config import parse_cfg_options
+    from bcdeploy.train.runner import train as run_train
+
+    out = run_train(config, data_root, work_dir, max_iters, parse_cfg_options(cfg_options), resume)
+    last = (out / "last_checkpoint").read_text().strip() if (out / "last_checkpoint").exists() else "?"
+    click.echo(f"work dir: {out}\nlast checkpoint: {last}")
+
+
+@click.command("test")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("--data-root", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default="test_out", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--iou-threshold", default=0.3, show_default=True, type=click.FloatRange(0.0, 1.0),
+              help="IoU at which a lesion counts as detected.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust).")
+def test_cmd(config, ckpt, data_root, out, device, iou_threshold, trust_checkpoint) -> None:
+    """Evaluate CKPT: aAcc/mDice/mAcc, per-class table and lesion metrics -> OUT/metrics.json."""
+    from bcdeploy.train.evaluate import evaluate, format_table
+
+    with progress("test") as tick:
+        metrics = evaluate(config, ckpt, data_root, out, device, iou_threshold, trust_checkpoint, tick)
+    click.echo(format_table(metrics))
+    click.echo(f"metrics: {out}/metrics.json, predictions: {out}/preds/")
+
+
+@click.command("confusion-matrix")
+@click.option("--preds", required=True, type=click.Path(file_okay=False), help="Predicted masks (PNG class indices).")
+@click.option("--labels", required=True, type=click.Path(file_okay=False), help="Ground-truth annotations.")
+@click.option("--classes", default="background,benign,malignant", show_default=True)
+@click.option("--out", default="confusion", show_default=True, type=click.Path(file_okay=False))
+@click.option("--title", default="Normalized confusion matrix", show_default=True)
+@click.option("--rm-background", is_flag=True, help="Leave the background class out of the plot.")
+def confusion_matrix(preds, labels, classes, out, title, rm_background) -> None:
+    """Pixel confusion matrix of saved predictions: PNG plot, CSV and JSON."""
+    from bcdeploy.eval.confusion import confusion_from_dirs, save_confusion
+
+    names = [c.strip() for c in classes.split(",") if c.strip()]
+    matrix = confusion_from_dirs(preds, labels, len(names))
+    paths = save_confusion(matrix, names, out, title, rm_background)
+    click.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+COMMANDS = [train, test_cmd, confusion_matrix]
+
+
+@click.command()
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="MMEngine checkpoint (iter_N.pth).")
+@click.option("--config", type=click.Path(dir_okay=False), help="Default: the config beside the checkpoint.")
+@click.option("--out", default="export", show_default=True, type=click.Path(file_okay=False))
+@click.option("--deploy-config", type=click.Path(dir_okay=False), help="MMDeploy-format deploy config (deploy_configs/).")
+@click.option("--argmax", is_flag=True, help="Put the argmax in the graph (uint8 labels instead of logits).")
+@click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (FP16 with an FP32 tail), parity-checked.")
+@click.option("--engine", is_flag=True, help="Also build model.trt with TensorRT (needs a GPU).")
+@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
+              help="TensorRT engine precision.")
+@click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim (parity-checked like the rest).")
+@click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (model.xml/.bin).")
+@click.option("--images", multiple=True, type=click.Path(dir_okay=False), help="Real images for the parity check.")
+@click.option("--atol", default=1e-4, show_default=True, type=float, help="Max |logit difference| vs PyTorch.")
+@click.option("--min-agreement", default=0.999, show_default=True, type=float, help="Min pixel agreement vs PyTorch.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file to reuse.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust).")
+def export(ckpt, config, out, deploy_config, argmax, fp16, engine, precision, simplify, openvino, images, atol,
+           min_agreement, timing_cache, trust_checkpoint) -> None:
+    """Export CKPT to dynamic-shape ONNX (+ FP16 ONNX, TensorRT, OpenVINO), checked against PyTorch."""
+    from dataclasses import replace
+
+    from bcdeploy.export.api import ExportOptions, export as run_export
+    from bcdeploy.export.parity import FP32_TOLERANCES
+
+    options = ExportOptions(ckpt, config, out, deploy_config, argmax, fp16, engine, simplify, openvino, images,
+                            tolerances=replace(FP32_TOLERANCES, max_abs_logit=atol, min_agreement=min_agreement),
+                            trust_checkpoint=trust_checkpoint, timing_cache=timing_cache, precision=precision)
+    result = run_export(options)
+    for report in result.parity.values():
+        click.echo(report.table())
+    for key, path in result.files.items():
+        click.echo(f"{key:>16}: {path}")
+    click.echo(f"export took {result.seconds:.1f} s")
+
+
+@click.command("build-engine")
+@click.argument("onnx_model", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), help="Default: model.trt beside the ONNX.")
+@click.option("--deploy-config", type=click.Path(dir_okay=False), help="Profile min/opt/max and workspace.")
+@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True)
+@click.option("--timing-cache", type=click.Path(dir_okay=False))
+def build_engine(onnx_model, out, deploy_config, precision, timing_cache) -> None:
+    """Build a TensorRT engine from an exported ONNX (use model.fp16.onnx for fp16)."""
+    from bcdeploy.export.api import build_engine_from_onnx
+
+    path = build_engine_from_onnx(onnx_model, out, deploy_config, precision, timing_cache)
+    click.echo(f"engine: {path}")
+
+
+COMMANDS += [export, build_engine]

@@ -1,0 +1,1 @@
+"""Metrics computed in numpy, shared by `bcdeploy test`, the parity benchmark and the runtime."""

@@ -1,0 +1,1 @@
+"""Export: the only layer that imports torch, MMSeg and onnx to convert a trained model."""

@@ -1,0 +1,92 @@
+"""Native TensorRT backend, written against TensorRT 10/11's named-tensor API.
+
+TensorRT 10 removed bindings: shapes go through `set_input_shape`, buffers through
+`set_tensor_address`, execution through `execute_async_v3`. Device memory comes from our ctypes
+CUDA wrapper, so neither torch nor pycuda is needed. An engine runs only on the TensorRT version and
+GPU architecture that built it: the sidecar records both and we say so before deserialising.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bcdeploy._imports import require
+from bcdeploy.errors import BackendError, InputError
+from bcdeploy.runtime.backends import cuda
+from bcdeploy.runtime.backends.base import Runner
+from bcdeploy.runtime.metadata import sidecar_candidates
+
+
+class TensorRTRunner(Runner):
+    name = "tensorrt"
+
+    def __init__(self, model_path: str | Path, **options: Any) -> None:
+        super().__init__(model_path, **options)
+        self.engine = None
+
+    def activate_impl(self) -> None:
+        trt = require("tensorrt", "running TensorRT engines")
+        if cuda.device_count() == 0:
+            raise BackendError(f"{self.model_path}: TensorRT engines need an NVIDIA GPU; none is visible")
+        self._check_built_here(trt)
+        self.trt = trt
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(self.model_path.read_bytes())
+        if self.engine is None:
+            raise BackendError(f"{self.model_path}: TensorRT {trt.__version__} cannot deserialise this engine "
+                               "(built by another TensorRT version or for another GPU?); rebuild it with `bcdeploy build-engine`")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(self.inputs) != 1 or len(self.outputs) != 1:
+            raise BackendError(f"{self.model_path}: expected one input and one output, got {self.inputs} / {self.outputs}")
+        self.stream = cuda.Stream()
+        self.buffers = {n: cuda.DeviceBuffer() for n in names}
+
+    def _check_built_here(self, trt) -> None:
+        for candidate in sidecar_candidates(self.model_path):
+            if candidate.is_file():
+                engine_info = json.loads(candidate.read_text()).get("engine", {})
+                built = engine_info.get("tensorrt_version")
+                if built and built.split(".")[0] != trt.__version__.split(".")[0]:
+                    raise BackendError(f"{self.model_path}: built with TensorRT {built}, this is {trt.__version__}; rebuild the engine")
+                return
+
+    def profile(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(min, opt, max) input shapes of optimisation profile 0."""
+        return tuple(tuple(s) for s in self.engine.get_tensor_profile_shape(self.inputs[0], 0))
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        name_in, name_out = self.inputs[0], self.outputs[0]
+        low, _, high = self.profile()
+        if any(b < lo or b > hi for b, lo, hi in zip(batch.shape, low, high)):
+            raise InputError(f"{self.model_path}: input shape {batch.shape} is outside the engine's profile "
+                             f"{low}..{high}; rebuild with a wider profile or use --sliding-window")
+        self.context.set_input_shape(name_in, tuple(batch.shape))
+        out_shape = tuple(self.context.get_tensor_shape(name_out))
+        out = np.empty(out_shape, dtype=self.trt.nptype(self.engine.get_tensor_dtype(name_out)))
+        self.buffers[name_in].copy_from(batch, self.stream)
+        self.buffers[name_out].ensure(out.nbytes)
+        self.context.set_tensor_address(name_in, self.buffers[name_in].address)
+        self.context.set_tensor_address(name_out, self.buffers[name_out].address)
+        if not self.context.execute_async_v3(self.stream.handle.value):
+            raise BackendError(f"{self.model_path}: TensorRT execution failed")
+        self.buffers[name_out].copy_to(out, self.stream)
+        self.stream.synchronize()
+        return out
+
+    def deactivate_impl(self) -> None:
+        for buffer in self.buffers.values():
+            buffer.free()
+        self.stream.free()
+        self.context = self.engine = self.runtime = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "version": self.trt.__version__, "gpu": cuda.device_name(),
+                "compute_capability": cuda.compute_capability(), "profile": self.profile() if self.engine else None}

@@ -1,0 +1,55 @@
+"""MMSeg's test-time preprocessing in numpy, driven by the model sidecar only.
+
+MMSeg: `Resize(scale, keep_ratio=False)` = cv2.resize INTER_LINEAR on the uint8 BGR image
+(mmcv.imresize), then SegDataPreProcessor: BGR->RGB if `bgr_to_rgb`, `(x - mean) / std` in float32,
+and padding (with `pad_val`, after normalisation) only where a size divisor asks for it. Every step
+below is that, in the same order and dtype, so the tensors are bit-identical to MMSeg's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bcdeploy.runtime.metadata import ModelMeta
+
+
+@dataclass(frozen=True)
+class PreprocessInfo:
+    """What postprocessing needs to undo: original size, size fed to the model, padding."""
+
+    original_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    padded_hw: tuple[int, int]
+
+
+def normalize(bgr: np.ndarray, meta: ModelMeta) -> np.ndarray:
+    """(H,W,3) uint8 BGR -> (3,H,W) float32 in the model's channel order, mean/std applied."""
+    img = bgr[..., ::-1] if meta.channel_order == "RGB" else bgr
+    mean = np.asarray(meta.mean, np.float32)
+    std = np.asarray(meta.std, np.float32)
+    out = (img.astype(np.float32) - mean) / std
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+def pad_to_divisor(chw: np.ndarray, divisor: int, value: float) -> np.ndarray:
+    h, w = chw.shape[1:]
+    ph, pw = -h % divisor, -w % divisor
+    if not (ph or pw):
+        return chw
+    return np.pad(chw, ((0, 0), (0, ph), (0, pw)), constant_values=np.float32(value))
+
+
+def preprocess(bgr: np.ndarray, meta: ModelMeta, resize: bool = True) -> tuple[np.ndarray, PreprocessInfo]:
+    """One image -> ((3,H,W) float32 tensor, info). `resize=False` keeps the original size (sliding window)."""
+    import cv2
+
+    original = (int(bgr.shape[0]), int(bgr.shape[1]))
+    if resize:
+        h, w = meta.input_size
+        if (h, w) != original:
+            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+    resized = (int(bgr.shape[0]), int(bgr.shape[1]))
+    chw = pad_to_divisor(normalize(bgr, meta), meta.size_divisor, meta.pad_value)
+    return chw, PreprocessInfo(original, resized, (int(chw.shape[1]), int(chw.shape[2])))

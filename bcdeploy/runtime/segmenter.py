@@ -1,0 +1,117 @@
+"""Segmenter: a runner plus the shared pre/postprocessing, from decoded images to class masks.
+
+This is the one code path every backend goes through (and the parity benchmark with it), so two
+backends can only disagree because their engines compute different logits.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bcdeploy.errors import BackendError, InputError
+from bcdeploy.runtime.backends import open_runner
+from bcdeploy.runtime.metadata import ModelMeta, load_meta
+from bcdeploy.runtime.postprocess import crop_padding, labels_to_mask, logits_to_mask, softmax
+from bcdeploy.runtime.preprocess import PreprocessInfo, preprocess
+from bcdeploy.runtime.sliding_window import sliding_window_inference
+
+
+@dataclass
+class SlidingWindow:
+    """Tile the original-resolution image with windows of `size` (default: the model's input size)."""
+
+    size: tuple[int, int] | None = None
+    overlap: float = 0.25
+    mode: str = "gaussian"
+    batch_size: int = 4
+
+
+@dataclass
+class Prediction:
+    mask: np.ndarray  # (H, W) uint8 class indices at the original size
+    probs: np.ndarray | None  # (C, h, w) softmax at model resolution, padding cropped; None for argmax models
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    """Open a model file (backend by suffix), read its metadata, segment BGR uint8 images."""
+
+    def __init__(self, model_path: str | Path, sliding_window: SlidingWindow | None = None, **runner_options: Any) -> None:
+        self.model_path = Path(model_path)
+        self.runner = open_runner(self.model_path, **runner_options)
+        try:
+            self.meta: ModelMeta = load_meta(self.model_path, self.runner.embedded_metadata())
+        except Exception:
+            self.runner.deactivate()
+            raise
+        self.sliding_window = sliding_window
+        if sliding_window and self.meta.output_kind != "logits":
+            raise BackendError(f"{model_path}: sliding-window blending needs a logits model; this one outputs argmax")
+
+    def close(self) -> None:
+        self.runner.deactivate()
+
+    def __enter__(self) -> "Segmenter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def predict(self, images: list[np.ndarray]) -> list[Prediction]:
+        """Segment a batch of (H,W,3) uint8 BGR images (sizes may differ; each is resized to the model's)."""
+        if not images:
+            return []
+        if self.sliding_window:
+            return [self._predict_sliding(img) for img in images]
+        start = time.perf_counter()
+        tensors, infos = zip(*(preprocess(_check_image(img), self.meta) for img in images))
+        batch = np.stack(tensors)
+        pre_ms = (time.perf_counter() - start) * 1000 / len(images)
+        out = self.runner.infer(batch)
+        infer_ms = self.runner.last_infer_ms / len(images)
+        return [self._postprocess(o, info, {"preprocess": pre_ms, "infer": infer_ms}) for o, info in zip(out, infos)]
+
+    def raw_logits(self, batch: np.ndarray) -> np.ndarray:
+        """Backend output for an already preprocessed batch (parity checks compare these)."""
+        return self.runner.infer(batch)
+
+    def _postprocess(self, output: np.ndarray, info: PreprocessInfo, timings: dict[str, float]) -> Prediction:
+        start = time.perf_counter()
+        if self.meta.output_kind == "argmax":
+            mask, probs = labels_to_mask(output, info), None
+        else:
+            logits = output.astype(np.float32, copy=False)
+            mask = logits_to_mask(logits, info)
+            probs = softmax(crop_padding(logits, info))
+        timings["postprocess"] = (time.perf_counter() - start) * 1000
+        return Prediction(mask, probs, timings)
+
+    def _predict_sliding(self, image: np.ndarray) -> Prediction:
+        cfg = self.sliding_window
+        start = time.perf_counter()
+        chw, info = preprocess(_check_image(image), self.meta, resize=False)
+        pre_ms = (time.perf_counter() - start) * 1000
+        window = tuple(cfg.size or self.meta.input_size)
+        if any(w % self.meta.size_divisor for w in window):
+            raise InputError(f"sliding window {window} must be divisible by {self.meta.size_divisor}")
+        infer_ms = 0.0
+
+        def predictor(tiles: np.ndarray) -> np.ndarray:
+            nonlocal infer_ms
+            out = self.runner.infer(np.ascontiguousarray(tiles))
+            infer_ms += self.runner.last_infer_ms
+            return out
+
+        logits = sliding_window_inference(chw[None], window, predictor, cfg.overlap, cfg.mode, cfg.batch_size, self.meta.pad_value)[0]
+        return self._postprocess(logits, info, {"preprocess": pre_ms, "infer": infer_ms})
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise InputError(f"expected an (H,W,3) uint8 BGR image, got {image.shape} {image.dtype}")
+    return image

@@ -1,0 +1,61 @@
+"""Pictures for people: the seed's 'biner' mask and an overlay with contours and labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+GREEN, RED, WHITE = (0, 200, 0), (0, 0, 255), (255, 255, 255)
+
+
+def biner(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class indices scaled to be visible (0, 127, 255 for three classes), as the seed wrote them."""
+    step = 255 // max(1, num_classes - 1)
+    return (mask.astype(np.uint16) * step).clip(0, 255).astype(np.uint8)
+
+
+def short_name(name: str) -> str:
+    """benign -> B, malignant -> M (DMID's codes); other classes keep their name."""
+    return {"benign": "B", "malignant": "M"}.get(name, name)
+
+
+def overlay(bgr: np.ndarray, mask: np.ndarray, palette: list[list[int]], class_names: list[str],
+            lesions: list[dict], target: str | None = None, max_side: int = 2048) -> np.ndarray:
+    """Contours per class (palette is RGB) and a `Pred: M | Target: B` label per lesion.
+
+    The picture is downscaled to `max_side` first: a full-size DMID overlay JPEG would be ~10 MB and
+    no reader looks at it at 1:1.
+    """
+    import cv2
+
+    scale = min(1.0, max_side / max(mask.shape))
+    if scale < 1.0:
+        size = (round(mask.shape[1] * scale), round(mask.shape[0] * scale))
+        canvas = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    else:
+        canvas, small = bgr.copy(), mask
+    thickness = max(2, round(max(canvas.shape[:2]) / 400))
+    font = max(0.5, max(canvas.shape[:2]) / 1400)
+    for cls in range(1, len(class_names)):
+        contours, _ = cv2.findContours((small == cls).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        r, g, b = palette[cls] if cls < len(palette) else (255, 255, 0)
+        cv2.drawContours(canvas, contours, -1, (int(b), int(g), int(r)), thickness)
+    for lesion in lesions:
+        x, y = (int(v * scale) for v in lesion["bbox"][:2])
+        pred = short_name(lesion["class"])
+        _label(canvas, f"Pred: {pred}", (x, max(0, y - 6)), WHITE, font)
+        if target is not None:
+            width = cv2.getTextSize(f"Pred: {pred} ", cv2.FONT_HERSHEY_SIMPLEX, font, 2)[0][0]
+            _label(canvas, f"| Target: {target}", (x + width, max(0, y - 6)), GREEN if target == pred else RED, font)
+    if not lesions and target is not None:
+        _label(canvas, f"Pred: none | Target: {target}", (10, int(40 * font)), GREEN if target == "N" else RED, font)
+    return canvas
+
+
+def _label(canvas: np.ndarray, text: str, origin: tuple[int, int], colour, font: float) -> None:
+    import cv2
+
+    x, y = origin
+    y = max(y, int(20 * font))
+    cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(canvas, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font, colour, 2, cv2.LINE_AA)

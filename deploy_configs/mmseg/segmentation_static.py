@@ -1,0 +1,3 @@
+_base_ = ['../_base_/onnx_config.py']
+# bcdeploy keeps logits by default: MMSeg resizes logits before the argmax (exact masks).
+codebase_config = dict(type='mmseg', task='Segmentation', with_argmax=False)
