@@ -51,7 +51,8 @@ def synth(out: str, count: int, min_size: int, max_size: int, layout: str, seed:
 def prepare(images_dir, masks_dir, metadata, output_dir, categories, binary, resize_ratio, train_ratio, seed,
             image_format, skip_bad, no_normals, y_origin, overwrite, workers) -> None:
     """Turn DMID into MMSeg's layout (images/, annotations/, manifest.json)."""
-    from bcdeploy.data.prepare import PrepareOptions, prepare as run_prepare
+    from bcdeploy.data.prepare import PrepareOptions
+    from bcdeploy.data.prepare import prepare as run_prepare
 
     cats = tuple(c.upper() for item in categories for c in item.replace(",", " ").split())
     options = PrepareOptions(images_dir, masks_dir, metadata, output_dir, cats, binary, resize_ratio, train_ratio,

@@ -80,18 +80,21 @@ COMMANDS = [train, test_cmd, confusion_matrix]
 @click.option("--atol", default=1e-4, show_default=True, type=float, help="Max |logit difference| vs PyTorch.")
 @click.option("--min-agreement", default=0.999, show_default=True, type=float, help="Min pixel agreement vs PyTorch.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file to reuse.")
+@click.option("--triton", type=click.Path(file_okay=False), help="Also write a Triton model repository here.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust).")
 def export(ckpt, config, out, deploy_config, argmax, fp16, engine, precision, simplify, openvino, images, atol,
-           min_agreement, timing_cache, trust_checkpoint) -> None:
+           min_agreement, timing_cache, triton, trust_checkpoint) -> None:
     """Export CKPT to dynamic-shape ONNX (+ FP16 ONNX, TensorRT, OpenVINO), checked against PyTorch."""
     from dataclasses import replace
 
-    from bcdeploy.export.api import ExportOptions, export as run_export
+    from bcdeploy.export.api import ExportOptions
+    from bcdeploy.export.api import export as run_export
     from bcdeploy.export.parity import FP32_TOLERANCES
 
     options = ExportOptions(ckpt, config, out, deploy_config, argmax, fp16, engine, simplify, openvino, images,
                             tolerances=replace(FP32_TOLERANCES, max_abs_logit=atol, min_agreement=min_agreement),
-                            trust_checkpoint=trust_checkpoint, timing_cache=timing_cache, precision=precision)
+                            trust_checkpoint=trust_checkpoint, timing_cache=timing_cache, precision=precision,
+                            triton=triton)
     result = run_export(options)
     for report in result.parity.values():
         click.echo(report.table())

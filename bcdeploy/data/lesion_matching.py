@@ -14,7 +14,6 @@ Policy for what does not match, recorded in the manifest and never silent:
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np

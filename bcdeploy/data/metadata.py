@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from bcdeploy.data.records import ABNORMALITY_CODES, CLASS_CODES, LesionRow
 from bcdeploy.errors import DataError
@@ -81,11 +81,14 @@ def _rows_from_table(path: Path, table: list[list[str]]) -> list[LesionRow]:
         raise DataError(f"{path}: no rows")
     columns = _match_columns(path, table[0])
     rows = []
+    keys = ("image_id", "abnormality", "severity", "x", "y", "radius", "background", "view")
     for line_no, cells in enumerate(table[1:], 2):
-        get = lambda key: cells[columns[key]].strip() if columns.get(key) is not None and columns[key] < len(cells) else "-"  # noqa: E731
-        rows.append(_make_row(path, line_no, get("image_id"), get("abnormality"), get("severity"),
-                              get("x"), get("y"), get("radius"), get("background"), get("view")))
+        rows.append(_make_row(path, line_no, *(_cell(cells, columns.get(key)) for key in keys)))
     return rows
+
+
+def _cell(cells: list[str], index: int | None) -> str:
+    return cells[index].strip() if index is not None and index < len(cells) else "-"
 
 
 def _match_columns(path: Path, header: list[str]) -> dict[str, int | None]:

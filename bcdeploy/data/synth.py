@@ -18,10 +18,10 @@ import csv
 import io
 import math
 import zipfile
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -187,7 +187,7 @@ def _draw_lesion(rng, image, mask, breast, case: SynthCase) -> LesionRow:
     cy, cx = int(ys[pick] * step), int(xs[pick] * step)
     severity = "M" if rng.random() < 0.45 else "B"
     kind = rng.choice(["mass", "mass", "calc"])
-    radius = int(height * (rng.uniform(0.035, 0.07) if kind == "mass" else rng.uniform(0.025, 0.04)))
+    radius = int(height * (rng.uniform(0.05, 0.1) if kind == "mass" else rng.uniform(0.035, 0.05)))
     cy = int(np.clip(cy, radius + 2, height - radius - 3))
     cx = int(np.clip(cx, radius + 2, width - radius - 3))
     ys0, xs0 = slice(cy - radius - 2, cy + radius + 3), slice(cx - radius - 2, cx + radius + 3)
@@ -210,9 +210,10 @@ def _draw_lesion(rng, image, mask, breast, case: SynthCase) -> LesionRow:
             for _ in range(int(rng.integers(6, 12))):
                 ang = rng.uniform(0, 2 * math.pi)
                 end = (radius + 2 + int(1.0 * radius * math.cos(ang)), radius + 2 + int(1.0 * radius * math.sin(ang)))
-                cv2.line(region, (radius + 2, radius + 2), end, 255, max(2, radius // 10))
+                cv2.line(region, (radius + 2, radius + 2), end, 255, max(2, radius // 6))
             core = np.maximum(core, cv2.GaussianBlur(region, (0, 0), radius / 20) / 255.0)
-        amplitude = 0.32 if severity == "M" else 0.22
+        # malignant: denser and spiculated; benign: fainter and round (what lets a small model tell them apart)
+        amplitude = 0.45 if severity == "M" else 0.22
         image[ys0, xs0] += (core * amplitude).astype(np.float32)
         abnormality = ("SPIC" if rng.random() < 0.7 else "MISC") if severity == "M" else ("CIRC" if rng.random() < 0.7 else "MISC")
         with_centre = True

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 from bcdeploy.errors import ConfigError
 from bcdeploy.export import deploy_config as dc
-from bcdeploy.export.parity import (DEFAULT_CASES, FP16_TOLERANCES, FP32_TOLERANCES, ParityReport, Tolerances,
-                                    compare, parity_batches, require_parity)
+from bcdeploy.export.parity import (
+    DEFAULT_CASES,
+    FP16_TOLERANCES,
+    FP32_TOLERANCES,
+    ParityReport,
+    Tolerances,
+    compare,
+    parity_batches,
+    require_parity,
+)
 from bcdeploy.fileio import sha256_file, write_text
 from bcdeploy.runtime.metadata import ModelMeta, sidecar_path_for
 
@@ -37,6 +45,7 @@ class ExportOptions:
     trust_checkpoint: bool = False
     timing_cache: str | None = None
     precision: str = "fp16"  # TensorRT engine precision
+    triton: str | None = None  # model repository to write
 
 
 @dataclass
@@ -92,6 +101,14 @@ def export(options: ExportOptions) -> ExportResult:
         source = fp16_path if options.precision == "fp16" else onnx_path
         build_engine_file(source, out / "model.trt", replace(meta, precision=options.precision), profile,
                           options.precision, dc.workspace_bytes(deploy), options.timing_cache, result)
+    if options.triton:
+        from bcdeploy.serve.triton_repo import write_triton_repo
+
+        result.files["triton_onnx"] = str(write_triton_repo(options.triton, onnx_path, meta, "bcdeploy_segmenter_onnx"))
+        if options.engine:
+            engine_meta = replace(meta, precision=options.precision)
+            result.files["triton_trt"] = str(write_triton_repo(options.triton, out / "model.trt", engine_meta,
+                                                               "bcdeploy_segmenter_trt"))
     result.seconds = time.perf_counter() - start
     return result
 

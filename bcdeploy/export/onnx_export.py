@@ -63,7 +63,9 @@ def embed_metadata(onnx_path: str | Path, meta: ModelMeta) -> None:
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    model.producer_name = "bcdeploy"
+    from bcdeploy import __version__
+
+    model.producer_name, model.producer_version = "bcdeploy", __version__
     with atomic_path(onnx_path) as tmp:
         onnx.save(model, str(tmp))
 

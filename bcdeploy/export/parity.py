@@ -8,9 +8,9 @@ masks compared are not all background), preprocessed by the runtime's own code a
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -17,15 +17,15 @@ import json
 import logging
 import platform
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from bcdeploy import __version__
-from bcdeploy.errors import BcDeployError, InputError
+from bcdeploy.errors import BcDeployError
 from bcdeploy.fileio import write_json, write_text
 from bcdeploy.runtime.imageio import IMAGE_SUFFIXES, DecodedImage, read_image
 from bcdeploy.runtime.lesions import extract_lesions

@@ -16,6 +16,7 @@ Formats are recognised by their magic bytes, not by suffix, so a DICOM without `
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,15 +62,19 @@ def sniff_format(head: bytes) -> str | None:
 def read_image(path: str | Path) -> DecodedImage:
     """Decode `path` to 8-bit BGR, or raise InputError naming the file and the problem."""
     path = Path(path)
-    data = _read_bytes(path)
+    return decode_image(_read_bytes(path), path)
+
+
+def decode_image(data: bytes, origin: str | Path = "<bytes>") -> DecodedImage:
+    """Decode file contents (e.g. an HTTP upload); `origin` names the source in errors."""
+    origin = Path(origin)
+    if not data:
+        raise InputError(f"{origin}: file is empty (0 bytes)")
     fmt = sniff_format(data[:132])
     if fmt is None:
-        raise InputError(f"{path}: not a TIFF, PNG, JPEG or DICOM file (unrecognised header)")
-    if fmt == "dicom":
-        decoded = _decode_dicom(path)
-    else:
-        decoded = _decode_raster(path, data, fmt)
-    _check_dimensions(path, decoded.bgr.shape[:2])
+        raise InputError(f"{origin}: not a TIFF, PNG, JPEG or DICOM file (unrecognised header)")
+    decoded = _decode_dicom(origin, data) if fmt == "dicom" else _decode_raster(origin, data, fmt)
+    _check_dimensions(origin, decoded.bgr.shape[:2])
     return decoded
 
 
@@ -113,18 +118,23 @@ def _imdecode(path: Path, data: bytes, fmt: str) -> np.ndarray:
 
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None and fmt == "tiff":
-        arr = _decode_tiff_fallback(path)
+        arr = _decode_tiff_fallback(data)
     if arr is None:
         raise InputError(f"{path}: cannot decode {fmt.upper()} data (truncated or corrupt file?)")
     return arr
 
 
-def _decode_tiff_fallback(path: Path) -> np.ndarray | None:
+def _decode_tiff_fallback(data: bytes) -> np.ndarray | None:
+    import logging
+
     import tifffile
 
+    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings duplicate our one-line error
     try:
-        arr = tifffile.imread(path, key=0)
+        arr = tifffile.imread(io.BytesIO(data), key=0)
     except Exception:  # noqa: BLE001 - any tifffile failure means "cannot decode", reported by caller
+        return None
+    if arr.ndim not in (2, 3) or arr.size == 0:
         return None
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
         arr = arr[..., [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])]  # tifffile gives RGB(A)
@@ -179,12 +189,12 @@ def scale_to_uint8(arr: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _decode_dicom(path: Path) -> DecodedImage:
+def _decode_dicom(path: Path, data: bytes) -> DecodedImage:
     import cv2
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path)
+        ds = pydicom.dcmread(io.BytesIO(data))
         pixels = ds.pixel_array
     except Exception as err:  # noqa: BLE001 - pydicom raises many types for a bad file
         raise InputError(f"{path}: cannot read DICOM pixel data ({type(err).__name__}: {err})") from None

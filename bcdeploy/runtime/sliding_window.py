@@ -9,7 +9,7 @@ testable with predictors of known output.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -5,8 +5,8 @@ the path a user of MMSeg would take, so these are the reference numbers deployme
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

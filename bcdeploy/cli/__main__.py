@@ -1,0 +1,3 @@
+from bcdeploy.cli import main
+
+main()

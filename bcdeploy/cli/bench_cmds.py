@@ -1,0 +1,102 @@
+"""`bcdeploy bench parity` and `bcdeploy bench latency`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bcdeploy.cli._progress import progress
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: Dice parity and latency across backends and precisions."""
+
+
+def _images(inputs, recursive=False) -> list[Path]:
+    from bcdeploy.errors import InputError
+    from bcdeploy.runtime.batch import collect_inputs
+
+    paths, failures = collect_inputs(inputs, recursive)
+    if failures:
+        raise InputError("; ".join(f["error"] for f in failures))
+    if not paths:
+        raise InputError(f"no images in {' '.join(inputs)}")
+    return paths
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"expected HxW such as 640x640, got {text!r}") from None
+    return h, w
+
+
+@bench.command("parity")
+@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="The trained checkpoint (reference).")
+@click.option("--config", type=click.Path(dir_okay=False))
+@click.option("--models", required=True, multiple=True, help="Exported models; repeat or list (path[#bf16]).")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--labels", type=click.Path(file_okay=False), help="Ground-truth annotation PNGs (by image stem).")
+@click.option("--out", default="bench_parity", show_default=True, type=click.Path(file_okay=False))
+@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@click.option("--min-agreement", default=0.999, show_default=True, type=float)
+@click.option("--max-dice-drop", default=0.01, show_default=True, type=float)
+def parity(ckpt, config, models, inputs, labels, out, provider, min_agreement, max_dice_drop) -> None:
+    """Masks of every backend vs PyTorch/MMSeg and vs ground truth; exits 1 below the gates."""
+    from bcdeploy.bench.models import parse_spec
+    from bcdeploy.bench.parity import run_parity
+    from bcdeploy.bench.report import parity_markdown, plot_parity
+    from bcdeploy.fileio import write_json, write_text
+
+    specs = [parse_spec(m, provider) for item in models for m in item.split()]
+    with progress("parity") as tick:
+        report = run_parity(ckpt, specs, _images(inputs), labels, config, min_agreement, max_dice_drop, tick)
+    out = Path(out)
+    write_json(out / "parity.json", report)
+    table = parity_markdown(report)
+    write_text(out / "parity.md", table)
+    plot_parity(report, out / "parity.png")
+    click.echo(table)
+    click.echo(f"wrote {out}/parity.json, parity.md, parity.png")
+    if not report["passed"]:
+        raise SystemExit(1)
+
+
+@bench.command("latency")
+@click.option("--models", required=True, multiple=True, help="Exported models; repeat or list (path[#bf16]).")
+@click.option("--ckpt", type=click.Path(dir_okay=False), help="Also time PyTorch eager (and the MMSeg baseline).")
+@click.option("--config", type=click.Path(dir_okay=False))
+@click.option("--sizes", multiple=True, default=("640x640",), show_default=True, help="HxW, repeatable.")
+@click.option("--batch-sizes", multiple=True, type=int, default=(1,), show_default=True)
+@click.option("--images", type=click.Path(file_okay=False), help="Images for end-to-end timing.")
+@click.option("--mmseg-baseline", is_flag=True, help="Time MMSeg's inference_model on --images (needs --ckpt).")
+@click.option("--min-seconds", default=2.0, show_default=True, type=float, help="Minimum timing per entry.")
+@click.option("--threads", default=0, type=int, help="CPU threads for the backends (0: default).")
+@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@click.option("--out", default="bench_latency", show_default=True, type=click.Path(file_okay=False))
+def latency(models, ckpt, config, sizes, batch_sizes, images, mmseg_baseline, min_seconds, threads, provider, out) -> None:
+    """Latency (mean/std/p50/p90/p95/p99, throughput) per backend, precision, batch and size."""
+    from bcdeploy.bench.latency import run_latency
+    from bcdeploy.bench.models import parse_spec
+    from bcdeploy.bench.report import latency_markdown, plot_latency
+    from bcdeploy.errors import InputError
+    from bcdeploy.fileio import write_json, write_text
+
+    if mmseg_baseline and not (ckpt and images):
+        raise InputError("--mmseg-baseline needs --ckpt and --images")
+    specs = [parse_spec(m, provider) for item in models for m in item.split()]
+    sizes = [_size(s) for item in sizes for s in item.split()]
+    image_paths = _images([images]) if images else []
+    with progress("latency") as tick:
+        report = run_latency(specs, sizes, batch_sizes, ckpt, config, image_paths, mmseg_baseline, min_seconds,
+                             threads, tick)
+    out = Path(out)
+    write_json(out / "latency.json", report)
+    table = latency_markdown(report)
+    write_text(out / "latency.md", table)
+    plot_latency(report, out / "latency.png")
+    click.echo(table)
+    click.echo(f"wrote {out}/latency.json, latency.md, latency.png")

@@ -1,0 +1,24 @@
+"""`bcdeploy serve MODEL`."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="Dynamic batching: most requests gathered into one backend call.")
+@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@click.option("--threads", default=0, type=int, help="CPU threads for the backend (0: default).")
+def serve(model, host, port, max_batch, provider, threads) -> None:
+    """Serve MODEL over HTTP with Ray Serve and dynamic batching (POST an image to /segment)."""
+    from bcdeploy.serve.ray_app import serve_forever
+
+    def ready(h, p):
+        click.echo(f"serving {model} at http://{h}:{p}/segment (POST an image; GET /segment/metadata); Ctrl-C stops",
+                   err=False)
+
+    serve_forever(model, host, port, max_batch, provider, threads, on_ready=ready)

@@ -1,0 +1,1 @@
+"""Look inside an exported model: graph facts, metadata, parameters, FLOPs; Netron on localhost."""

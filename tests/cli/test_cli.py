@@ -1,0 +1,27 @@
+import pytest
+from click.testing import CliRunner
+
+from bcdeploy.cli import cli
+
+COMMANDS = [[], ["data"], ["data", "synth"], ["prepare"], ["train"], ["test"], ["confusion-matrix"], ["export"],
+            ["build-engine"], ["infer"], ["predict"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "bcdeploy")
+def test_help(command):
+    result = CliRunner().invoke(cli, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_user_error_is_one_line_and_exit_1(tmp_path):
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"x")
+    result = CliRunner().invoke(cli, ["infer", "--engine", str(model), str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert "known suffixes" in result.output and ".onnx" in result.output
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and "bcdeploy" in result.output

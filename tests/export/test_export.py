@@ -1,0 +1,126 @@
+import json
+
+import numpy as np
+import pytest
+
+from bcdeploy.errors import ParityError
+from bcdeploy.export.parity import FP32_TOLERANCES, compare, require_parity
+from bcdeploy.fileio import sha256_file
+from tests.conftest import REFERENCE_CONFIG, run_cli
+
+SIZES = [((640, 640), 1), ((512, 768), 1), ((1024, 832), 1), ((640, 640), 2), ((512, 768), 2), ((1024, 832), 2)]
+
+
+def _torch_reference(ckpt, argmax=False):
+    import torch
+
+    from bcdeploy.export.graph import prepare_for_export
+    from bcdeploy.train.model import build_segmentor, find_config
+
+    module = prepare_for_export(build_segmentor(find_config(ckpt), ckpt), argmax)
+
+    def run(batch):
+        with torch.no_grad():
+            return module(torch.from_numpy(batch)).numpy()
+    return run
+
+
+@pytest.mark.mmseg
+def test_sidecar_and_embedded_metadata(exported, trained):
+    import onnx
+
+    sidecar = json.loads((exported / "model.bcdeploy.json").read_text())
+    assert sidecar["format"] == "bcdeploy-model"
+    assert sidecar["classes"] == ["background", "benign", "malignant"]
+    assert sidecar["mean"] == [123.675, 116.28, 103.53] and sidecar["channel_order"] == "RGB"
+    assert sidecar["input_size"] == [192, 192] and sidecar["size_divisor"] == 16
+    assert sidecar["output_kind"] == "logits" and sidecar["input_name"] == "input" and sidecar["output_name"] == "output"
+    assert sidecar["export"]["opset"] == 17 and "dynamo=False" in sidecar["export"]["exporter"]
+    assert {"torch", "mmsegmentation", "onnx"} <= set(sidecar["versions"])
+    assert sidecar["source"]["checkpoint_sha256"] == sha256_file(trained)
+    assert set(sidecar["dynamic_profile"]) == {"min", "opt", "max"}
+    assert sidecar["export"]["parity"]["passed"]
+    model = onnx.load(str(exported / "model.onnx"))
+    embedded = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(embedded["bcdeploy"]) == sidecar
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+
+
+@pytest.mark.mmseg
+def test_onnx_matches_pytorch_at_every_size_and_batch(exported, trained):
+    from bcdeploy.export.parity import parity_batches
+    from bcdeploy.runtime.backends.onnxruntime import OnnxRuntimeRunner
+    from bcdeploy.runtime.metadata import load_meta
+
+    meta = load_meta(exported / "model.onnx")
+    batches = parity_batches(meta, SIZES)
+    with OnnxRuntimeRunner(exported / "model.onnx") as runner:
+        report = compare(_torch_reference(trained), runner.infer, batches, "logits", FP32_TOLERANCES)
+    assert report.passed, report.table()
+    assert [r.batch for r in report.rows] == [1, 1, 1, 2, 2, 2]
+    assert all(r.agreement >= 0.999 for r in report.rows)
+
+
+@pytest.mark.mmseg
+def test_fp16_onnx_parity_on_cpu(exported, trained):
+    import onnx
+
+    sidecar = json.loads((exported / "model.fp16.bcdeploy.json").read_text())
+    assert sidecar["precision"] == "fp16"
+    parity = sidecar["export"]["parity"]
+    assert parity["passed"] and parity["min_agreement"] >= 0.99 and parity["min_dice"] >= 0.98
+    model = onnx.load(str(exported / "model.fp16.onnx"))
+    half = sum(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    assert half > 10, "weights should be FP16"
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # FP32 I/O
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    resize_inputs = [n for n in model.graph.node if n.op_type == "Resize"]
+    assert all("fp16" not in n.output[0] for n in resize_inputs)
+
+
+@pytest.mark.mmseg
+def test_argmax_and_simplified_export(trained, tmp_path):
+    run_cli("export", "--ckpt", trained, "--out", tmp_path, "--argmax", "--simplify")
+    sidecar = json.loads((tmp_path / "model.bcdeploy.json").read_text())
+    assert sidecar["output_kind"] == "argmax" and sidecar["output_dtype"] == "uint8" and sidecar["export"]["simplified"]
+    import onnxruntime as ort
+
+    out = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"input": np.zeros((2, 3, 512, 768), np.float32)})[0]
+    assert out.dtype == np.uint8 and out.shape == (2, 1, 512, 768)
+
+
+@pytest.mark.mmseg
+@pytest.mark.slow
+def test_reference_model_exports_dynamic(tmp_path):
+    """The full UNet-S5-D16 + ASPP (random init): the size-freezing Upsample trap is what this guards."""
+    import shutil
+
+    import torch
+
+    from bcdeploy.train.model import build_segmentor
+
+    model = build_segmentor(REFERENCE_CONFIG, None)
+    assert sum(p.numel() for p in model.parameters()) > 25e6
+    shutil.copy(REFERENCE_CONFIG, tmp_path / REFERENCE_CONFIG.name)
+    ckpt = tmp_path / "iter_0.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, ckpt)
+    proc = run_cli("export", "--ckpt", ckpt, "--out", tmp_path / "out")
+    assert "1024x832" in proc.stdout and "FAIL" not in proc.stdout
+    sidecar = json.loads((tmp_path / "out" / "model.bcdeploy.json").read_text())
+    assert sidecar["input_size"] == [640, 640]
+    assert {tuple(c["size"]) for c in sidecar["export"]["parity"]["cases"]} == {(640, 640), (512, 768), (1024, 832)}
+
+
+def test_parity_failure_raises_one_error_with_the_table():
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((1, 3, 32, 48)).astype(np.float32) for _ in range(2)]
+    reference = lambda b: np.concatenate([b[:, :1], -b[:, :1]], axis=1)  # noqa: E731
+    drifting = lambda b: reference(b) + np.float32(0.5) * (b[:, :1] > 1.5)  # noqa: E731
+    report = compare(reference, drifting, batches, "logits", FP32_TOLERANCES)
+    assert not report.passed
+    with pytest.raises(ParityError) as err:
+        require_parity(report)
+    message = str(err.value)
+    assert message.count("FAIL") == 2 and "32x48" in message and "outside atol" in message
+    assert compare(reference, reference, batches, "logits", FP32_TOLERANCES).passed

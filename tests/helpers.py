@@ -1,0 +1,56 @@
+"""Test helpers that write images in the formats real scanners give."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def write_dicom(path: Path, pixels: np.ndarray, window: tuple[float, float] | None = None,
+                monochrome1: bool = False, bits_stored: int = 12) -> Path:
+    """An uncompressed single-frame DICOM mammogram (MG) with optional VOI window."""
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2"  # digital mammography
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(path)])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MG"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def gray_to_scanner_formats(gray: np.ndarray, folder: Path, stem: str) -> dict[str, Path]:
+    """Write one 8-bit gray picture as 8-bit RGBA TIFF, 16-bit gray TIFF, PNG, JPEG and DICOM."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "tiff_rgba8": folder / f"{stem}_rgba8.tif",
+        "tiff_gray16": folder / f"{stem}_gray16.tif",
+        "png": folder / f"{stem}.png",
+        "jpeg": folder / f"{stem}.jpg",
+        "dicom": folder / f"{stem}.dcm",
+    }
+    cv2.imwrite(str(paths["tiff_rgba8"]), np.dstack([gray, gray, gray, np.full_like(gray, 255)]),
+                [cv2.IMWRITE_TIFF_COMPRESSION, 5])
+    cv2.imwrite(str(paths["tiff_gray16"]), (gray.astype(np.uint16) * 16))  # 12-bit data in 16-bit words
+    cv2.imwrite(str(paths["png"]), gray)
+    cv2.imwrite(str(paths["jpeg"]), gray, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    write_dicom(paths["dicom"], gray.astype(np.uint16) * 16, window=(2048, 4096))
+    return paths

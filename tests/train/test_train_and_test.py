@@ -1,0 +1,89 @@
+import json
+import pickle
+import shutil
+
+import pytest
+
+from bcdeploy.errors import ConfigError, InputError
+from tests.conftest import TINY_CONFIG, TRAIN_ITERS, run_cli
+
+pytestmark = pytest.mark.mmseg
+
+
+class NotAllowListed:
+    """Pickled by reference: a weights-only load must refuse it."""
+
+
+def test_train_writes_mmengine_work_dir(trained):
+    work = trained.parent
+    assert (work / "last_checkpoint").read_text().strip().endswith(f"iter_{TRAIN_ITERS}.pth")
+    assert (work / TINY_CONFIG.name).is_file()  # the dumped config, as MMEngine writes it
+    dumped = (work / TINY_CONFIG.name).read_text()
+    assert "SyncBN" not in dumped  # single device: BN in what actually ran
+
+
+def test_test_command_writes_every_metric(trained, prepared, tmp_path):
+    out = tmp_path / "test"
+    proc = run_cli("test", TINY_CONFIG, trained, "--data-root", prepared, "--out", out)
+    assert "aAcc" in proc.stdout and "lesions:" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("aAcc", "mDice", "mAcc", "mDice_lesion", "per_class", "lesion", "confusion_matrix"):
+        assert key in metrics
+    assert set(metrics["per_class"]) == {"background", "benign", "malignant"}
+    assert {"Dice", "Acc", "IoU"} <= set(metrics["per_class"]["benign"])
+    lesion = metrics["lesion"]
+    for key in ("gt_lesions", "detected", "missed", "detection_rate", "per_lesion_dice_mean",
+                "false_positive_components", "false_positives_per_image", "class_confusion", "normal_images"):
+        assert key in lesion
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    assert metrics["images"] == len(manifest["splits"]["val"])
+    assert len(list((out / "preds").glob("*.png"))) == metrics["images"]
+    # confusion-matrix from the saved predictions
+    cm_out = tmp_path / "cm"
+    run_cli("confusion-matrix", "--preds", out / "preds", "--labels", prepared / "annotations" / "val",
+            "--out", cm_out, "--rm-background", "--title", "tiny")
+    counts = json.loads((cm_out / "confusion_matrix.json").read_text())["counts"]
+    assert counts == metrics["confusion_matrix"]
+    assert (cm_out / "confusion_matrix.png").stat().st_size > 1000
+
+
+def test_runner_checkpoint_loads_weights_only(trained):
+    from bcdeploy.train.mmseg_compat import load_checkpoint_file
+
+    ckpt = load_checkpoint_file(trained)
+    assert "state_dict" in ckpt and "message_hub" in ckpt  # a full Runner checkpoint, loaded safely
+
+
+def test_untrusted_pickle_is_refused_unless_trusted(trained, tmp_path):
+    import torch
+
+    from bcdeploy.train.mmseg_compat import load_checkpoint_file
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "meta": {"payload": NotAllowListed()}}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
+    with pytest.raises(InputError, match="--trust-checkpoint"):
+        load_checkpoint_file(evil)
+    assert isinstance(load_checkpoint_file(evil, trust=True)["meta"]["payload"], NotAllowListed)
+
+
+def test_config_is_found_beside_the_checkpoint(trained, tmp_path):
+    from bcdeploy.train.model import find_config
+
+    assert find_config(trained).name == TINY_CONFIG.name
+    lonely = tmp_path / "iter_1.pth"
+    shutil.copy(trained, lonely)
+    with pytest.raises(ConfigError, match="pass --config"):
+        find_config(lonely)
+
+
+def test_weights_of_another_architecture_are_an_error(trained):
+    from bcdeploy.train.model import build_segmentor
+    from tests.conftest import REFERENCE_CONFIG
+
+    with pytest.raises(InputError, match="do not fit"):
+        build_segmentor(REFERENCE_CONFIG, trained)
+
+
+def test_train_rejects_missing_data_root(tmp_path):
+    proc = run_cli("train", TINY_CONFIG, "--data-root", tmp_path / "nothing", "--max-iters", "1", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error:")
