@@ -22,10 +22,10 @@ bcdeploy bench latency --models "$E/model.onnx" --models "$E/model.fp16.onnx" --
   --models "$E/model.xml#bf16" --ckpt "$W/reference/iter_0.pth" --sizes 640x640 --batch-sizes 1 --batch-sizes 2 \
   --images "$W/dmid_size/TIFF Images" --mmseg-baseline --min-seconds 5 --out "$R/reference_latency"
 
-if [[ -f demo_out/work_dir/iter_400.pth ]]; then
+if [[ -f demo_out/work_dir/iter_500.pth ]]; then
   D=demo_out
-  bcdeploy export --ckpt "$D/work_dir/iter_400.pth" --out "$W/tiny" --fp16 --openvino 2> >(grep -v -i warn >&2) > /dev/null
-  bcdeploy bench parity --ckpt "$D/work_dir/iter_400.pth" --models "$W/tiny/model.onnx" --models "$W/tiny/model.fp16.onnx" \
+  bcdeploy export --ckpt "$D/work_dir/iter_500.pth" --out "$W/tiny" --fp16 --openvino 2> >(grep -v -i warn >&2) > /dev/null
+  bcdeploy bench parity --ckpt "$D/work_dir/iter_500.pth" --models "$W/tiny/model.onnx" --models "$W/tiny/model.fp16.onnx" \
     --models "$W/tiny/model.xml" --models "$W/tiny/model.xml#bf16" --models "$W/tiny/model.trt" \
     "$D/prepared/images/val" --labels "$D/prepared/annotations/val" --out "$R/tiny_parity" || true
 fi

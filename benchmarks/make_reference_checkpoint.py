@@ -2,7 +2,6 @@
 with its config beside it, in MMEngine's work_dir layout, so `bcdeploy export --ckpt` finds it.
 Random weights are fine for latency; for parity they exercise the same graph as trained ones."""
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +16,6 @@ out = Path(sys.argv[1] if len(sys.argv) > 1 else "bench_work/reference")
 out.mkdir(parents=True, exist_ok=True)
 torch.manual_seed(0)
 model = build_segmentor(CONFIG, None)
-shutil.copy(CONFIG, out / CONFIG.name)
+model.cfg.dump(str(out / CONFIG.name))  # the merged config, as MMEngine's Runner dumps it
 torch.save({"state_dict": model.state_dict(), "meta": {}}, out / "iter_0.pth")
 print(out / "iter_0.pth", f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")

@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 OUT="${DEMO_OUT:-$ROOT/demo_out}"
-ITERS="${DEMO_ITERS:-400}"
+ITERS="${DEMO_ITERS:-500}"
 CONFIG=configs/unet/unet-tiny_deeplabv3_breast-cancer.py
 rm -rf "$OUT"
 mkdir -p "$OUT"

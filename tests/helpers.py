@@ -40,12 +40,12 @@ def gray_to_scanner_formats(gray: np.ndarray, folder: Path, stem: str) -> dict[s
     import cv2
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {
+    paths = {  # distinct stems: outputs are named by stem
         "tiff_rgba8": folder / f"{stem}_rgba8.tif",
         "tiff_gray16": folder / f"{stem}_gray16.tif",
-        "png": folder / f"{stem}.png",
-        "jpeg": folder / f"{stem}.jpg",
-        "dicom": folder / f"{stem}.dcm",
+        "png": folder / f"{stem}_png.png",
+        "jpeg": folder / f"{stem}_jpeg.jpg",
+        "dicom": folder / f"{stem}_dicom.dcm",
     }
     cv2.imwrite(str(paths["tiff_rgba8"]), np.dstack([gray, gray, gray, np.full_like(gray, 255)]),
                 [cv2.IMWRITE_TIFF_COMPRESSION, 5])

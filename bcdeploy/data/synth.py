@@ -187,7 +187,12 @@ def _draw_lesion(rng, image, mask, breast, case: SynthCase) -> LesionRow:
     cy, cx = int(ys[pick] * step), int(xs[pick] * step)
     severity = "M" if rng.random() < 0.45 else "B"
     kind = rng.choice(["mass", "mass", "calc"])
-    radius = int(height * (rng.uniform(0.05, 0.1) if kind == "mass" else rng.uniform(0.035, 0.05)))
+    # malignant masses are larger, denser and spiculated, benign ones smaller, fainter and round: DMID's
+    # classes differ in shape and margin, which is what a small model at 192 px can pick up from size and contrast
+    if kind == "mass":
+        radius = int(height * (rng.uniform(0.07, 0.11) if severity == "M" else rng.uniform(0.04, 0.065)))
+    else:
+        radius = int(height * rng.uniform(0.035, 0.05))
     cy = int(np.clip(cy, radius + 2, height - radius - 3))
     cx = int(np.clip(cx, radius + 2, width - radius - 3))
     ys0, xs0 = slice(cy - radius - 2, cy + radius + 3), slice(cx - radius - 2, cx + radius + 3)
@@ -212,8 +217,7 @@ def _draw_lesion(rng, image, mask, breast, case: SynthCase) -> LesionRow:
                 end = (radius + 2 + int(1.0 * radius * math.cos(ang)), radius + 2 + int(1.0 * radius * math.sin(ang)))
                 cv2.line(region, (radius + 2, radius + 2), end, 255, max(2, radius // 6))
             core = np.maximum(core, cv2.GaussianBlur(region, (0, 0), radius / 20) / 255.0)
-        # malignant: denser and spiculated; benign: fainter and round (what lets a small model tell them apart)
-        amplitude = 0.45 if severity == "M" else 0.22
+        amplitude = 0.45 if severity == "M" else 0.2
         image[ys0, xs0] += (core * amplitude).astype(np.float32)
         abnormality = ("SPIC" if rng.random() < 0.7 else "MISC") if severity == "M" else ("CIRC" if rng.random() < 0.7 else "MISC")
         with_centre = True

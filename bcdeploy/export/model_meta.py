@@ -49,6 +49,7 @@ def meta_from_segmentor(segmentor, cfg, checkpoint: str | Path | None, checkpoin
         size_divisor=16,
         pad_value=float(pre.get("pad_val", 0)),
         output_kind="argmax" if argmax else "logits",
+        align_corners=bool(getattr(segmentor.decode_head, "align_corners", False)),
         output_dtype=("uint8" if num_classes <= 255 else "int32") if argmax else "float32",
         versions=versions("bcdeploy", "torch", "mmsegmentation", "mmengine", "mmcv-lite", "mmcv", "onnx"),
         source={

@@ -28,7 +28,7 @@ class Tolerances:
     """Gates for one comparison. Logits must satisfy |a - b| <= max_abs_logit + rtol * |reference|
     elementwise (as numpy.allclose / Polygraphy); None disables the logit gate (argmax models, FP16)."""
 
-    max_abs_logit: float | None = 1e-4
+    max_abs_logit: float | None = 5e-4
     rtol: float = 1e-3
     min_agreement: float = 0.999
     max_dice_drop: float = 0.01

@@ -36,6 +36,7 @@ class ModelMeta:
     output_dtype: str = "float32"
     precision: str = "fp32"
     keep_ratio: bool = False
+    align_corners: bool = False  # of the decode head: MMSeg resizes logits with it
     dynamic_profile: dict[str, list[int]] = field(default_factory=dict)  # min/opt/max NCHW
     export: dict[str, Any] = field(default_factory=dict)  # opset, exporter, simplify, parity
     versions: dict[str, str] = field(default_factory=dict)
@@ -80,6 +81,8 @@ class ModelMeta:
             problems.append(f"channel_order {self.channel_order!r} is not RGB or BGR")
         if not self.classes:
             problems.append("no classes")
+        if self.align_corners or self.keep_ratio:
+            problems.append("align_corners=True and keep_ratio=True models are not supported by the runtime yet")
         if problems:
             raise ConfigError(f"{origin}: " + "; ".join(problems))
 

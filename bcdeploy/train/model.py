@@ -45,7 +45,11 @@ def build_segmentor(config: str | Path, checkpoint: str | Path | None, device: s
     if checkpoint is not None:
         ckpt = load_checkpoint_file(checkpoint, trust=trust)
         state = ckpt.get("state_dict", ckpt)
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # tensor shape mismatches
+            first = str(err).strip().splitlines()[-1].strip()[:200]
+            raise InputError(f"{checkpoint}: weights do not fit {Path(config).name}: {first}") from None
         if missing or unexpected:
             raise InputError(
                 f"{checkpoint}: weights do not fit {Path(config).name}: "

@@ -31,9 +31,12 @@ class TorchPredictor:
         out = []
         for image, path in zip(images, paths):
             start = time.perf_counter()
-            source = str(path) if image.format != "dicom" and image.source_dtype == "uint8" else image.bgr
+            from_file = image.format != "dicom" and image.source_dtype == "uint8"
+            # MMSeg's inference_model switches test_pipeline[0] to LoadImageFromNDArray in place the first
+            # time it gets an array and never back, so paths after an array would fail: set it every time.
+            self.model.cfg.test_pipeline[0]["type"] = "LoadImageFromFile" if from_file else "LoadImageFromNDArray"
             with torch.no_grad():
-                sample = inference_model(self.model, source)
+                sample = inference_model(self.model, str(path) if from_file else image.bgr)
             logits = sample.seg_logits.data.float()
             probs = torch.softmax(logits, dim=0).cpu().numpy()
             mask = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)

@@ -43,8 +43,8 @@ test_dataloader = val_dataloader
 # AdamW instead of the reference's SGD: a narrow net must learn in a few hundred iterations.
 optimizer = dict(_delete_=True, type='AdamW', lr=0.005, weight_decay=0.01)
 optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
-param_scheduler = [dict(type='PolyLR', eta_min=1e-5, power=0.9, begin=0, end=400, by_epoch=False)]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=400, val_interval=400)
+param_scheduler = [dict(type='PolyLR', eta_min=1e-5, power=0.9, begin=0, end=500, by_epoch=False)]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=500, val_interval=500)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=200, max_keep_ckpts=2))

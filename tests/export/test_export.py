@@ -94,15 +94,13 @@ def test_argmax_and_simplified_export(trained, tmp_path):
 @pytest.mark.slow
 def test_reference_model_exports_dynamic(tmp_path):
     """The full UNet-S5-D16 + ASPP (random init): the size-freezing Upsample trap is what this guards."""
-    import shutil
-
     import torch
 
     from bcdeploy.train.model import build_segmentor
 
     model = build_segmentor(REFERENCE_CONFIG, None)
     assert sum(p.numel() for p in model.parameters()) > 25e6
-    shutil.copy(REFERENCE_CONFIG, tmp_path / REFERENCE_CONFIG.name)
+    model.cfg.dump(str(tmp_path / REFERENCE_CONFIG.name))  # as MMEngine's Runner dumps it into the work dir
     ckpt = tmp_path / "iter_0.pth"
     torch.save({"state_dict": model.state_dict(), "meta": {}}, ckpt)
     proc = run_cli("export", "--ckpt", ckpt, "--out", tmp_path / "out")

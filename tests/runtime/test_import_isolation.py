@@ -68,3 +68,4 @@ def test_runtime_only_environment(exported, tmp_path):
     loaded = _run_isolated(python, ["infer", "--engine", exported / "model.onnx", tmp_path / "a.png",
                                     "--out", tmp_path / "out"], env=env)
     assert loaded == [] and Path(tmp_path / "out" / "masks" / "a.png").is_file()
+    assert _run_isolated(python, ["--help"], env=env) == []

@@ -72,7 +72,7 @@ def test_bad_files_are_listed_and_the_run_goes_on(exported, scans, tmp_path):
     (bad / "truncated.tif").write_bytes(scans["tiff_rgba8"].read_bytes()[:500])
     import tifffile
 
-    tifffile.imwrite(bad / "channels.tif", np.zeros((64, 64, 5), np.uint8), photometric="minisblack")
+    tifffile.imwrite(bad / "channels.tif", np.zeros((64, 64, 5), np.uint8), photometric="minisblack", planarconfig="contig")
     cv2.imwrite(str(bad / "absurd.png"), np.zeros((4, 9000), np.uint8))
     before = {p.name: sha256_file(p) for p in bad.iterdir()}
     out = tmp_path / "out"
@@ -91,7 +91,7 @@ def test_bad_files_are_listed_and_the_run_goes_on(exported, scans, tmp_path):
 def test_rerun_skips_done_images_unless_overwrite(exported, scans, tmp_path):
     out = tmp_path / "out"
     run_cli("infer", "--engine", exported / "model.onnx", scans["png"], "--out", out)
-    mask = out / "masks" / "IMG900.png"
+    mask = out / "masks" / "IMG900_png.png"
     first = mask.stat().st_mtime_ns
     proc = run_cli("infer", "--engine", exported / "model.onnx", scans["png"], "--out", out)
     assert "skipped 1" in proc.stdout and mask.stat().st_mtime_ns == first
@@ -110,7 +110,7 @@ def test_batching_and_sliding_window(exported, scans, tmp_path):
         assert (a == b).mean() >= 0.999
     run_cli("infer", "--engine", exported / "model.onnx", scans["png"], "--out", tmp_path / "sw", "--sliding-window",
             "--window", "192x192", "--overlap", "0.5")
-    sw = cv2.imread(str(tmp_path / "sw" / "masks" / "IMG900.png"), cv2.IMREAD_UNCHANGED)
+    sw = cv2.imread(str(tmp_path / "sw" / "masks" / "IMG900_png.png"), cv2.IMREAD_UNCHANGED)
     assert sw.shape == cv2.imread(str(scans["png"]), cv2.IMREAD_UNCHANGED).shape
     results = json.loads((tmp_path / "sw" / "results.json").read_text())
     assert results["model"]["sliding_window"]["overlap"] == 0.5
@@ -118,7 +118,7 @@ def test_batching_and_sliding_window(exported, scans, tmp_path):
 
 def test_metadata_targets_and_missing_provider(exported, scans, tmp_path):
     info = tmp_path / "Info.txt"
-    info.write_text("IMG900 G CIRC B 10 10 5\n")
+    info.write_text("IMG900_png G CIRC B 10 10 5\n")
     run_cli("infer", "--engine", exported / "model.onnx", scans["png"], "--out", tmp_path / "o", "--metadata", info)
     assert json.loads((tmp_path / "o" / "results.json").read_text())["images"][0]["target"] == "B"
     proc = run_cli("infer", "--engine", exported / "model.onnx", scans["png"], "--out", tmp_path / "p",
