@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from bcdeploy.cli._options import parse_hw
 from bcdeploy.cli._progress import progress
 
 
@@ -26,12 +27,17 @@ def _images(inputs, recursive=False) -> list[Path]:
     return paths
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected HxW such as 640x640, got {text!r}") from None
-    return h, w
+def _write_report(out: str, name: str, report: dict, markdown, plot) -> None:
+    """OUT/<name>.json, .md and .png, then the table on stdout."""
+    from bcdeploy.fileio import write_json, write_text
+
+    out_dir = Path(out)
+    write_json(out_dir / f"{name}.json", report)
+    table = markdown(report)
+    write_text(out_dir / f"{name}.md", table)
+    plot(report, out_dir / f"{name}.png")
+    click.echo(table)
+    click.echo(f"wrote {out_dir}/{name}.json, {name}.md, {name}.png")
 
 
 @bench.command("parity")
@@ -49,18 +55,11 @@ def parity(ckpt, config, models, inputs, labels, out, provider, min_agreement, m
     from bcdeploy.bench.models import parse_spec
     from bcdeploy.bench.parity import run_parity
     from bcdeploy.bench.report import parity_markdown, plot_parity
-    from bcdeploy.fileio import write_json, write_text
 
     specs = [parse_spec(m, provider) for item in models for m in item.split()]
     with progress("parity") as tick:
         report = run_parity(ckpt, specs, _images(inputs), labels, config, min_agreement, max_dice_drop, tick)
-    out = Path(out)
-    write_json(out / "parity.json", report)
-    table = parity_markdown(report)
-    write_text(out / "parity.md", table)
-    plot_parity(report, out / "parity.png")
-    click.echo(table)
-    click.echo(f"wrote {out}/parity.json, parity.md, parity.png")
+    _write_report(out, "parity", report, parity_markdown, plot_parity)
     if not report["passed"]:
         raise SystemExit(1)
 
@@ -83,20 +82,13 @@ def latency(models, ckpt, config, sizes, batch_sizes, images, mmseg_baseline, mi
     from bcdeploy.bench.models import parse_spec
     from bcdeploy.bench.report import latency_markdown, plot_latency
     from bcdeploy.errors import InputError
-    from bcdeploy.fileio import write_json, write_text
 
     if mmseg_baseline and not (ckpt and images):
         raise InputError("--mmseg-baseline needs --ckpt and --images")
     specs = [parse_spec(m, provider) for item in models for m in item.split()]
-    sizes = [_size(s) for item in sizes for s in item.split()]
+    sizes = [parse_hw(s) for item in sizes for s in item.split()]
     image_paths = _images([images]) if images else []
     with progress("latency") as tick:
         report = run_latency(specs, sizes, batch_sizes, ckpt, config, image_paths, mmseg_baseline, min_seconds,
                              threads, tick)
-    out = Path(out)
-    write_json(out / "latency.json", report)
-    table = latency_markdown(report)
-    write_text(out / "latency.md", table)
-    plot_latency(report, out / "latency.png")
-    click.echo(table)
-    click.echo(f"wrote {out}/latency.json, latency.md, latency.png")
+    _write_report(out, "latency", report, latency_markdown, plot_latency)

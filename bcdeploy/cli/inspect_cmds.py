@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from bcdeploy.cli._options import parse_hw
+
 
 @click.command("inspect")
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -22,7 +24,7 @@ def inspect_cmd(model, as_json, size, netron, port) -> None:
     if netron:
         _serve_netron(path, port)
         return
-    hw = _parse_size(size)
+    hw = parse_hw(size)
     if path.suffix == ".onnx":
         from bcdeploy.inspect.onnx_info import inspect_onnx
 
@@ -34,16 +36,6 @@ def inspect_cmd(model, as_json, size, netron, port) -> None:
     else:
         raise InputError(f"{path}: inspect reads .onnx and TensorRT engines (.trt/.engine/.plan)")
     click.echo(json.dumps(info, indent=2) if as_json else _render(info))
-
-
-def _parse_size(size: str | None) -> tuple[int, int] | None:
-    if not size:
-        return None
-    try:
-        h, w = (int(v) for v in size.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected HxW such as 640x640, got {size!r}") from None
-    return h, w
 
 
 def _render(info: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from bcdeploy.cli._options import parse_hw
 from bcdeploy.cli._progress import progress
 
 _COMMON = [
@@ -59,7 +60,7 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, provid
         options = {"device": device, "precision": precision}
     if threads:
         options["threads"] = threads
-    sw = SlidingWindow(_parse_hw(window), overlap, blend, batch_size) if sliding_window else None
+    sw = SlidingWindow(parse_hw(window), overlap, blend, batch_size) if sliding_window else None
     with Segmenter(model, sw, **options) as segmenter:
         def predict(images, _paths):
             return segmenter.predict([img.bgr for img in images])
@@ -90,16 +91,6 @@ def predict(config, ckpt, inputs, out, batch_size, metadata, recursive, overwrit
         summary = batch.run(predictor, predictor.describe(), predictor.classes, predictor.palette, inputs,
                             batch.RunOptions(Path(out), batch_size, overwrite, recursive, metadata), tick)
     _report(summary, out)
-
-
-def _parse_hw(text: str | None) -> tuple[int, int] | None:
-    if not text:
-        return None
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise click.BadParameter(f"expected HxW such as 640x640, got {text!r}") from None
-    return h, w
 
 
 COMMANDS = [infer, predict]
