@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -324,7 +324,3 @@ def _replace_dir(staging: Path, output: Path, overwrite: bool) -> None:
     else:
         os.replace(staging, output)
 
-
-def iter_split(manifest: dict, split: str) -> Iterable[tuple[str, dict]]:
-    for cid in manifest["splits"][split]:
-        yield cid, manifest["images"][cid]
