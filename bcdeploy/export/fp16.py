@@ -86,7 +86,7 @@ def _convert_graph(model, keep_fp32_ops) -> None:
     for index, node in enumerate(graph.node):
         wants_half = index in fp16_nodes
         for k, name in enumerate(node.input):
-            if name and (is_float(name) or name in half) and (name in half) != wants_half and name in activation | set(initializers):
+            if name and (is_float(name) or name in half) and (name in half) != wants_half:
                 node.input[k] = cast(name, wants_half)
         if wants_half and node.op_type == "Cast" and node.attribute[0].i == TensorProto.FLOAT:
             node.attribute[0].i = TensorProto.FLOAT16
