@@ -71,6 +71,8 @@ COMMANDS = [train, test_cmd, confusion_matrix]
 @click.option("--deploy-config", type=click.Path(dir_okay=False), help="MMDeploy-format deploy config (deploy_configs/).")
 @click.option("--argmax", is_flag=True, help="Put the argmax in the graph (uint8 labels instead of logits).")
 @click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (FP16 with an FP32 tail), parity-checked.")
+@click.option("--int8", is_flag=True, help="Also write model.int8.onnx (static QDQ quantisation, calibrated on --images "
+              "or generated mammograms), parity-checked.")
 @click.option("--engine", is_flag=True, help="Also build model.trt with TensorRT (needs a GPU).")
 @click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
               help="TensorRT engine precision.")
@@ -82,7 +84,7 @@ COMMANDS = [train, test_cmd, confusion_matrix]
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file to reuse.")
 @click.option("--triton", type=click.Path(file_okay=False), help="Also write a Triton model repository here.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust).")
-def export(ckpt, config, out, deploy_config, argmax, fp16, engine, precision, simplify, openvino, images, atol,
+def export(ckpt, config, out, deploy_config, argmax, fp16, int8, engine, precision, simplify, openvino, images, atol,
            min_agreement, timing_cache, triton, trust_checkpoint) -> None:
     """Export CKPT to dynamic-shape ONNX (+ FP16 ONNX, TensorRT, OpenVINO), checked against PyTorch."""
     from dataclasses import replace
@@ -91,7 +93,7 @@ def export(ckpt, config, out, deploy_config, argmax, fp16, engine, precision, si
     from bcdeploy.export.api import export as run_export
     from bcdeploy.export.parity import FP32_TOLERANCES
 
-    options = ExportOptions(ckpt, config, out, deploy_config, argmax, fp16, engine, simplify, openvino, images,
+    options = ExportOptions(ckpt, config, out, deploy_config, argmax, fp16, int8, engine, simplify, openvino, images,
                             tolerances=replace(FP32_TOLERANCES, max_abs_logit=atol, min_agreement=min_agreement),
                             trust_checkpoint=trust_checkpoint, timing_cache=timing_cache, precision=precision,
                             triton=triton)

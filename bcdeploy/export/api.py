@@ -15,6 +15,7 @@ from bcdeploy.export.parity import (
     DEFAULT_CASES,
     FP16_TOLERANCES,
     FP32_TOLERANCES,
+    INT8_TOLERANCES,
     ParityReport,
     Tolerances,
     compare,
@@ -35,6 +36,7 @@ class ExportOptions:
     deploy_config: str | None = None
     argmax: bool = False
     fp16: bool = False
+    int8: bool = False
     engine: bool = False
     simplify: bool = False
     openvino: bool = False
@@ -42,6 +44,7 @@ class ExportOptions:
     cases: Sequence[tuple[tuple[int, int], int]] = DEFAULT_CASES
     tolerances: Tolerances = FP32_TOLERANCES
     fp16_tolerances: Tolerances = FP16_TOLERANCES
+    int8_tolerances: Tolerances = INT8_TOLERANCES
     trust_checkpoint: bool = False
     timing_cache: str | None = None
     precision: str = "fp16"  # TensorRT engine precision
@@ -94,7 +97,16 @@ def export(options: ExportOptions) -> ExportResult:
     _finish(onnx_path, meta, embed_metadata, result, "onnx")
 
     if options.fp16 or options.engine:
-        fp16_path = _export_fp16(onnx_path, meta, reference, batches, options, result)
+        from bcdeploy.export.fp16 import convert_to_fp16
+
+        fp16_path = _export_variant(onnx_path, "fp16", convert_to_fp16, meta, reference, batches,
+                                    options.fp16_tolerances, result)
+    if options.int8:
+        from bcdeploy.export.int8 import quantize_int8
+
+        calibration = parity_batches(meta, [(tuple(meta.input_size), 4)] * 2, options.images, seed=1)
+        _export_variant(onnx_path, "int8", lambda src, dst: quantize_int8(src, dst, calibration), meta, reference,
+                        batches, options.int8_tolerances, result)
     if options.openvino:
         _export_openvino(onnx_path, meta, result)
     if options.engine:
@@ -134,18 +146,18 @@ def _finish(path: Path, meta: ModelMeta, embed, result: ExportResult, key: str) 
     result.files[f"{key}_sidecar"] = str(sidecar)
 
 
-def _export_fp16(onnx_path, meta, reference, batches, options, result) -> Path:
-    from bcdeploy.export.fp16 import convert_to_fp16
+def _export_variant(onnx_path, precision, convert, meta, reference, batches, tolerances, result) -> Path:
+    """model.<precision>.onnx from the FP32 ONNX, parity-checked against PyTorch, with its own sidecar."""
     from bcdeploy.export.onnx_export import embed_metadata
 
-    fp16_path = convert_to_fp16(onnx_path, onnx_path.with_name("model.fp16.onnx"))
-    fp16_meta = replace(meta, precision="fp16", export=dict(meta.export))
-    report = compare(reference, _ort(fp16_path), batches, meta.output_kind, options.fp16_tolerances,
-                     ("pytorch", "onnxruntime fp16"))
-    result.parity["fp16"] = require_parity(report)
-    fp16_meta.export["parity"] = report.summary()
-    _finish(fp16_path, fp16_meta, embed_metadata, result, "fp16")
-    return fp16_path
+    path = convert(onnx_path, onnx_path.with_name(f"model.{precision}.onnx"))
+    variant_meta = replace(meta, precision=precision, export=dict(meta.export))
+    report = require_parity(compare(reference, _ort(path), batches, meta.output_kind, tolerances,
+                                    ("pytorch", f"onnxruntime {precision}")))
+    result.parity[precision] = report
+    variant_meta.export["parity"] = report.summary()
+    _finish(path, variant_meta, embed_metadata, result, precision)
+    return path
 
 
 def _export_openvino(onnx_path: Path, meta: ModelMeta, result: ExportResult) -> None:

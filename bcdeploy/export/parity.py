@@ -37,6 +37,8 @@ class Tolerances:
 FP32_TOLERANCES = Tolerances()
 # FP16 logits differ by ~1e-3..1e-2 by nature; what must hold is the masks.
 FP16_TOLERANCES = Tolerances(max_abs_logit=None, min_agreement=0.99, max_dice_drop=0.02)
+# INT8 moves boundaries by a pixel or two more than FP16; the gate still catches a broken calibration.
+INT8_TOLERANCES = Tolerances(max_abs_logit=None, min_agreement=0.98, max_dice_drop=0.05)
 
 
 @dataclass
