@@ -12,7 +12,10 @@ R="$ROOT/benchmarks/results"
 mkdir -p "$W" "$R"
 
 python benchmarks/make_reference_checkpoint.py "$W/reference"
-bcdeploy export --ckpt "$W/reference/iter_0.pth" --out "$W/reference/export" --fp16 --int8 --openvino 2> >(grep -v -i warn >&2) \
+# Random weights have near-zero logit margins, so INT8 masks of this checkpoint say nothing about a
+# trained model's (the trained tiny model's INT8 parity is below); the gate is lifted for latency only.
+bcdeploy export --ckpt "$W/reference/iter_0.pth" --out "$W/reference/export" --fp16 --int8 --int8-min-agreement 0 \
+  --openvino 2> >(grep -v -i warn >&2) \
   | tee "$R/reference_export.txt"
 bcdeploy inspect "$W/reference/export/model.onnx" --size 640x640 | tee -a "$R/reference_export.txt"
 

@@ -81,20 +81,24 @@ COMMANDS = [train, test_cmd, confusion_matrix]
 @click.option("--images", multiple=True, type=click.Path(dir_okay=False), help="Real images for the parity check.")
 @click.option("--atol", default=5e-4, show_default=True, type=float, help="Logit tolerance vs PyTorch (plus 1e-3 relative).")
 @click.option("--min-agreement", default=0.999, show_default=True, type=float, help="Min pixel agreement vs PyTorch.")
+@click.option("--int8-min-agreement", default=0.98, show_default=True, type=float,
+              help="Min pixel agreement of the INT8 model vs PyTorch (0 only for untrained benchmark weights).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file to reuse.")
 @click.option("--triton", type=click.Path(file_okay=False), help="Also write a Triton model repository here.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust).")
 def export(ckpt, config, out, deploy_config, argmax, fp16, int8, engine, precision, simplify, openvino, images, atol,
-           min_agreement, timing_cache, triton, trust_checkpoint) -> None:
+           min_agreement, int8_min_agreement, timing_cache, triton, trust_checkpoint) -> None:
     """Export CKPT to dynamic-shape ONNX (+ FP16 ONNX, TensorRT, OpenVINO), checked against PyTorch."""
     from dataclasses import replace
 
     from bcdeploy.export.api import ExportOptions
     from bcdeploy.export.api import export as run_export
-    from bcdeploy.export.parity import FP32_TOLERANCES
+    from bcdeploy.export.parity import FP32_TOLERANCES, INT8_TOLERANCES
 
     options = ExportOptions(ckpt, config, out, deploy_config, argmax, fp16, int8, engine, simplify, openvino, images,
                             tolerances=replace(FP32_TOLERANCES, max_abs_logit=atol, min_agreement=min_agreement),
+                            int8_tolerances=replace(INT8_TOLERANCES, min_agreement=int8_min_agreement,
+                                                    max_dice_drop=INT8_TOLERANCES.max_dice_drop if int8_min_agreement else 1.0),
                             trust_checkpoint=trust_checkpoint, timing_cache=timing_cache, precision=precision,
                             triton=triton)
     result = run_export(options)

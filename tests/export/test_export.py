@@ -122,3 +122,15 @@ def test_parity_failure_raises_one_error_with_the_table():
     message = str(err.value)
     assert message.count("FAIL") == 2 and "32x48" in message and "outside atol" in message
     assert compare(reference, reference, batches, "logits", FP32_TOLERANCES).passed
+
+
+@pytest.mark.mmseg
+def test_int8_onnx_is_quantized_and_parity_checked(exported):
+    import onnx
+
+    sidecar = json.loads((exported / "model.int8.bcdeploy.json").read_text())
+    assert sidecar["precision"] == "int8" and sidecar["export"]["parity"]["passed"]
+    assert sidecar["export"]["parity"]["min_agreement"] >= 0.98
+    ops = {n.op_type for n in onnx.load(str(exported / "model.int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert (exported / "model.int8.onnx").stat().st_size < 0.5 * (exported / "model.onnx").stat().st_size
