@@ -85,7 +85,7 @@ def trained(prepared, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory) -> Path:
-    """`bcdeploy export --fp16 --int8` of the trained tiny model; returns the output directory."""
+    """`bcdeploy export --fp16` of the trained tiny model; returns the output directory."""
     out = tmp_path_factory.mktemp("export")
-    run_cli("export", "--ckpt", trained, "--out", out, "--fp16", "--int8")
+    run_cli("export", "--ckpt", trained, "--out", out, "--fp16")
     return out
