@@ -96,7 +96,7 @@ def prepare(options: PrepareOptions, on_progress: Callable[[str, int], None] | N
     try:
         jobs = [(options, cid, img, mask, rows, split[cid], y_origin, str(staging)) for cid, img, mask, rows in cases]
         records = {}
-        for cid, record in _run(jobs, options.workers):
+        for cid, record in _pool_map(_prepare_one, jobs, options.workers):
             if "error" in record:
                 if not options.skip_bad:
                     raise DataError(record["error"])
@@ -162,7 +162,7 @@ def _decide_origin(options, cases, skipped) -> tuple[str, dict]:
     """Count, over the whole set, which y origin puts centres inside mask components."""
     jobs = [(cid, mask, rows) for cid, _, mask, rows in cases if mask is not None and any(r.has_centre for r in rows)]
     evidence = {"top": 0, "bottom": 0}
-    for cid, hits in _run_origin(jobs, options.workers):
+    for cid, hits in _pool_map(_origin_job, jobs, options.workers):
         if isinstance(hits, str):
             if not options.skip_bad:
                 raise DataError(hits)
@@ -184,14 +184,6 @@ def _origin_job(job) -> tuple[str, dict | str]:
     except InputError as err:
         return cid, str(err)
     return cid, count_hits(rows, labels)
-
-
-def _run_origin(jobs, workers) -> Iterator:
-    yield from _pool_map(_origin_job, jobs, workers)
-
-
-def _run(jobs, workers) -> Iterator:
-    yield from _pool_map(_prepare_one, jobs, workers)
 
 
 def _pool_map(fn, jobs, workers) -> Iterator:
