@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,29 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def staged_dir(target_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty staging folder inside `target_dir`; move what it holds into `target_dir` only if the
+    block succeeds, else delete it.
+
+    For outputs that are a set of files which only make sense together (a model and its sidecar, the
+    FP32 graph an FP16 variant was checked against): a failure leaves `target_dir` as it was, never
+    a new model beside an old sidecar.
+    """
+    target_dir = Path(target_dir)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=target_dir))
+    try:
+        yield stage
+        for entry in sorted(stage.iterdir()):
+            destination = target_dir / entry.name
+            if destination.is_dir() and not destination.is_symlink():
+                shutil.rmtree(destination)
+            os.replace(entry, destination)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from bcdeploy.fileio import atomic_path, write_json
+from bcdeploy.fileio import atomic_path, staged_dir, write_json, write_text
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -21,3 +21,22 @@ def test_outputs_get_normal_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert mode == 0o666 & ~umask
+
+
+def test_staged_files_arrive_together_or_not_at_all(tmp_path):
+    out = tmp_path / "export"
+    write_text(out / "model.onnx", "old model")
+    write_text(out / "model.bcdeploy.json", "old sidecar")
+    with pytest.raises(RuntimeError):
+        with staged_dir(out) as stage:
+            write_text(stage / "model.onnx", "new model")
+            raise RuntimeError("parity failed")
+    assert sorted(p.name for p in out.iterdir()) == ["model.bcdeploy.json", "model.onnx"]
+    assert (out / "model.onnx").read_text() == "old model"
+
+    with staged_dir(out) as stage:
+        write_text(stage / "model.onnx", "new model")
+        write_text(stage / "model.bcdeploy.json", "new sidecar")
+        write_text(stage / "model.fp16.onnx", "fp16")
+    assert {p.name: p.read_text() for p in out.iterdir()} == {
+        "model.onnx": "new model", "model.bcdeploy.json": "new sidecar", "model.fp16.onnx": "fp16"}

@@ -79,9 +79,11 @@ COMMANDS = [train, test_cmd, confusion_matrix]
 @click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim (parity-checked like the rest).")
 @click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (model.xml/.bin).")
 @click.option("--images", multiple=True, type=click.Path(dir_okay=False), help="Real images for the parity check.")
-@click.option("--atol", default=5e-4, show_default=True, type=float, help="Logit tolerance vs PyTorch (plus 1e-3 relative).")
-@click.option("--min-agreement", default=0.999, show_default=True, type=float, help="Min pixel agreement vs PyTorch.")
-@click.option("--int8-min-agreement", default=0.98, show_default=True, type=float,
+@click.option("--atol", default=5e-4, show_default=True, type=float,
+              help="Logit tolerance vs PyTorch (plus 1e-3 relative); at most 0.01% of logits may exceed it, none by 10x.")
+@click.option("--min-agreement", default=0.999, show_default=True, type=click.FloatRange(0, 1),
+              help="Min pixel agreement vs PyTorch.")
+@click.option("--int8-min-agreement", default=0.98, show_default=True, type=click.FloatRange(0, 1),
               help="Min pixel agreement of the INT8 model vs PyTorch (0 only for untrained benchmark weights).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file to reuse.")
 @click.option("--triton", type=click.Path(file_okay=False), help="Also write a Triton model repository here.")

@@ -22,7 +22,7 @@ from bcdeploy.export.parity import (
     parity_batches,
     require_parity,
 )
-from bcdeploy.fileio import sha256_file, write_text
+from bcdeploy.fileio import sha256_file, staged_dir, write_text
 from bcdeploy.runtime.metadata import ModelMeta, sidecar_path_for
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,10 @@ class ExportResult:
 
 
 def export(options: ExportOptions) -> ExportResult:
-    """Run the whole export; raises ParityError (with the table) if a conversion drifts."""
-    import torch
-
+    """Run the whole export; raises ParityError (with the table) if a conversion drifts, and then
+    writes nothing into `options.out`."""
     from bcdeploy.export.graph import prepare_for_export
     from bcdeploy.export.model_meta import meta_from_segmentor
-    from bcdeploy.export.onnx_export import EXPORTER, OPSET, embed_metadata, export_onnx, simplify_onnx
     from bcdeploy.train.model import build_segmentor, find_config
 
     start = time.perf_counter()
@@ -77,6 +75,29 @@ def export(options: ExportOptions) -> ExportResult:
     module = prepare_for_export(segmentor, argmax)
     out = Path(options.out)
     result = ExportResult()
+    # Everything is built in a staging folder and moved into `out` only once every check passed:
+    # a drift leaves no unchecked model behind, and no new model beside an older sidecar.
+    with staged_dir(out) as stage:
+        _export_into(stage, options, module, meta, profile, deploy, result)
+    result.files = {key: str(out / Path(path).name) for key, path in result.files.items()}
+    if options.triton:
+        from bcdeploy.serve.triton_repo import write_triton_repo
+
+        result.files["triton_onnx"] = str(write_triton_repo(options.triton, out / "model.onnx", meta, "bcdeploy_segmenter_onnx"))
+        if options.engine:
+            engine_meta = replace(meta, precision=options.precision)
+            result.files["triton_trt"] = str(write_triton_repo(options.triton, out / "model.trt", engine_meta,
+                                                               "bcdeploy_segmenter_trt"))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _export_into(out: Path, options: ExportOptions, module, meta: ModelMeta, profile: dict, deploy: dict,
+                 result: ExportResult) -> None:
+    """Write and check every requested artefact into `out` (the staging folder)."""
+    import torch
+
+    from bcdeploy.export.onnx_export import EXPORTER, OPSET, embed_metadata, export_onnx, simplify_onnx
 
     onnx_path = export_onnx(module, out / "model.onnx", tuple(meta.input_size))
     if options.simplify:
@@ -113,16 +134,6 @@ def export(options: ExportOptions) -> ExportResult:
         source = fp16_path if options.precision == "fp16" else onnx_path
         build_engine_file(source, out / "model.trt", replace(meta, precision=options.precision), profile,
                           options.precision, dc.workspace_bytes(deploy), options.timing_cache, result)
-    if options.triton:
-        from bcdeploy.serve.triton_repo import write_triton_repo
-
-        result.files["triton_onnx"] = str(write_triton_repo(options.triton, onnx_path, meta, "bcdeploy_segmenter_onnx"))
-        if options.engine:
-            engine_meta = replace(meta, precision=options.precision)
-            result.files["triton_trt"] = str(write_triton_repo(options.triton, out / "model.trt", engine_meta,
-                                                               "bcdeploy_segmenter_trt"))
-    result.seconds = time.perf_counter() - start
-    return result
 
 
 def _ort(path: Path):

@@ -26,10 +26,21 @@ DEFAULT_CASES = (((640, 640), 1), ((512, 768), 1), ((1024, 832), 1), ((512, 768)
 @dataclass(frozen=True)
 class Tolerances:
     """Gates for one comparison. Logits must satisfy |a - b| <= max_abs_logit + rtol * |reference|
-    elementwise (as numpy.allclose / Polygraphy); None disables the logit gate (argmax models, FP16)."""
+    elementwise (as numpy.allclose / Polygraphy) for all but `max_outlier_fraction` of them, and none
+    may differ by more than `outlier_cap` times max_abs_logit. None disables the logit gate (argmax
+    models, FP16).
+
+    Why outliers at all: two correct FP32 implementations of a 29 M-parameter network sum in a
+    different order (oneDNN picks kernels per CPU), and the error has a long tail. The reference model
+    gave max|dlogit| 5e-5 on one CPU and 6e-4 on another, with 2 of 2.5 M logits past 5e-4. A strict
+    elementwise gate would make export depend on the build machine; a broken graph (resize frozen,
+    wrong normalisation, a dropped op) moves far more than 0.01 % of logits, by far more than 5e-3.
+    """
 
     max_abs_logit: float | None = 5e-4
     rtol: float = 1e-3
+    max_outlier_fraction: float = 1e-4
+    outlier_cap: float = 10.0
     min_agreement: float = 0.999
     max_dice_drop: float = 0.01
 
@@ -145,9 +156,12 @@ def _row(ref: np.ndarray, cand: np.ndarray, batch: np.ndarray, output_kind: str,
     failures = []
     if tol.max_abs_logit is not None and max_abs is not None:
         outside = float((diff > tol.max_abs_logit + tol.rtol * np.abs(ref)).mean())
-        if outside > 0:
+        if outside > tol.max_outlier_fraction:
             failures.append(f"{100 * outside:.4f}% of logits outside atol {tol.max_abs_logit:.0e} + rtol {tol.rtol:.0e} "
-                            f"(max|dlogit| {max_abs:.2e})")
+                            f"(at most {100 * tol.max_outlier_fraction:.2g}% may be; max|dlogit| {max_abs:.2e})")
+        cap = tol.outlier_cap * tol.max_abs_logit
+        if max_abs > cap:
+            failures.append(f"max|dlogit| {max_abs:.2e} > {cap:.0e} ({tol.outlier_cap:g} x atol)")
     if agreement < tol.min_agreement:
         failures.append(f"agreement {100 * agreement:.3f}% < {100 * tol.min_agreement:.2f}%")
     if dice is not None and 1.0 - dice > tol.max_dice_drop:

@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -137,6 +138,37 @@ def test_int8_onnx_is_quantized_and_parity_checked(trained, tmp_path):
     ops = {n.op_type for n in onnx.load(str(tmp_path / "model.int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert (tmp_path / "model.int8.onnx").stat().st_size < 0.5 * (tmp_path / "model.onnx").stat().st_size
-    proc = run_cli("export", "--ckpt", trained, "--out", tmp_path / "gated", "--int8", "--int8-min-agreement", "0.9999",
+    # The gate reaches the INT8 comparison: set just above what was measured, the same export fails.
+    # (A 30-iteration model may call almost everything background, so no fixed gate is sure to fail.)
+    measured = parity["min_agreement"]
+    gate = min(1.0, measured + 1e-6)
+    proc = run_cli("export", "--ckpt", trained, "--out", tmp_path / "gated", "--int8", "--int8-min-agreement", repr(gate),
                    check=False)
-    assert proc.returncode == 1 and "onnxruntime int8 disagrees" in proc.stderr
+    if measured < 1.0:
+        assert proc.returncode == 1 and "onnxruntime int8 disagrees" in proc.stderr, proc.stderr
+        assert not (tmp_path / "gated").exists() or list((tmp_path / "gated").iterdir()) == []  # not even model.onnx
+    else:  # every pixel agreed: the gate is inclusive
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_parity_tolerates_rare_fp32_reordering_noise_but_not_a_large_or_common_error():
+    """A handful of logits just past atol (kernel summation order) pass; one far past it, or many, do not."""
+    rng = np.random.default_rng(1)
+    batch = rng.standard_normal((1, 3, 1000, 1000)).astype(np.float32)
+    reference = lambda b: np.concatenate([b[:, :1], -b[:, :1]], axis=1)  # noqa: E731
+
+    def off_by(error: float, count: int):
+        def run(b):
+            out = reference(b).copy()
+            out[0, 0].reshape(-1)[:count] += np.float32(error)
+            return out
+        return run
+
+    rare = off_by(3e-3, 20)  # 20 of 2 M logits, 0.001 %
+    assert compare(reference, rare, [batch], "logits", FP32_TOLERANCES).passed
+    strict = replace(FP32_TOLERANCES, max_outlier_fraction=0.0)
+    assert not compare(reference, rare, [batch], "logits", strict).passed  # they really are outside atol
+    too_large = compare(reference, off_by(1e-2, 1), [batch], "logits", FP32_TOLERANCES)
+    assert not too_large.passed and "x atol" in too_large.rows[0].failures[0]
+    too_many = compare(reference, off_by(3e-3, 20_000), [batch], "logits", FP32_TOLERANCES)
+    assert not too_many.passed and "outside atol" in too_many.rows[0].failures[0]
