@@ -9,17 +9,34 @@ from bcdeploy.errors import ConfigError
 from bcdeploy.runtime.metadata import ModelMeta
 
 
-def resize_scale_from_cfg(cfg) -> list[int]:
-    """[H, W] of the test pipeline's Resize (MMSeg scales are (W, H)); keep_ratio must be False."""
-    pipeline = cfg.test_dataloader.dataset.pipeline
+def resize_from_cfg(cfg) -> tuple[list[int], bool]:
+    """([H, W], keep_ratio) of the test pipeline's Resize (MMSeg scales are (W, H)).
+
+    `cfg.test_pipeline` first: it is what `mmseg.apis.inference_model` (the parity reference) runs.
+    """
+    pipeline = cfg.get("test_pipeline") or cfg.test_dataloader.dataset.pipeline
     for step in pipeline:
         if step.get("type") == "Resize":
-            if step.get("keep_ratio", False):
-                raise ConfigError("the test pipeline's Resize keeps the aspect ratio; bcdeploy's runtime "
-                                  "supports MMSeg's fixed-size Resize (keep_ratio=False) only")
+            if step.get("scale") is None or step.get("scale_factor") is not None:
+                raise ConfigError("the test pipeline's Resize uses scale_factor; bcdeploy's runtime supports "
+                                  "Resize(scale=(W, H)) with or without keep_ratio")
             w, h = step["scale"]
-            return [int(h), int(w)]
+            return [int(h), int(w)], bool(step.get("keep_ratio", False))
     raise ConfigError("the test pipeline has no Resize step; cannot tell the model's input size")
+
+
+# What the runtime pads to when the config asks for no test-time padding: a no-op at the fixed Resize
+# sizes MMSeg configs use (all multiples of 16), and what UNet-S5 and most encoders need otherwise.
+DEFAULT_SIZE_DIVISOR = 16
+
+
+def test_padding_from_cfg(pre) -> int:
+    """SegDataPreProcessor pads test inputs only by `test_cfg` (size_divisor; a fixed `size` is refused)."""
+    test_cfg = pre.get("test_cfg") or {}
+    if test_cfg.get("size") is not None:
+        raise ConfigError("data_preprocessor.test_cfg.size (pad every input to one fixed size) is not supported; "
+                          "use test_cfg=dict(size_divisor=N)")
+    return int(test_cfg.get("size_divisor") or DEFAULT_SIZE_DIVISOR)
 
 
 def versions(*packages: str) -> dict[str, str]:
@@ -39,14 +56,16 @@ def meta_from_segmentor(segmentor, cfg, checkpoint: str | Path | None, checkpoin
     num_classes = int(segmentor.decode_head.num_classes)
     if len(classes) != num_classes:
         classes = classes[:num_classes] + [f"class{i}" for i in range(len(classes), num_classes)]
+    input_size, keep_ratio = resize_from_cfg(cfg)
     return ModelMeta(
         classes=classes,
         palette=[list(map(int, p)) for p in segmentor.dataset_meta["palette"]][:num_classes],
         mean=[float(v) for v in pre.mean],
         std=[float(v) for v in pre.std],
-        input_size=resize_scale_from_cfg(cfg),
+        input_size=input_size,
+        keep_ratio=keep_ratio,
         channel_order="RGB" if pre.get("bgr_to_rgb", False) else "BGR",
-        size_divisor=16,
+        size_divisor=test_padding_from_cfg(pre),
         pad_value=float(pre.get("pad_val", 0)),
         output_kind="argmax" if argmax else "logits",
         align_corners=bool(getattr(segmentor.decode_head, "align_corners", False)),

@@ -103,7 +103,7 @@ def parity_batches(meta: ModelMeta, cases: Sequence[tuple[tuple[int, int], int]]
     pictures = _load_pictures(images, max(b for _, b in cases), seed)
     batches = []
     for i, (size, batch) in enumerate(cases):
-        sized = replace(meta, input_size=list(size))
+        sized = replace(meta, input_size=list(size), keep_ratio=False)  # exactly this size
         chosen = [pictures[(i + k) % len(pictures)] for k in range(batch)]
         batches.append(np.stack([preprocess(p, sized)[0] for p in chosen]))
     return batches

@@ -25,7 +25,7 @@ class ModelMeta:
     palette: list[list[int]]
     mean: list[float]
     std: list[float]
-    input_size: list[int]  # [H, W] the test pipeline resizes to (MMSeg Resize, keep_ratio=False)
+    input_size: list[int]  # [H, W] of the test pipeline's Resize scale: the size, or with keep_ratio the bound
     channel_order: str = "RGB"  # what the network expects; images are decoded BGR as MMSeg does
     size_divisor: int = 16
     pad_value: float = 0.0
@@ -81,8 +81,6 @@ class ModelMeta:
             problems.append(f"channel_order {self.channel_order!r} is not RGB or BGR")
         if not self.classes:
             problems.append("no classes")
-        if self.align_corners or self.keep_ratio:
-            problems.append("align_corners=True and keep_ratio=True models are not supported by the runtime yet")
         if problems:
             raise ConfigError(f"{origin}: " + "; ".join(problems))
 

@@ -1,7 +1,9 @@
 """MMSeg's test-time preprocessing in numpy, driven by the model sidecar only.
 
 MMSeg: `Resize(scale, keep_ratio=False)` = cv2.resize INTER_LINEAR on the uint8 BGR image
-(mmcv.imresize), then SegDataPreProcessor: BGR->RGB if `bgr_to_rgb`, `(x - mean) / std` in float32,
+(mmcv.imresize) to exactly `scale`; with `keep_ratio=True` (mmcv.imrescale) to the largest size whose
+long edge fits max(scale) and short edge min(scale), each side rounded half up.
+Then SegDataPreProcessor: BGR->RGB if `bgr_to_rgb`, `(x - mean) / std` in float32,
 and padding (with `pad_val`, after normalisation) only where a size divisor asks for it. Every step
 below is that, in the same order and dtype, so the tensors are bit-identical to MMSeg's.
 """
@@ -41,13 +43,22 @@ def pad_to_divisor(chw: np.ndarray, divisor: int, value: float) -> np.ndarray:
     return np.pad(chw, ((0, 0), (0, ph), (0, pw)), constant_values=np.float32(value))
 
 
+def resized_size(original_hw: tuple[int, int], meta: ModelMeta) -> tuple[int, int]:
+    """(H, W) MMSeg's test Resize gives an image of `original_hw` (mmcv rescale_size for keep_ratio)."""
+    if not meta.keep_ratio:
+        return int(meta.input_size[0]), int(meta.input_size[1])
+    h, w = original_hw
+    factor = min(max(meta.input_size) / max(h, w), min(meta.input_size) / min(h, w))
+    return int(h * factor + 0.5), int(w * factor + 0.5)
+
+
 def preprocess(bgr: np.ndarray, meta: ModelMeta, resize: bool = True) -> tuple[np.ndarray, PreprocessInfo]:
     """One image -> ((3,H,W) float32 tensor, info). `resize=False` keeps the original size (sliding window)."""
     import cv2
 
     original = (int(bgr.shape[0]), int(bgr.shape[1]))
     if resize:
-        h, w = meta.input_size
+        h, w = resized_size(original, meta)
         if (h, w) != original:
             bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
     resized = (int(bgr.shape[0]), int(bgr.shape[1]))

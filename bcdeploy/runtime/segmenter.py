@@ -63,18 +63,29 @@ class Segmenter:
         self.close()
 
     def predict(self, images: list[np.ndarray]) -> list[Prediction]:
-        """Segment a batch of (H,W,3) uint8 BGR images (sizes may differ; each is resized to the model's)."""
+        """Segment a batch of (H,W,3) uint8 BGR images (sizes may differ; each is resized as MMSeg's test Resize)."""
         if not images:
             return []
         if self.sliding_window:
             return [self._predict_sliding(img) for img in images]
         start = time.perf_counter()
         tensors, infos = zip(*(preprocess(_check_image(img), self.meta) for img in images))
-        batch = np.stack(tensors)
         pre_ms = (time.perf_counter() - start) * 1000 / len(images)
-        out = self.runner.infer(batch)
-        infer_ms = self.runner.last_infer_ms / len(images)
-        return [self._postprocess(o, info, {"preprocess": pre_ms, "infer": infer_ms}) for o, info in zip(out, infos)]
+        # A keep_ratio model gives each aspect ratio its own size. MMSeg refuses mixed sizes in one test
+        # batch rather than pad them (padding would change the logits near the border), so neither do we:
+        # one backend call per size.
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for index, tensor in enumerate(tensors):
+            by_shape.setdefault(tensor.shape, []).append(index)
+        outputs: list[np.ndarray | None] = [None] * len(images)
+        infer_ms = 0.0
+        for indices in by_shape.values():
+            out = self.runner.infer(np.stack([tensors[i] for i in indices]))
+            infer_ms += self.runner.last_infer_ms
+            for i, o in zip(indices, out):
+                outputs[i] = o
+        infer_ms /= len(images)
+        return [self._postprocess(o, info, {"preprocess": pre_ms, "infer": infer_ms}) for o, info in zip(outputs, infos)]
 
     def raw_logits(self, batch: np.ndarray) -> np.ndarray:
         """Backend output for an already preprocessed batch (parity checks compare these)."""
@@ -86,7 +97,7 @@ class Segmenter:
             mask, probs = labels_to_mask(output, info), None
         else:
             logits = output.astype(np.float32, copy=False)
-            mask = logits_to_mask(logits, info)
+            mask = logits_to_mask(logits, info, self.meta.align_corners)
             probs = softmax(crop_padding(logits, info))
         timings["postprocess"] = (time.perf_counter() - start) * 1000
         return Prediction(mask, probs, timings)

@@ -172,3 +172,45 @@ def test_parity_tolerates_rare_fp32_reordering_noise_but_not_a_large_or_common_e
     assert not too_large.passed and "x atol" in too_large.rows[0].failures[0]
     too_many = compare(reference, off_by(3e-3, 20_000), [batch], "logits", FP32_TOLERANCES)
     assert not too_many.passed and "outside atol" in too_many.rows[0].failures[0]
+
+
+@pytest.mark.mmseg
+def test_keep_ratio_and_align_corners_models_give_mmseg_masks(trained, prepared, tmp_path):
+    """A config whose test Resize keeps the aspect ratio and whose heads align corners: the exported
+    model, run by the runtime, gives the masks `mmseg.apis.inference_model` gives for that config."""
+    from mmengine.config import Config
+
+    from bcdeploy.runtime.imageio import read_image
+    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.train.model import find_config
+
+    cfg = Config.fromfile(find_config(trained, None))
+    for pipeline in (cfg.test_pipeline, cfg.test_dataloader.dataset.pipeline):
+        for step in pipeline:
+            if step["type"] == "Resize":
+                step.update(scale=(224, 160), keep_ratio=True)
+    cfg.model.decode_head.align_corners = cfg.model.auxiliary_head.align_corners = True
+    cfg.model.data_preprocessor.test_cfg = dict(size_divisor=32)  # MMSeg pads free-size inputs only if told
+    config = tmp_path / "keep_ratio.py"
+    cfg.dump(str(config))
+    run_cli("export", "--ckpt", trained, "--config", config, "--out", tmp_path / "export")
+    model = tmp_path / "export" / "model.onnx"
+    sidecar = json.loads((tmp_path / "export" / "model.bcdeploy.json").read_text())
+    assert sidecar["keep_ratio"] is True and sidecar["align_corners"] is True and sidecar["input_size"] == [160, 224]
+    assert sidecar["size_divisor"] == 32
+
+    val = sorted((prepared / "images" / "val").iterdir())
+    proc = run_cli("bench", "parity", "--ckpt", trained, "--config", config, "--models", model, *val,
+                   "--out", tmp_path / "parity", check=False)
+    row = json.loads((tmp_path / "parity" / "parity.json").read_text())["backends"][0]
+    assert row["status"] == "ok" and row["agreement"] >= 0.999 and row["logits"]["max_abs"] < 1e-3, proc.stdout
+
+    # Mixed aspect ratios in one call: each size goes through the backend on its own, as MMSeg would.
+    image = read_image(val[0]).bgr
+    pictures = [image, np.ascontiguousarray(image[:, : image.shape[1] // 2]), image[: image.shape[0] // 2].copy()]
+    with Segmenter(model) as segmenter:
+        together = segmenter.predict(pictures)
+        alone = [segmenter.predict([p])[0] for p in pictures]
+    assert len({p.probs.shape for p in together}) == 3
+    for a, b, picture in zip(together, alone, pictures):
+        assert a.mask.shape == picture.shape[:2] and np.array_equal(a.mask, b.mask)
