@@ -30,7 +30,7 @@ def resize_from_cfg(cfg) -> tuple[list[int], bool]:
 DEFAULT_SIZE_DIVISOR = 16
 
 
-def test_padding_from_cfg(pre) -> int:
+def size_divisor_from_cfg(pre) -> int:
     """SegDataPreProcessor pads test inputs only by `test_cfg` (size_divisor; a fixed `size` is refused)."""
     test_cfg = pre.get("test_cfg") or {}
     if test_cfg.get("size") is not None:
@@ -65,7 +65,7 @@ def meta_from_segmentor(segmentor, cfg, checkpoint: str | Path | None, checkpoin
         input_size=input_size,
         keep_ratio=keep_ratio,
         channel_order="RGB" if pre.get("bgr_to_rgb", False) else "BGR",
-        size_divisor=test_padding_from_cfg(pre),
+        size_divisor=size_divisor_from_cfg(pre),
         pad_value=float(pre.get("pad_val", 0)),
         output_kind="argmax" if argmax else "logits",
         align_corners=bool(getattr(segmentor.decode_head, "align_corners", False)),
