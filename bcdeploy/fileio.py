@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +95,25 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def refuse_overlap(output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None],
+                   what: str = "output folder") -> None:
+    """Raise InputError when `output` equals, contains or lies inside any of `inputs`.
+
+    Why: a command that replaces or fills its output folder must never touch what it was given to read
+    (`prepare --overwrite` with the output set to the data set's own root once deleted it). Paths are
+    compared after resolving symlinks, so a link to the data set is caught as well. `None` inputs are
+    ignored, so callers can pass optional arguments as they are.
+    """
+    from bcdeploy.errors import InputError
+
+    out = Path(output).expanduser().resolve()
+    for item in inputs:
+        if item is None:
+            continue
+        src = Path(item).expanduser().resolve()
+        if out == src or out in src.parents or src in out.parents:
+            relation = "is" if out == src else ("contains" if out in src.parents else "lies inside")
+            raise InputError(f"{what} {output} {relation} the input {item}: refusing to write where inputs are read "
+                             f"(resolved: {out} vs {src}); choose another output folder")

@@ -40,3 +40,26 @@ def test_staged_files_arrive_together_or_not_at_all(tmp_path):
         write_text(stage / "model.fp16.onnx", "fp16")
     assert {p.name: p.read_text() for p in out.iterdir()} == {
         "model.onnx": "new model", "model.bcdeploy.json": "new sidecar", "model.fp16.onnx": "fp16"}
+
+
+@pytest.mark.parametrize("relation", ["same", "inside", "contains", "symlink"])
+def test_refuse_overlap_names_both_paths(tmp_path, relation):
+    from bcdeploy.errors import InputError
+    from bcdeploy.fileio import refuse_overlap
+
+    data = tmp_path / "dmid"
+    (data / "TIFF Images").mkdir(parents=True)
+    output = {"same": data, "inside": data / "TIFF Images", "contains": tmp_path,
+              "symlink": tmp_path / "link"}[relation]
+    if relation == "symlink":
+        output.symlink_to(data)
+    with pytest.raises(InputError) as err:
+        refuse_overlap(output, [None, data / "TIFF Images" if relation == "contains" else data])
+    assert str(output) in str(err.value) and "dmid" in str(err.value)
+
+
+def test_refuse_overlap_allows_siblings(tmp_path):
+    from bcdeploy.fileio import refuse_overlap
+
+    (tmp_path / "in").mkdir()
+    refuse_overlap(tmp_path / "in-out", [tmp_path / "in", None])  # a shared name prefix is not nesting
