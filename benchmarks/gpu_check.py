@@ -47,10 +47,34 @@ def main(out_dir: str) -> dict:
                     return module(xb)
             rows[f"fp16_batch{batch}"] = summarize(measure(run_b, warmup=3, min_runs=10, min_seconds=2.0,
                                                            sync=torch.cuda.synchronize), batch)
+        rows["full_image_fp16"] = _full_image(module, torch)
     report["pytorch_cuda"] = rows
     report["onnxruntime_gpu"] = _ort_gpu(module, x)
     report["tensorrt"] = "installed" if importlib.util.find_spec("tensorrt") else "skipped: tensorrt not installed"
     return report
+
+
+def _full_image(module, torch) -> dict:
+    """A DMID-size mammogram end to end on the GPU as MMSeg runs it: upload the uint8 image, resize to
+    640x640, normalise, FP16 model, logits resized to 2864x4432 (align_corners=False), argmax, download."""
+    from bcdeploy.bench.timing import measure, summarize
+
+    import torch.nn.functional as F
+
+    image = torch.randint(0, 256, (2864, 4432, 3), dtype=torch.uint8).pin_memory()
+    mean = torch.tensor([123.675, 116.28, 103.53], device="cuda").view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375], device="cuda").view(1, 3, 1, 1)
+
+    def run():
+        x = image.cuda(non_blocking=True).permute(2, 0, 1)[None].float()
+        x = (F.interpolate(x, size=(640, 640), mode="bilinear", align_corners=False) - mean) / std
+        with torch.autocast("cuda", dtype=torch.float16):
+            logits = module(x)
+        logits = F.interpolate(logits.float(), size=image.shape[:2], mode="bilinear", align_corners=False)
+        return logits.argmax(1).to(torch.uint8).cpu()
+
+    return {"size": "2864x4432", **summarize(measure(run, warmup=3, min_runs=10, min_seconds=2.0,
+                                                          sync=torch.cuda.synchronize))}
 
 
 def _ort_gpu(module, x) -> dict | str:
