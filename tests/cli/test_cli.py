@@ -1,10 +1,25 @@
+import click
 import pytest
 from click.testing import CliRunner
 
 from bcdeploy.cli import cli
 
-COMMANDS = [[], ["data"], ["data", "synth"], ["prepare"], ["train"], ["test"], ["confusion-matrix"], ["export"],
-            ["build-engine"], ["infer"], ["predict"]]
+
+def _walk(group: click.Group, prefix: list[str]) -> list[list[str]]:
+    """Every command path under `group`, read from the CLI itself so a new command is never missed."""
+    paths = [prefix]
+    for name, command in sorted(group.commands.items()):
+        paths += _walk(command, [*prefix, name]) if isinstance(command, click.Group) else [[*prefix, name]]
+    return paths
+
+
+COMMANDS = _walk(cli, [])
+
+
+def test_every_command_is_walked():
+    # the walk must reach nested groups (bench, data) and the top-level jobs users run
+    for expected in (["infer"], ["export"], ["prepare"], ["data", "synth"], ["bench", "parity"], ["serve"]):
+        assert expected in COMMANDS
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "bcdeploy")
