@@ -54,6 +54,13 @@ def _declaration(name: str) -> Callable:
     return click.option(flag(name), name, type=kind, default=None, help=help_text)
 
 
+def model_help() -> str:
+    """Help for a model-path option: the suffixes and backends the registry knows."""
+    from bcdeploy.runtime.backends.registry import backends
+
+    return "Exported model: " + ", ".join(f"{'/'.join(b.suffixes)} ({b.name})" for b in backends()) + "."
+
+
 def backend_option_names() -> tuple[str, ...]:
     """Every option some backend takes, in declaration order."""
     from bcdeploy.runtime.backends.registry import backends

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bcdeploy.cli._options import backend_options, parse_hw, runner_options
+from bcdeploy.cli._options import backend_options, model_help, parse_hw, runner_options
 from bcdeploy.cli._progress import progress
 
 _COMMON = [
@@ -35,7 +35,7 @@ def _report(summary, out) -> None:
 
 @click.command()
 @click.option("--engine", "model", required=True, type=click.Path(dir_okay=False),
-              help="Exported model: .onnx, .trt/.engine/.plan or OpenVINO .xml.")
+              help=model_help())
 @_common
 @backend_options()
 @click.option("--sliding-window", is_flag=True, help="Tile the full-resolution image instead of resizing it.")
