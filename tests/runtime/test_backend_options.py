@@ -46,6 +46,7 @@ def test_an_option_that_does_not_apply_names_the_backend_and_what_it_takes(model
     (lambda: OnnxRuntimeOptions(threads=-1), "threads must be an integer >= 0"),
     (lambda: OpenVINOOptions(precision="int4"), "precision 'int4' is not one of fp32, bf16, fp16"),
     (lambda: TensorRTOptions(device_id=True), "device_id must be an integer >= 0"),
+    (lambda: OnnxRuntimeOptions(trt_fp16="yes"), "trt_fp16 must be true or false"),
 ])
 def test_option_values_are_checked_when_built(options, expected):
     with pytest.raises(ConfigError, match=expected):

@@ -40,6 +40,8 @@ class BackendOptions:
             choices = f.metadata.get("choices")
             if choices and value not in choices:
                 raise ConfigError(f"{self.backend}: {f.name} {value!r} is not one of {', '.join(choices)}")
+            if isinstance(f.default, bool) and not isinstance(value, bool):
+                raise ConfigError(f"{self.backend}: {f.name} must be true or false, not {value!r}")
             low = f.metadata.get("min")
             if low is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise ConfigError(f"{self.backend}: {f.name} must be an integer >= {low}, not {value!r}")
