@@ -1,61 +1,85 @@
 """Model specs for the benchmarks: `path[#precision]`, e.g. `model.xml#bf16` for OpenVINO BF16.
 
+A spec's options are its backend's options object, built and checked by the registry when the
+command line is parsed: `model.onnx#bf16` (onnxruntime takes no precision) is refused there with one
+line, never run as FP32 under a BF16 label. Options given once for the whole list (`--provider`,
+`--threads`) go to every model whose backend takes them; one that no listed model takes is refused.
+
 Opening a model that cannot run here (no TensorRT, no GPU, a missing provider) is not a failure of
 the benchmark: it becomes a row with status 'skipped: <reason>'.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bcdeploy.errors import BcDeployError
+from bcdeploy.errors import BcDeployError, ConfigError
+from bcdeploy.runtime.backends.options import BackendOptions
+from bcdeploy.runtime.backends.registry import backend_for, backends_taking, model_files
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     path: Path
-    options: tuple[tuple[str, Any], ...] = ()
+    options: BackendOptions
+    precision: str | None = None  # as asked after '#'; None: the model file's own
 
     @property
     def label(self) -> str:
-        opts = dict(self.options)
-        suffix = f" ({opts['precision']})" if "precision" in opts else ""
-        provider = f" [{opts['provider']}]" if opts.get("provider", "cpu") != "cpu" else ""
-        return f"{self.path.name}{suffix}{provider}"
+        suffix = f" ({self.precision})" if self.precision else ""
+        provider = getattr(self.options, "provider", "cpu")
+        return f"{self.path.name}{suffix}" + (f" [{provider}]" if provider != "cpu" else "")
 
 
-def parse_spec(text: str, provider: str = "cpu") -> ModelSpec:
+def parse_spec(text: str, spell: Callable[[str], str] = str, **shared: Any) -> ModelSpec:
+    """`path[#precision]` with the `shared` options its backend takes (None: not given)."""
     path_text, _, precision = text.partition("#")
     path = Path(path_text)
-    options: dict[str, Any] = {}
-    if path.suffix == ".onnx":
-        options["provider"] = provider
-    if precision:
-        options["precision"] = precision
-    return ModelSpec(path, tuple(sorted(options.items())))
+    backend = backend_for(path)
+    values = {k: v for k, v in shared.items() if k in backend.option_names()}
+    values["precision"] = precision or None
+    return ModelSpec(path, backend.make_options(path, values, spell), precision or None)
+
+
+def parse_specs(texts: Sequence[str], spell: Callable[[str], str] = str, **shared: Any) -> list[ModelSpec]:
+    """Specs for every model; an option given for the list that none of them takes is a ConfigError."""
+    specs = [parse_spec(text, spell, **shared) for text in texts]
+    for name, value in shared.items():
+        if value is not None and not any(name in backend_for(s.path).option_names() for s in specs):
+            listed = ", ".join(f"{s.path.name}: {backend_for(s.path).name}" for s in specs)
+            raise ConfigError(f"{spell(name)} applies to none of the models ({listed}); "
+                              f"it is an option of {', '.join(backends_taking(name))}")
+    return specs
 
 
 def open_segmenter(spec: ModelSpec, threads: int = 0):
-    """(Segmenter, None) or (None, reason) when this backend cannot run here."""
+    """(Segmenter, None) or (None, reason) when this backend cannot run here (not installed, no GPU,
+    no such file). A model whose description does not fit it (ConfigError) is an error, not a skip.
+
+    `threads` (kept for callers that pass it beside the specs) fills in the spec's own thread count
+    where its backend takes one and the spec left it at the default; parse_specs already refused it
+    for a list where no backend does.
+    """
     from bcdeploy.runtime.segmenter import Segmenter
 
-    options = dict(spec.options)
-    if threads:
-        options["threads"] = threads
+    options = spec.options
+    if threads and getattr(options, "threads", None) == 0:
+        options = replace(options, threads=threads)
     try:
-        return Segmenter(spec.path, **options), None
+        return Segmenter(spec.path, options=options), None
+    except ConfigError:
+        raise
     except BcDeployError as err:
         return None, str(err)
 
 
 def precision_of(segmenter, spec: ModelSpec) -> str:
-    return dict(spec.options).get("precision") or segmenter.meta.precision
+    return spec.precision or segmenter.meta.precision
 
 
 def file_size_mb(path: Path) -> float:
-    size = path.stat().st_size
-    if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
-        size += path.with_suffix(".bin").stat().st_size
+    size = sum(p.stat().st_size for p in model_files(path) if p.is_file())
     return round(size / 2**20, 2)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from bcdeploy.cli._options import parse_hw
+from bcdeploy.cli._options import backend_options, flag, parse_hw
 from bcdeploy.cli._progress import progress
 
 
@@ -25,6 +25,16 @@ def _images(inputs, recursive=False) -> list[Path]:
     if not paths:
         raise InputError(f"no images in {' '.join(inputs)}")
     return paths
+
+
+def _specs(models, **shared):
+    """`--models` values (repeatable, or space-separated) with the options given for the whole list."""
+    from bcdeploy.bench.models import parse_specs
+
+    def spell(name: str) -> str:  # a precision is asked for as model#precision
+        return "#precision" if name == "precision" else flag(name)
+
+    return parse_specs([m for item in models for m in item.split()], spell, **shared)
 
 
 def _write_report(out: str, name: str, report: dict, markdown, plot) -> None:
@@ -47,16 +57,15 @@ def _write_report(out: str, name: str, report: dict, markdown, plot) -> None:
 @click.argument("inputs", nargs=-1, required=True)
 @click.option("--labels", type=click.Path(file_okay=False), help="Ground-truth annotation PNGs (by image stem).")
 @click.option("--out", default="bench_parity", show_default=True, type=click.Path(file_okay=False))
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@backend_options("provider")
 @click.option("--min-agreement", default=0.999, show_default=True, type=float)
 @click.option("--max-dice-drop", default=0.01, show_default=True, type=float)
 def parity(ckpt, config, models, inputs, labels, out, provider, min_agreement, max_dice_drop) -> None:
     """Masks of every backend vs PyTorch/MMSeg and vs ground truth; exits 1 below the gates."""
-    from bcdeploy.bench.models import parse_spec
     from bcdeploy.bench.parity import run_parity
     from bcdeploy.bench.report import parity_markdown, plot_parity
 
-    specs = [parse_spec(m, provider) for item in models for m in item.split()]
+    specs = _specs(models, provider=provider)
     with progress("parity") as tick:
         report = run_parity(ckpt, specs, _images(inputs), labels, config, min_agreement, max_dice_drop, tick)
     _write_report(out, "parity", report, parity_markdown, plot_parity)
@@ -73,22 +82,20 @@ def parity(ckpt, config, models, inputs, labels, out, provider, min_agreement, m
 @click.option("--images", type=click.Path(file_okay=False), help="Images for end-to-end timing.")
 @click.option("--mmseg-baseline", is_flag=True, help="Time MMSeg's inference_model on --images (needs --ckpt).")
 @click.option("--min-seconds", default=2.0, show_default=True, type=float, help="Minimum timing per entry.")
-@click.option("--threads", default=0, type=int, help="CPU threads for the backends (0: default).")
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
+@backend_options("threads", "provider")
 @click.option("--out", default="bench_latency", show_default=True, type=click.Path(file_okay=False))
 def latency(models, ckpt, config, sizes, batch_sizes, images, mmseg_baseline, min_seconds, threads, provider, out) -> None:
     """Latency (mean/std/p50/p90/p95/p99, throughput) per backend, precision, batch and size."""
     from bcdeploy.bench.latency import run_latency
-    from bcdeploy.bench.models import parse_spec
     from bcdeploy.bench.report import latency_markdown, plot_latency
     from bcdeploy.errors import InputError
 
     if mmseg_baseline and not (ckpt and images):
         raise InputError("--mmseg-baseline needs --ckpt and --images")
-    specs = [parse_spec(m, provider) for item in models for m in item.split()]
+    specs = _specs(models, threads=threads, provider=provider)
     sizes = [parse_hw(s) for item in sizes for s in item.split()]
     image_paths = _images([images]) if images else []
     with progress("latency") as tick:
         report = run_latency(specs, sizes, batch_sizes, ckpt, config, image_paths, mmseg_baseline, min_seconds,
-                             threads, tick)
+                             threads or 0, tick)
     _write_report(out, "latency", report, latency_markdown, plot_latency)

@@ -24,17 +24,20 @@ def inspect_cmd(model, as_json, size, netron, port) -> None:
     if netron:
         _serve_netron(path, port)
         return
+    from bcdeploy.runtime.backends.registry import backend_for
+
     hw = parse_hw(size)
-    if path.suffix == ".onnx":
+    backend = backend_for(path).name
+    if backend == "onnxruntime":
         from bcdeploy.inspect.onnx_info import inspect_onnx
 
         info = inspect_onnx(path, hw)
-    elif path.suffix in (".trt", ".engine", ".plan"):
+    elif backend == "tensorrt":
         from bcdeploy.inspect.engine_info import inspect_engine
 
         info = inspect_engine(path)
     else:
-        raise InputError(f"{path}: inspect reads .onnx and TensorRT engines (.trt/.engine/.plan)")
+        raise InputError(f"{path}: inspect reads ONNX models and TensorRT engines, not {backend} models")
     click.echo(json.dumps(info, indent=2) if as_json else _render(info))
 
 

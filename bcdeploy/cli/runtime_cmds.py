@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bcdeploy.cli._options import parse_hw
+from bcdeploy.cli._options import backend_options, model_help, parse_hw, runner_options
 from bcdeploy.cli._progress import progress
 
 _COMMON = [
@@ -35,33 +35,24 @@ def _report(summary, out) -> None:
 
 @click.command()
 @click.option("--engine", "model", required=True, type=click.Path(dir_okay=False),
-              help="Exported model: .onnx, .trt/.engine/.plan or OpenVINO .xml.")
+              help=model_help())
 @_common
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True,
-              help="onnxruntime execution provider (.onnx models).")
-@click.option("--device", default="CPU", show_default=True, help="OpenVINO device (.xml models).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-              help="OpenVINO inference precision (.xml models).")
-@click.option("--threads", default=0, type=int, help="CPU threads (0: the backend's default).")
+@backend_options()
 @click.option("--sliding-window", is_flag=True, help="Tile the full-resolution image instead of resizing it.")
 @click.option("--window", default=None, help="Sliding-window tile HxW (default: the model's input size).")
 @click.option("--overlap", default=0.25, show_default=True, type=click.FloatRange(0.0, 0.95))
 @click.option("--blend", type=click.Choice(["gaussian", "constant"]), default="gaussian", show_default=True)
-def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, provider, device, precision, threads,
-          sliding_window, window, overlap, blend) -> None:
+def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, sliding_window, window, overlap, blend,
+          **backend_values) -> None:
     """Segment mammograms with an exported model (no torch, no MMSeg)."""
     from pathlib import Path
 
     from bcdeploy.runtime import batch
     from bcdeploy.runtime.segmenter import Segmenter, SlidingWindow
 
-    options = {"provider": provider} if Path(model).suffix == ".onnx" else {}
-    if Path(model).suffix == ".xml":
-        options = {"device": device, "precision": precision}
-    if threads:
-        options["threads"] = threads
+    options = runner_options(model, **backend_values)
     sw = SlidingWindow(parse_hw(window), overlap, blend, batch_size) if sliding_window else None
-    with Segmenter(model, sw, **options) as segmenter:
+    with Segmenter(model, sw, options=options) as segmenter:
         def predict(images, _paths):
             return segmenter.predict([img.bgr for img in images])
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from bcdeploy.cli._options import backend_options
+
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
@@ -11,8 +13,7 @@ import click
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Dynamic batching: most requests gathered into one backend call.")
-@click.option("--provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), default="cpu", show_default=True)
-@click.option("--threads", default=0, type=int, help="CPU threads for the backend (0: default).")
+@backend_options("provider", "threads")
 def serve(model, host, port, max_batch, provider, threads) -> None:
     """Serve MODEL over HTTP with Ray Serve and dynamic batching (POST an image to /segment)."""
     from bcdeploy.serve.ray_app import serve_forever

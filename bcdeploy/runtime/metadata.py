@@ -54,35 +54,17 @@ class ModelMeta:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], origin: str = "metadata") -> "ModelMeta":
-        if data.get("format") != FORMAT:
-            raise ConfigError(f"{origin}: not a bcdeploy model description (format={data.get('format')!r})")
-        if data.get("schema_version", 0) > SCHEMA_VERSION:
-            raise ConfigError(f"{origin}: schema version {data['schema_version']} is newer than this bcdeploy "
-                              f"understands ({SCHEMA_VERSION}); upgrade bcdeploy")
-        known = set(cls.__dataclass_fields__)
-        fields = {k: v for k, v in data.items() if k in known}
-        try:
-            meta = cls(**fields)
-        except TypeError as err:
-            raise ConfigError(f"{origin}: incomplete model description ({err})") from None
-        meta.validate(origin)
-        return meta
+    def from_dict(cls, data: Any, origin: str = "metadata") -> "ModelMeta":
+        """Validate `data` (parsed JSON) by the schema, then build the metadata; ConfigError names the field."""
+        from bcdeploy.runtime.sidecar_schema import validate_sidecar
+
+        return cls(**validate_sidecar(data, origin))
 
     def validate(self, origin: str) -> None:
-        problems = []
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s == 0 for s in self.std):
-            problems.append("mean/std must have 3 non-zero values")
-        if len(self.input_size) != 2 or min(self.input_size) < 1:
-            problems.append("input_size must be [H, W]")
-        if self.output_kind not in ("logits", "argmax"):
-            problems.append(f"output_kind {self.output_kind!r} is not logits or argmax")
-        if self.channel_order not in ("RGB", "BGR"):
-            problems.append(f"channel_order {self.channel_order!r} is not RGB or BGR")
-        if not self.classes:
-            problems.append("no classes")
-        if problems:
-            raise ConfigError(f"{origin}: " + "; ".join(problems))
+        """Check an in-memory description (e.g. before export writes it) by the same schema."""
+        from bcdeploy.runtime.sidecar_schema import validate_sidecar
+
+        validate_sidecar(self.to_dict(), origin)
 
 
 def sidecar_candidates(model_path: Path) -> list[Path]:
@@ -103,21 +85,59 @@ def sidecar_path_for(model_path: str | Path) -> Path:
     return model_path.with_name(model_path.name + ".bcdeploy.json")
 
 
+def find_sidecar(model_path: str | Path) -> Path | None:
+    return next((p for p in sidecar_candidates(Path(model_path)) if p.is_file()), None)
+
+
+def read_sidecar(path: Path) -> ModelMeta:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+    return ModelMeta.from_dict(data, str(path))
+
+
 def load_meta(model_path: str | Path, embedded: str | None = None) -> ModelMeta:
-    """Read the sidecar beside `model_path`, else the JSON embedded in the model (ONNX)."""
+    """The model's description: its sidecar, else the JSON embedded in the model (ONNX).
+
+    Where both exist they must describe the same model: a sidecar left beside another export (another
+    checkpoint, other classes or preprocessing) is refused rather than believed.
+    """
     model_path = Path(model_path)
-    for candidate in sidecar_candidates(model_path):
-        if candidate.is_file():
-            try:
-                data = json.loads(candidate.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise ConfigError(f"{candidate}: not valid JSON ({err})") from None
-            return ModelMeta.from_dict(data, str(candidate))
+    sidecar = find_sidecar(model_path)
+    inner = None
     if embedded:
+        origin = f"{model_path} (embedded metadata)"
         try:
-            return ModelMeta.from_dict(json.loads(embedded), f"{model_path} (embedded metadata)")
+            inner = ModelMeta.from_dict(json.loads(embedded), origin)
         except json.JSONDecodeError as err:
-            raise ConfigError(f"{model_path}: embedded bcdeploy metadata is not valid JSON ({err})") from None
+            raise ConfigError(f"{origin}: not valid JSON ({err})") from None
+    if sidecar is not None:
+        meta = read_sidecar(sidecar)
+        if inner is not None:
+            check_same_model(meta, str(sidecar), inner, f"the metadata embedded in {model_path}")
+        return meta
+    if inner is not None:
+        return inner
     tried = ", ".join(p.name for p in sidecar_candidates(model_path))
     raise ConfigError(f"{model_path}: no model description found (looked for {tried}); "
                       "export the model with `bcdeploy export` or put its sidecar beside it")
+
+
+# Fields that change the masks a model gives: two descriptions of one model file must agree on them.
+MASK_FIELDS = ("classes", "mean", "std", "input_size", "keep_ratio", "channel_order", "size_divisor", "pad_value",
+               "layout", "output_kind", "align_corners", "input_name", "output_name")
+
+
+def check_same_model(first: ModelMeta, first_name: str, second: ModelMeta, second_name: str) -> None:
+    """ConfigError naming both values where two descriptions disagree on masks or on the checkpoint."""
+    for name in MASK_FIELDS:
+        a, b = getattr(first, name), getattr(second, name)
+        if a != b:
+            raise ConfigError(f"{first_name} says {name} = {a!r} but {second_name} says {b!r}; the sidecar belongs "
+                              "to another export: re-export the model, or remove the stale sidecar")
+    a, b = first.source.get("checkpoint_sha256"), second.source.get("checkpoint_sha256")
+    if a and b and a != b:
+        raise ConfigError(f"{first_name} names checkpoint {first.source.get('checkpoint')} (sha256 {a}) but "
+                          f"{second_name} names {second.source.get('checkpoint')} (sha256 {b}); the sidecar belongs "
+                          "to another export: re-export the model, or remove the stale sidecar")

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from bcdeploy.errors import BackendError, InputError
-from bcdeploy.runtime.backends import open_runner
+from bcdeploy.runtime.backends import BackendOptions, open_runner, options_for
 from bcdeploy.runtime.metadata import ModelMeta, load_meta
+from bcdeploy.runtime.model_check import check_model_io
 from bcdeploy.runtime.postprocess import crop_padding, labels_to_mask, logits_to_mask, softmax
 from bcdeploy.runtime.preprocess import PreprocessInfo, preprocess
 from bcdeploy.runtime.sliding_window import sliding_window_inference
@@ -39,18 +40,29 @@ class Prediction:
 
 
 class Segmenter:
-    """Open a model file (backend by suffix), read its metadata, segment BGR uint8 images."""
+    """Open a model file (backend by suffix), read and check its metadata, segment BGR uint8 images."""
 
-    def __init__(self, model_path: str | Path, sliding_window: SlidingWindow | None = None, **runner_options: Any) -> None:
+    def __init__(self, model_path: str | Path, sliding_window: SlidingWindow | None = None, *,
+                 options: BackendOptions | None = None, **runner_options: Any) -> None:
+        """`options`: the backend's options object (registry.options_for builds one); `runner_options`
+        are the same as keywords, checked against the backend (one that does not apply is an error)."""
         self.model_path = Path(model_path)
-        self.runner = open_runner(self.model_path, **runner_options)
+        if runner_options:
+            if options is not None:
+                raise TypeError("pass backend options either as `options` or as keywords, not both")
+            options = options_for(self.model_path, **runner_options)
+        self.runner = open_runner(self.model_path, options)
         try:
+            # Both checks run before any image is read: a description that does not fit the model
+            # would give wrong masks without an error.
             self.meta: ModelMeta = load_meta(self.model_path, self.runner.embedded_metadata())
+            check_model_io(self.meta, self.runner.input_specs(), self.runner.output_specs(), self.model_path)
         except Exception:
             self.runner.deactivate()
             raise
         self.sliding_window = sliding_window
         if sliding_window and self.meta.output_kind != "logits":
+            self.runner.deactivate()
             raise BackendError(f"{model_path}: sliding-window blending needs a logits model; this one outputs argmax")
 
     def close(self) -> None:

@@ -17,12 +17,11 @@ from __future__ import annotations
 import base64
 import logging
 from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
 
-def build_app(model_path: str, max_batch: int = 8, batch_wait_s: float = 0.005, provider: str = "cpu", threads: int = 0):
+def build_app(model_path: str, max_batch: int = 8, batch_wait_s: float = 0.005, provider: str | None = None, threads: int = 0):
     """The Ray Serve application (a bound deployment) for `model_path`."""
     from ray import serve
     from starlette.requests import Request
@@ -31,12 +30,11 @@ def build_app(model_path: str, max_batch: int = 8, batch_wait_s: float = 0.005, 
     @serve.deployment(name="bcdeploy_segmenter", ray_actor_options={"num_cpus": 0})
     class SegmenterDeployment:
         def __init__(self) -> None:
+            from bcdeploy.runtime.backends import options_for
             from bcdeploy.runtime.segmenter import Segmenter
 
-            options: dict[str, Any] = {"provider": provider} if Path(model_path).suffix == ".onnx" else {}
-            if threads:
-                options["threads"] = threads
-            self.segmenter = Segmenter(model_path, **options)
+            # None/0: not given; an option the model's backend does not take is refused by the registry
+            self.segmenter = Segmenter(model_path, options=options_for(model_path, provider=provider, threads=threads or None))
             self.segment_batch.set_max_batch_size(max_batch)
             self.segment_batch.set_batch_wait_timeout_s(batch_wait_s)
 
@@ -73,7 +71,7 @@ def build_app(model_path: str, max_batch: int = 8, batch_wait_s: float = 0.005, 
 
 
 def serve_forever(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 8,
-                  provider: str = "cpu", threads: int = 0, on_ready=None) -> None:
+                  provider: str | None = None, threads: int = 0, on_ready=None) -> None:
     """Start Ray (local, no dashboard), deploy, and block until interrupted; then shut everything down."""
     import signal
     import threading

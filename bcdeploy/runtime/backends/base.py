@@ -5,27 +5,52 @@ declares and then calls the backend's `infer_impl`, `deactivate()` frees it. Run
 managers. Backends differ only in `activate_impl`/`infer_impl`/`deactivate_impl`; what goes in and
 what comes out (float32 NCHW in, the model's output array out) is the same for all of them, so
 parity differences can only come from the backend.
+
+Each runner declares the options it takes as a keyword-only dataclass (`options_type`, see
+options.py) and, once active, the model's own inputs and outputs (`input_specs`/`output_specs`), so
+the sidecar can be checked against the model before any image is read.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from bcdeploy.errors import BackendError, InputError
+from bcdeploy.errors import BackendError, ConfigError, InputError
+from bcdeploy.runtime.backends.options import BackendOptions
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as the backend sees it."""
+
+    name: str | None  # None where the format keeps no name
+    dtype: str  # numpy name: float32, float16, int32, uint8, ...
+    shape: tuple[int | None, ...]  # None for a dynamic dimension
+
+    def __str__(self) -> str:
+        dims = "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name or '(unnamed)'}: {self.dtype} [{dims}]"
 
 
 class Runner(ABC):
-    """Base class: subclasses set `name` and implement the *_impl methods."""
+    """Base class: subclasses set `name` and `options_type` and implement the *_impl and *_specs methods."""
 
     name: str = "runner"
+    options_type: ClassVar[type[BackendOptions]] = BackendOptions
 
-    def __init__(self, model_path: str | Path, **options: Any) -> None:
+    def __init__(self, model_path: str | Path, options: BackendOptions | None = None) -> None:
         self.model_path = Path(model_path)
+        if options is None:
+            options = self.options_type()
+        if not isinstance(options, self.options_type):
+            raise ConfigError(f"{self.model_path}: the {self.name} backend takes {self.options_type.__name__}, "
+                              f"not {type(options).__name__}")
         self.options = options
         self.is_active = False
         self.last_infer_ms = 0.0
@@ -64,6 +89,14 @@ class Runner(ABC):
         out = self.infer_impl(np.ascontiguousarray(batch))
         self.last_infer_ms = (time.perf_counter() - start) * 1000.0
         return out
+
+    @abstractmethod
+    def input_specs(self) -> list[TensorSpec]:
+        """The model's inputs (the runner must be active)."""
+
+    @abstractmethod
+    def output_specs(self) -> list[TensorSpec]:
+        """The model's outputs (the runner must be active)."""
 
     def embedded_metadata(self) -> str | None:
         """The bcdeploy JSON stored inside the model file, where the format can hold one."""

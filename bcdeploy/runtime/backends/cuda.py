@@ -48,6 +48,10 @@ def device_count() -> int:
     return count.value if status == 0 else 0
 
 
+def set_device(device: int) -> None:
+    check(cudart().cudaSetDevice(device), f"cudaSetDevice({device})")
+
+
 def device_name(device: int = 0) -> str:
     """First field of cudaDeviceProp is `char name[256]`; the buffer is larger than any version's struct."""
     buf = ctypes.create_string_buffer(8192)

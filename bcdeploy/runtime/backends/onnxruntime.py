@@ -13,45 +13,45 @@ import numpy as np
 
 from bcdeploy._imports import require
 from bcdeploy.errors import BackendError
-from bcdeploy.runtime.backends.base import Runner
+from bcdeploy.runtime.backends.base import Runner, TensorSpec
+from bcdeploy.runtime.backends.options import ORT_PROVIDERS, OnnxRuntimeOptions
 from bcdeploy.runtime.metadata import METADATA_KEY
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+# onnxruntime's type strings -> numpy names ("tensor(float)" is float32).
+_ORT_DTYPES = {"float": "float32", "double": "float64"}
 
 
 class OnnxRuntimeRunner(Runner):
     name = "onnxruntime"
+    options_type = OnnxRuntimeOptions
+    options: OnnxRuntimeOptions
 
-    def __init__(self, model_path: str | Path, provider: str = "cpu", threads: int = 0,
-                 trt_cache_dir: str | None = None, trt_fp16: bool = True, **options: Any) -> None:
-        super().__init__(model_path, **options)
-        if provider not in PROVIDERS:
-            raise BackendError(f"unknown provider {provider!r}; choose one of {', '.join(PROVIDERS)}")
-        self.provider = provider
-        self.threads = threads
-        self.trt_cache_dir = trt_cache_dir
-        self.trt_fp16 = trt_fp16
+    def __init__(self, model_path: str | Path, options: OnnxRuntimeOptions | None = None) -> None:
+        super().__init__(model_path, options)
         self.session = None
 
     def _providers(self, ort) -> list:
-        wanted = PROVIDERS[self.provider]
+        provider = self.options.provider
+        wanted = ORT_PROVIDERS[provider]
         available = ort.get_available_providers()
         if wanted not in available:
-            hint = "pip install 'bcdeploy[ort-gpu]' (onnxruntime-gpu) and check CUDA" if self.provider != "cpu" else ""
+            hint = "pip install 'bcdeploy[ort-gpu]' (onnxruntime-gpu) and check CUDA" if provider != "cpu" else ""
             raise BackendError(f"onnxruntime provider {wanted} is not available (installed: {', '.join(available)}). {hint}".strip())
-        if self.provider == "tensorrt":
-            cache = self.trt_cache_dir or str(self.model_path.parent / "trt_cache")
-            trt_opts = {"trt_fp16_enable": self.trt_fp16, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache}
-            return [(wanted, trt_opts), "CUDAExecutionProvider", "CPUExecutionProvider"]
-        if self.provider == "cuda":
-            return [wanted, "CPUExecutionProvider"]
+        device = {"device_id": self.options.device_id}
+        if provider == "tensorrt":
+            cache = self.options.trt_cache_dir or str(self.model_path.parent / "trt_cache")
+            trt_opts = {**device, "trt_fp16_enable": self.options.trt_fp16, "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": cache}
+            return [(wanted, trt_opts), ("CUDAExecutionProvider", device), "CPUExecutionProvider"]
+        if provider == "cuda":
+            return [(wanted, device), "CPUExecutionProvider"]
         return [wanted]
 
     def activate_impl(self) -> None:
         ort = require("onnxruntime", "running .onnx models")
         opts = ort.SessionOptions()
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
+        if self.options.threads:
+            opts.intra_op_num_threads = self.options.threads
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.model_path), opts, providers=self._providers(ort))
@@ -68,11 +68,30 @@ class OnnxRuntimeRunner(Runner):
     def deactivate_impl(self) -> None:
         self.session = None
 
+    def input_specs(self) -> list[TensorSpec]:
+        return [_spec(node) for node in self.session.get_inputs()]
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [_spec(node) for node in self.session.get_outputs()]
+
     def embedded_metadata(self) -> str | None:
         return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
-        return {"backend": self.name, "provider": self.session.get_providers()[0] if self.session else PROVIDERS[self.provider],
-                "version": ort.__version__, "threads": self.threads or "default"}
+        provider = self.session.get_providers()[0] if self.session else ORT_PROVIDERS[self.options.provider]
+        info = {"backend": self.name, "provider": provider, "version": ort.__version__,
+                "threads": self.options.threads or "default"}
+        if self.options.provider != "cpu":
+            info["device_id"] = self.options.device_id
+        if self.options.provider == "tensorrt":
+            info["trt_fp16"] = self.options.trt_fp16
+        return info
+
+
+def _spec(node) -> TensorSpec:
+    """A session input/output; symbolic or unknown dimensions (strings, None) are dynamic."""
+    kind = node.type.removeprefix("tensor(").removesuffix(")")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else None for d in (node.shape or ()))
+    return TensorSpec(node.name, _ORT_DTYPES.get(kind, kind), shape)

@@ -13,32 +13,33 @@ import numpy as np
 
 from bcdeploy._imports import require
 from bcdeploy.errors import BackendError
-from bcdeploy.runtime.backends.base import Runner
+from bcdeploy.runtime.backends.base import Runner, TensorSpec
+from bcdeploy.runtime.backends.options import OpenVINOOptions
+
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
 class OpenVINORunner(Runner):
     name = "openvino"
+    options_type = OpenVINOOptions
+    options: OpenVINOOptions
 
-    def __init__(self, model_path: str | Path, device: str = "CPU", precision: str = "fp32", threads: int = 0, **options: Any) -> None:
-        super().__init__(model_path, **options)
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise BackendError(f"OpenVINO precision must be fp32, bf16 or fp16, not {precision!r}")
-        self.device = device.upper()
-        self.precision = precision
-        self.threads = threads
+    def __init__(self, model_path: str | Path, options: OpenVINOOptions | None = None) -> None:
+        super().__init__(model_path, options)
         self.compiled = None
 
     def activate_impl(self) -> None:
         ov = require("openvino", "running OpenVINO .xml models")
         core = ov.Core()
-        if self.device not in core.available_devices:
-            raise BackendError(f"OpenVINO device {self.device} not available (have: {', '.join(core.available_devices)})")
-        config = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}[self.precision]}
-        if self.threads:
-            config["INFERENCE_NUM_THREADS"] = str(self.threads)
+        device = self.options.device
+        if device not in core.available_devices:
+            raise BackendError(f"OpenVINO device {device} not available (have: {', '.join(core.available_devices)})")
+        config = {"INFERENCE_PRECISION_HINT": _HINTS[self.options.precision]}
+        if self.options.threads:
+            config["INFERENCE_NUM_THREADS"] = str(self.options.threads)
         try:
             model = core.read_model(str(self.model_path))
-            self.compiled = core.compile_model(model, self.device, config)
+            self.compiled = core.compile_model(model, device, config)
         except RuntimeError as err:
             raise BackendError(f"{self.model_path}: OpenVINO cannot load it ({str(err).splitlines()[0][:300]})") from None
         self.request = self.compiled.create_infer_request()
@@ -51,7 +52,20 @@ class OpenVINORunner(Runner):
         self.compiled = None
         self.request = None
 
+    def input_specs(self) -> list[TensorSpec]:
+        return [_spec(port) for port in self.compiled.inputs]
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [_spec(port) for port in self.compiled.outputs]
+
     def describe(self) -> dict[str, Any]:
         import openvino as ov
 
-        return {"backend": self.name, "device": self.device, "precision": self.precision, "version": ov.__version__}
+        return {"backend": self.name, "device": self.options.device, "precision": self.options.precision,
+                "threads": self.options.threads or "default", "version": ov.__version__}
+
+
+def _spec(port) -> TensorSpec:
+    names = port.get_names()
+    shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
+    return TensorSpec(sorted(names)[0] if names else None, str(port.get_element_type().to_dtype()), shape)

@@ -17,21 +17,30 @@ import numpy as np
 from bcdeploy._imports import require
 from bcdeploy.errors import BackendError, InputError
 from bcdeploy.runtime.backends import cuda
-from bcdeploy.runtime.backends.base import Runner
+from bcdeploy.runtime.backends.base import Runner, TensorSpec
+from bcdeploy.runtime.backends.options import TensorRTOptions
 from bcdeploy.runtime.metadata import sidecar_candidates
 
 
 class TensorRTRunner(Runner):
     name = "tensorrt"
+    options_type = TensorRTOptions
+    options: TensorRTOptions
 
-    def __init__(self, model_path: str | Path, **options: Any) -> None:
-        super().__init__(model_path, **options)
+    def __init__(self, model_path: str | Path, options: TensorRTOptions | None = None) -> None:
+        super().__init__(model_path, options)
         self.engine = None
 
     def activate_impl(self) -> None:
         trt = require("tensorrt", "running TensorRT engines")
-        if cuda.device_count() == 0:
+        count = cuda.device_count()
+        if count == 0:
             raise BackendError(f"{self.model_path}: TensorRT engines need an NVIDIA GPU; none is visible")
+        if self.options.device_id >= count:
+            raise BackendError(f"{self.model_path}: GPU {self.options.device_id} asked for, {count} visible "
+                               f"(device ids 0..{count - 1})")
+        # The engine, its context, stream and buffers all belong to the current device of this thread.
+        cuda.set_device(self.options.device_id)
         self._check_built_here(trt)
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
@@ -52,11 +61,25 @@ class TensorRTRunner(Runner):
     def _check_built_here(self, trt) -> None:
         for candidate in sidecar_candidates(self.model_path):
             if candidate.is_file():
-                engine_info = json.loads(candidate.read_text()).get("engine", {})
-                built = engine_info.get("tensorrt_version")
+                try:
+                    data = json.loads(candidate.read_text(encoding="utf-8"))
+                except (ValueError, UnicodeDecodeError):
+                    return  # a malformed sidecar is refused, with its reason, by the schema check after loading
+                engine_info = data.get("engine") if isinstance(data, dict) else None
+                built = engine_info.get("tensorrt_version") if isinstance(engine_info, dict) else None
                 if built and built.split(".")[0] != trt.__version__.split(".")[0]:
                     raise BackendError(f"{self.model_path}: built with TensorRT {built}, this is {trt.__version__}; rebuild the engine")
                 return
+
+    def _spec(self, name: str) -> TensorSpec:
+        shape = tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(name))
+        return TensorSpec(name, np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name))).name, shape)
+
+    def input_specs(self) -> list[TensorSpec]:
+        return [self._spec(n) for n in self.inputs]
+
+    def output_specs(self) -> list[TensorSpec]:
+        return [self._spec(n) for n in self.outputs]
 
     def profile(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """(min, opt, max) input shapes of optimisation profile 0."""
@@ -88,5 +111,6 @@ class TensorRTRunner(Runner):
         self.context = self.engine = self.runtime = None
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "version": self.trt.__version__, "gpu": cuda.device_name(),
-                "compute_capability": cuda.compute_capability(), "profile": self.profile() if self.engine else None}
+        device = self.options.device_id
+        return {"backend": self.name, "version": self.trt.__version__, "device_id": device, "gpu": cuda.device_name(device),
+                "compute_capability": cuda.compute_capability(device), "profile": self.profile() if self.engine else None}
