@@ -132,16 +132,21 @@ def _read_bytes(path: Path) -> bytes:
 
 @dataclass(frozen=True)
 class _Pixels:
-    """Decoded samples as stored: `rgb` tells tifffile's RGB(A) order from OpenCV's BGR(A)."""
+    """Decoded samples: `rgb` tells tifffile's RGB(A) order from OpenCV's BGR(A); `channels` is the
+    source's channel count where `pixels` are already BGR (OpenCV's IMREAD_COLOR)."""
 
     pixels: np.ndarray
     rgb: bool = False
+    channels: int | None = None
 
 
-def _decode_pixels(path: Path, data: bytes, fmt: str, max_pixels: int) -> _Pixels:
-    """Check the header's size against the budget, decode, and check the result has that size."""
+def _decode_pixels(path: Path, data: bytes, fmt: str, max_pixels: int, *, color: bool = False) -> _Pixels:
+    """Check the header's size against the budget, decode, and check the result has that size.
+
+    `color`: BGR is all the caller needs from an 8-bit TIFF (not a mask, whose channels all count).
+    """
     if fmt == "tiff":
-        return _decode_tiff(path, data, max_pixels)
+        return _decode_tiff(path, data, max_pixels, color)
     width, height = png_size(path, data)
     check_pixel_budget(path, width, height, max_pixels)
     _check_dimensions(path, (height, width))
@@ -150,7 +155,7 @@ def _decode_pixels(path: Path, data: bytes, fmt: str, max_pixels: int) -> _Pixel
     return _Pixels(arr)
 
 
-def _decode_tiff(path: Path, data: bytes, max_pixels: int) -> _Pixels:
+def _decode_tiff(path: Path, data: bytes, max_pixels: int, color: bool) -> _Pixels:
     """TIFF: size from tifffile's first page (OpenCV decodes the first page too), then decode."""
     import tifffile
 
@@ -167,7 +172,7 @@ def _decode_tiff(path: Path, data: bytes, max_pixels: int) -> _Pixels:
             raise InputError(f"{path}: cannot read the TIFF header ({type(err).__name__}: {err})") from None
         check_pixel_budget(path, width, height, max_pixels)
         _check_dimensions(path, (height, width))
-        decoded = _tifffile_fast(page, len(data)) or _tiff_via_opencv(path, data, page)
+        decoded = _tifffile_fast(page, len(data)) or _tiff_via_opencv(path, data, page, color)
         transposed = _orientation(page) >= 5  # OpenCV applies the Orientation tag; 5..8 swap the sides
     check_decoded_size(path, (width, height), (decoded.pixels.shape[1], decoded.pixels.shape[0]),
                        may_rotate=transposed)
@@ -176,10 +181,14 @@ def _decode_tiff(path: Path, data: bytes, max_pixels: int) -> _Pixels:
 
 # Layouts tifffile (with imagecodecs) decodes to exactly OpenCV's samples, tested for each: 8-bit
 # gray/RGB/RGBA in strips, top-left orientation (OpenCV applies the Orientation tag, tifffile does
-# not), contiguous, uncompressed/LZW/deflate, with or without the horizontal predictor. Strips are
-# decoded on TIFF_DECODE_WORKERS threads (imagecodecs releases the GIL): faster than OpenCV on DMID's
-# LZW RGBA (benchmarks/decode_speed.py).
+# not), contiguous, uncompressed/LZW/deflate, with or without the horizontal predictor.
+# Why only with threads and big strips: per CPU second tifffile is no faster than OpenCV (LZW RGBA:
+# ~160 vs ~140 ms CPU), and with one-row strips its per-strip Python overhead makes it slower; its
+# gain is decoding strips on TIFF_DECODE_WORKERS threads (imagecodecs releases the GIL), which
+# roughly halves the wall time of one image (benchmarks/decode_speed.py). A run loop that decodes
+# beside inference may set TIFF_DECODE_WORKERS = 1 to leave the cores to the model: OpenCV decodes then.
 _FAST_COMPRESSIONS = frozenset([1, 5, 8, 32946])  # none, LZW, deflate, Adobe's deflate code
+_MIN_STRIP_BYTES = 64 * 1024  # decoded bytes per strip below which threads cost more than they give
 TIFF_DECODE_WORKERS = max(1, min(2, os.cpu_count() or 1))
 
 
@@ -192,10 +201,13 @@ def _tifffile_fast(page: Any, file_size: int) -> _Pixels | None:
         and ((samples == 1 and page.photometric == 1)
              or (samples in (3, 4) and page.photometric == 2 and page.planarconfig == 1))
     )
+    strips = len(page.dataoffsets)
+    strip_bytes = min(page.rowsperstrip, page.imagelength) * page.imagewidth * samples
+    worth_threads = TIFF_DECODE_WORKERS > 1 and strips > 1 and strip_bytes >= _MIN_STRIP_BYTES
     # tifffile fills missing or out-of-file strips with zeros where libtiff fails: leave those to OpenCV.
     segments_ok = all(offset > 0 and count > 0 and offset + count <= file_size
                       for offset, count in zip(page.dataoffsets, page.databytecounts))
-    if not (layout_ok and segments_ok) or not _has_imagecodecs():
+    if not (layout_ok and worth_threads and segments_ok) or not _has_imagecodecs():
         return None
     try:
         pixels = page.asarray(maxworkers=TIFF_DECODE_WORKERS)
@@ -207,13 +219,21 @@ def _tifffile_fast(page: Any, file_size: int) -> _Pixels | None:
     return _Pixels(pixels, rgb=True)
 
 
-def _tiff_via_opencv(path: Path, data: bytes, page: Any) -> _Pixels:
-    """OpenCV as MMSeg does; TIFFs it cannot read (e.g. 5 samples) get a second try with tifffile."""
+def _tiff_via_opencv(path: Path, data: bytes, page: Any, color: bool) -> _Pixels:
+    """OpenCV; TIFFs it cannot read (e.g. 5 samples) get a second try with tifffile.
+
+    8-bit gray/RGB/RGBA for an image: IMREAD_COLOR, MMSeg's exact call, which also costs ~40 % less
+    CPU than IMREAD_UNCHANGED plus dropping alpha (benchmarks/decode_speed.py). Otherwise
+    IMREAD_UNCHANGED, so 16-bit data keeps its range for `_to_uint8`.
+    """
     import cv2
 
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    samples = int(page.samplesperpixel)
+    bgr_only = color and page.bitspersample == 8 and page.sampleformat == 1 and samples in (1, 3, 4)
+    flags = cv2.IMREAD_COLOR if bgr_only else cv2.IMREAD_UNCHANGED
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if arr is not None:
-        return _Pixels(arr)
+        return _Pixels(arr, channels=samples if bgr_only else None)
     try:
         arr = page.asarray()
     except Exception:  # noqa: BLE001 - any tifffile failure means "cannot decode"
@@ -260,9 +280,9 @@ def _decode_raster(path: Path, data: bytes, fmt: str, max_pixels: int) -> Decode
             raise InputError(f"{path}: cannot decode JPEG data (truncated or corrupt file?)")
         check_decoded_size(path, (width, height), (bgr.shape[1], bgr.shape[0]), may_rotate=True)
         return DecodedImage(bgr, fmt, "uint8", 3, "identity")
-    decoded = _decode_pixels(path, data, fmt, max_pixels)
+    decoded = _decode_pixels(path, data, fmt, max_pixels, color=True)
     arr = decoded.pixels
-    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    channels = decoded.channels or (1 if arr.ndim == 2 else arr.shape[2])
     if channels not in (1, 3, 4):
         raise InputError(f"{path}: has {channels} channels; expected gray, RGB or RGBA")
     source_dtype = str(arr.dtype)
@@ -276,9 +296,11 @@ def _to_bgr(arr: np.ndarray, rgb: bool) -> np.ndarray:
 
     if arr.ndim == 2:
         return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+    if arr.shape[2] == 3 and not rgb:
+        return np.ascontiguousarray(arr)
     if arr.shape[2] == 4:
         return cv2.cvtColor(arr, cv2.COLOR_RGBA2BGR if rgb else cv2.COLOR_BGRA2BGR)
-    return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if rgb else np.ascontiguousarray(arr)
+    return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
 
 
 def _to_uint8(path: Path, arr: np.ndarray) -> tuple[np.ndarray, str]:

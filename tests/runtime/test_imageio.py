@@ -6,6 +6,7 @@ import pytest
 import tifffile
 
 from bcdeploy.errors import InputError
+from bcdeploy.runtime import imageio
 from bcdeploy.runtime.imageio import (
     DEFAULT_MAX_PIXELS,
     decode_image,
@@ -159,12 +160,13 @@ def test_decoded_size_must_match_the_header(tmp_path, gray, monkeypatch):
 
 
 def _tiff_8bit(path, channels, compression, seed, opaque=True, **extra):
+    """Strips of 64 rows x 1100 px: big enough for bcdeploy's threaded tifffile decoding."""
     rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 256, (67, 93, channels), dtype=np.uint8).squeeze()
+    arr = rng.integers(0, 256, (150, 1100, channels), dtype=np.uint8).squeeze()
     if channels == 4 and opaque:
         arr[..., 3] = 255  # as in DMID
     tifffile.imwrite(path, arr, photometric="minisblack" if channels == 1 else "rgb", compression=compression,
-                     predictor=compression is not None, rowsperstrip=7, **extra)
+                     predictor=compression is not None, rowsperstrip=64, **extra)
     return path
 
 
@@ -175,8 +177,11 @@ def _mmseg_decode(path):
 @pytest.mark.parametrize("channels", [1, 3, 4])
 @pytest.mark.parametrize("compression", [None, "lzw", "deflate"])
 def test_8bit_tiff_decodes_without_opencv_to_opencvs_pixels(tmp_path, channels, compression, monkeypatch):
+    monkeypatch.setattr(imageio, "TIFF_DECODE_WORKERS", 2)  # the default on machines with 2+ cores
     path = _tiff_8bit(tmp_path / "t.tif", channels, compression, seed=channels)
     expected = _mmseg_decode(path)
+    unchanged = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    unchanged_to_bgr = cv2.cvtColor(unchanged, cv2.COLOR_GRAY2BGR) if channels == 1 else unchanged[..., :3]
 
     def opencv_not_needed(*args):
         raise AssertionError("decoded with OpenCV; expected tifffile with imagecodecs")
@@ -185,6 +190,7 @@ def test_8bit_tiff_decodes_without_opencv_to_opencvs_pixels(tmp_path, channels, 
     decoded = read_image(path)
     assert decoded.bgr.flags.c_contiguous and decoded.source_channels == channels
     np.testing.assert_array_equal(decoded.bgr, expected)
+    np.testing.assert_array_equal(decoded.bgr, unchanged_to_bgr)
 
 
 @pytest.mark.parametrize("extra", [
