@@ -189,7 +189,7 @@ def _decode_tiff(path: Path, data: bytes, max_pixels: int, color: bool) -> _Pixe
 # beside inference may set TIFF_DECODE_WORKERS = 1 to leave the cores to the model: OpenCV decodes then.
 _FAST_COMPRESSIONS = frozenset([1, 5, 8, 32946])  # none, LZW, deflate, Adobe's deflate code
 _MIN_STRIP_BYTES = 64 * 1024  # decoded bytes per strip below which threads cost more than they give
-TIFF_DECODE_WORKERS = max(1, min(2, os.cpu_count() or 1))
+TIFF_DECODE_WORKERS = max(1, min(2, (os.cpu_count() or 1) // 2))  # threads only where a core is spare
 
 
 def _tifffile_fast(page: Any, file_size: int) -> _Pixels | None:
