@@ -12,6 +12,10 @@ exactly that (same decoder, same flags), and masks equal MMSeg's. Real scanners 
   DMID, then the windowed range stretched to 0..255. Without a window the full data range is used.
 
 Formats are recognised by their magic bytes, not by suffix, so a DICOM without `.dcm` still reads.
+A file can lie, so the size its header declares is checked against `max_pixels` before any decoder
+allocates (image_headers.py), and the decoded array must have exactly that size.
+8-bit TIFF may be decoded by tifffile + imagecodecs on several threads instead of OpenCV, only for
+layouts tested to give OpenCV's exact pixels (see `_tifffile_fast`).
 """
 
 from __future__ import annotations
@@ -204,10 +208,11 @@ def _tifffile_fast(page: Any, file_size: int) -> _Pixels | None:
     strips = len(page.dataoffsets)
     strip_bytes = min(page.rowsperstrip, page.imagelength) * page.imagewidth * samples
     worth_threads = TIFF_DECODE_WORKERS > 1 and strips > 1 and strip_bytes >= _MIN_STRIP_BYTES
+    if not (layout_ok and worth_threads and _has_imagecodecs()):
+        return None
     # tifffile fills missing or out-of-file strips with zeros where libtiff fails: leave those to OpenCV.
-    segments_ok = all(offset > 0 and count > 0 and offset + count <= file_size
-                      for offset, count in zip(page.dataoffsets, page.databytecounts))
-    if not (layout_ok and worth_threads and segments_ok) or not _has_imagecodecs():
+    if not all(offset > 0 and count > 0 and offset + count <= file_size
+               for offset, count in zip(page.dataoffsets, page.databytecounts)):
         return None
     try:
         pixels = page.asarray(maxworkers=TIFF_DECODE_WORKERS)

@@ -202,3 +202,25 @@ def test_8bit_tiff_decodes_without_opencv_to_opencvs_pixels(tmp_path, channels, 
 def test_tiff_layouts_opencv_treats_specially_keep_opencvs_pixels(tmp_path, extra):
     path = _tiff_8bit(tmp_path / "t.tif", 4 if "extrasamples" in extra else 3, "lzw", seed=5, opaque=False, **extra)
     np.testing.assert_array_equal(read_image(path).bgr, _mmseg_decode(path))
+
+
+@pytest.mark.parametrize("compression", ["lzw", "deflate"])
+@pytest.mark.parametrize("damage", ["flip bytes", "truncate"])
+def test_damaged_tiff_strip_gets_opencvs_verdict(tmp_path, monkeypatch, compression, damage):
+    """tifffile must not turn a strip libtiff rejects into black rows: same pixels or same refusal."""
+    monkeypatch.setattr(imageio, "TIFF_DECODE_WORKERS", 2)
+    path = _tiff_8bit(tmp_path / "t.tif", 4, compression, seed=9)
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        offset, count = tif.pages.first.dataoffsets[1], tif.pages.first.databytecounts[1]
+    if damage == "truncate":
+        data = data[: offset + count // 2]
+    else:
+        data[offset + 100 : offset + 140] = bytes(255 - b for b in data[offset + 100 : offset + 140])
+    path.write_bytes(bytes(data))
+    expected = _mmseg_decode(path)
+    if expected is None:
+        with pytest.raises(InputError, match="cannot decode TIFF data"):
+            read_image(path)
+    else:
+        np.testing.assert_array_equal(read_image(path).bgr, expected)
