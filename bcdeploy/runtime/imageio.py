@@ -170,7 +170,7 @@ def _decode_tiff(path: Path, data: bytes, max_pixels: int, color: bool) -> _Pixe
         raise InputError(f"{path}: cannot read the TIFF header ({type(err).__name__}: {err})") from None
     with tif:
         try:
-            page = tif.pages.first
+            page = tif.pages[0]
             width, height = int(page.imagewidth), int(page.imagelength)
         except Exception as err:  # noqa: BLE001 - as above
             raise InputError(f"{path}: cannot read the TIFF header ({type(err).__name__}: {err})") from None
