@@ -15,8 +15,9 @@ import tifffile
 from tests.conftest import TINY_CONFIG
 from tests.runtime import hostile_images as hostile
 
-LIBRARY_LINE = re.compile(r"\[ ?(WARN|ERROR|INFO):|libpng|UserWarning|warnings\.warn|onnxruntime|absl|openvino",
-                          re.IGNORECASE)
+# OpenCV, libpng, Python warnings, onnxruntime's C++ log ("[W:onnxruntime:..."), absl/gRPC, libtiff
+LIBRARY_LINE = re.compile(r"\[ ?(WARN|ERROR|INFO):|libpng|Warning:|warnings\.warn|\[[EWI]:onnxruntime|absl::|"
+                          r"TIFFRead|TIFFFetch")
 
 
 def bcdeploy(*args, verbose_env: bool = False) -> subprocess.CompletedProcess:
