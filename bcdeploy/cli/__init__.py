@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from bcdeploy import __version__
+from bcdeploy import __version__, _quiet
 from bcdeploy.cli import bench_cmds, data_cmds, inspect_cmds, model_cmds, runtime_cmds, serve_cmds
 from bcdeploy.errors import BcDeployError
 
@@ -26,9 +26,14 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bcdeploy")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
+@click.option("-v", "--verbose", count=True,
+              help="More log output (-vv for debug), and the libraries' own lines (OpenCV, libpng, onnxruntime, "
+                   f"OpenVINO, mmcv warnings), hidden by default. Same as {_quiet.VERBOSE_ENV}=1.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int) -> None:
     """Deploy MMSegmentation breast-cancer segmentation models: data, training, export, inference."""
+    if not _quiet.verbose_requested(verbose):
+        ctx.call_on_close(_quiet.silence_libraries())  # before logging binds its handler to sys.stderr
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 

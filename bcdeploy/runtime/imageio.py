@@ -12,17 +12,32 @@ exactly that (same decoder, same flags), and masks equal MMSeg's. Real scanners 
   DMID, then the windowed range stretched to 0..255. Without a window the full data range is used.
 
 Formats are recognised by their magic bytes, not by suffix, so a DICOM without `.dcm` still reads.
+A file can lie, so the size its header declares is checked against `max_pixels` before any decoder
+allocates (image_headers.py), and the decoded array must have exactly that size.
+8-bit TIFF may be decoded by tifffile + imagecodecs on several threads instead of OpenCV, only for
+layouts tested to give OpenCV's exact pixels (see `_tifffile_fast`).
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bcdeploy.errors import InputError
+from bcdeploy.runtime.image_headers import (
+    DEFAULT_MAX_PIXELS,
+    check_decoded_size,
+    check_pixel_budget,
+    jpeg_size,
+    png_size,
+)
 
 MIN_SIDE = 32
 MAX_SIDE = 65_536
@@ -59,13 +74,17 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def read_image(path: str | Path) -> DecodedImage:
-    """Decode `path` to 8-bit BGR, or raise InputError naming the file and the problem."""
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode `path` to 8-bit BGR, or raise InputError naming the file and the problem.
+
+    `max_pixels`: images whose header declares more pixels are refused before decoding.
+    """
     path = Path(path)
-    return decode_image(_read_bytes(path), path)
+    return decode_image(_read_bytes(path), path, max_pixels=max_pixels)
 
 
-def decode_image(data: bytes, origin: str | Path = "<bytes>") -> DecodedImage:
+def decode_image(data: bytes, origin: str | Path = "<bytes>", *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     """Decode file contents (e.g. an HTTP upload); `origin` names the source in errors."""
     origin = Path(origin)
     if not data:
@@ -73,12 +92,15 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>") -> DecodedImage:
     fmt = sniff_format(data[:132])
     if fmt is None:
         raise InputError(f"{origin}: not a TIFF, PNG, JPEG or DICOM file (unrecognised header)")
-    decoded = _decode_dicom(origin, data) if fmt == "dicom" else _decode_raster(origin, data, fmt)
+    if fmt == "dicom":
+        decoded = _decode_dicom(origin, data, max_pixels)
+    else:
+        decoded = _decode_raster(origin, data, fmt, max_pixels)
     _check_dimensions(origin, decoded.bgr.shape[:2])
     return decoded
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a lesion mask as (H, W) uint8; any non-zero channel marks lesion.
 
     DMID masks are 0/255 RGBA TIFF (LZW); the seed's are 0/255 or index PNGs. Values are kept, the
@@ -89,7 +111,7 @@ def read_mask(path: str | Path) -> np.ndarray:
     fmt = sniff_format(data[:132])
     if fmt not in ("png", "tiff"):
         raise InputError(f"{path}: a mask must be a PNG or TIFF file")
-    arr = _imdecode(path, data, fmt)
+    arr = _decode_pixels(path, data, fmt, max_pixels).pixels
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
     if arr.dtype != np.uint8:
@@ -112,57 +134,178 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _imdecode(path: Path, data: bytes, fmt: str) -> np.ndarray:
-    """Decode with OpenCV as MMSeg does; TIFFs OpenCV cannot read get a second try with tifffile."""
+@dataclass(frozen=True)
+class _Pixels:
+    """Decoded samples: `rgb` tells tifffile's RGB(A) order from OpenCV's BGR(A); `channels` is the
+    source's channel count where `pixels` are already BGR (OpenCV's IMREAD_COLOR)."""
+
+    pixels: np.ndarray
+    rgb: bool = False
+    channels: int | None = None
+
+
+def _decode_pixels(path: Path, data: bytes, fmt: str, max_pixels: int, *, color: bool = False) -> _Pixels:
+    """Check the header's size against the budget, decode, and check the result has that size.
+
+    `color`: BGR is all the caller needs from an 8-bit TIFF (not a mask, whose channels all count).
+    """
+    if fmt == "tiff":
+        return _decode_tiff(path, data, max_pixels, color)
+    width, height = png_size(path, data)
+    check_pixel_budget(path, width, height, max_pixels)
+    _check_dimensions(path, (height, width))
+    arr = _cv2_decode(path, data, fmt)
+    check_decoded_size(path, (width, height), (arr.shape[1], arr.shape[0]))
+    return _Pixels(arr)
+
+
+def _decode_tiff(path: Path, data: bytes, max_pixels: int, color: bool) -> _Pixels:
+    """TIFF: size from tifffile's first page (OpenCV decodes the first page too), then decode."""
+    import tifffile
+
+    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings duplicate our one-line error
+    try:
+        tif = tifffile.TiffFile(io.BytesIO(data))
+    except Exception as err:  # noqa: BLE001 - tifffile raises many types for a bad header
+        raise InputError(f"{path}: cannot read the TIFF header ({type(err).__name__}: {err})") from None
+    with tif:
+        try:
+            page = tif.pages[0]
+            width, height = int(page.imagewidth), int(page.imagelength)
+        except Exception as err:  # noqa: BLE001 - as above
+            raise InputError(f"{path}: cannot read the TIFF header ({type(err).__name__}: {err})") from None
+        check_pixel_budget(path, width, height, max_pixels)
+        _check_dimensions(path, (height, width))
+        decoded = _tifffile_fast(page, len(data)) or _tiff_via_opencv(path, data, page, color)
+        transposed = _orientation(page) >= 5  # OpenCV applies the Orientation tag; 5..8 swap the sides
+    check_decoded_size(path, (width, height), (decoded.pixels.shape[1], decoded.pixels.shape[0]),
+                       may_rotate=transposed)
+    return decoded
+
+
+# Layouts tifffile (with imagecodecs) decodes to exactly OpenCV's samples, tested for each: 8-bit
+# gray/RGB/RGBA in strips, top-left orientation (OpenCV applies the Orientation tag, tifffile does
+# not), contiguous, uncompressed/LZW/deflate, with or without the horizontal predictor.
+# Why only with threads and big strips: per CPU second tifffile is no faster than OpenCV (LZW RGBA:
+# ~160 vs ~140 ms CPU), and with one-row strips its per-strip Python overhead makes it slower; its
+# gain is decoding strips on TIFF_DECODE_WORKERS threads (imagecodecs releases the GIL), which
+# roughly halves the wall time of one image (benchmarks/decode_speed.py). A run loop that decodes
+# beside inference may set TIFF_DECODE_WORKERS = 1 to leave the cores to the model: OpenCV decodes then.
+_FAST_COMPRESSIONS = frozenset([1, 5, 8, 32946])  # none, LZW, deflate, Adobe's deflate code
+_MIN_STRIP_BYTES = 64 * 1024  # decoded bytes per strip below which threads cost more than they give
+TIFF_DECODE_WORKERS = max(1, min(2, (os.cpu_count() or 1) // 2))  # threads only where a core is spare
+
+
+def _tifffile_fast(page: Any, file_size: int) -> _Pixels | None:
+    """Decode with tifffile when the layout is one of the tested ones, else None (OpenCV decodes)."""
+    samples = int(page.samplesperpixel)
+    layout_ok = (
+        page.bitspersample == 8 and page.sampleformat == 1 and page.compression in _FAST_COMPRESSIONS
+        and page.predictor in (1, 2) and page.fillorder == 1 and _orientation(page) == 1 and not page.is_tiled
+        and ((samples == 1 and page.photometric == 1)
+             or (samples in (3, 4) and page.photometric == 2 and page.planarconfig == 1))
+    )
+    strips = len(page.dataoffsets)
+    strip_bytes = min(page.rowsperstrip, page.imagelength) * page.imagewidth * samples
+    worth_threads = TIFF_DECODE_WORKERS > 1 and strips > 1 and strip_bytes >= _MIN_STRIP_BYTES
+    if not (layout_ok and worth_threads and _has_imagecodecs()):
+        return None
+    # tifffile fills missing or out-of-file strips with zeros where libtiff fails: leave those to OpenCV.
+    if not all(offset > 0 and count > 0 and offset + count <= file_size
+               for offset, count in zip(page.dataoffsets, page.databytecounts)):
+        return None
+    try:
+        pixels = page.asarray(maxworkers=TIFF_DECODE_WORKERS)
+    except Exception:  # noqa: BLE001 - corrupt data: OpenCV gives the verdict and the error line
+        return None
+    # OpenCV premultiplies colour by an unassociated alpha (ExtraSamples=2); equal only where opaque.
+    if samples == 4 and tuple(page.extrasamples) == (2,) and not (pixels[..., 3] == 255).all():
+        return None
+    return _Pixels(pixels, rgb=True)
+
+
+def _tiff_via_opencv(path: Path, data: bytes, page: Any, color: bool) -> _Pixels:
+    """OpenCV; TIFFs it cannot read (e.g. 5 samples) get a second try with tifffile.
+
+    8-bit gray/RGB/RGBA for an image: IMREAD_COLOR, MMSeg's exact call, which also costs ~40 % less
+    CPU than IMREAD_UNCHANGED plus dropping alpha (benchmarks/decode_speed.py). Otherwise
+    IMREAD_UNCHANGED, so 16-bit data keeps its range for `_to_uint8`.
+    """
+    import cv2
+
+    samples = int(page.samplesperpixel)
+    bgr_only = color and page.bitspersample == 8 and page.sampleformat == 1 and samples in (1, 3, 4)
+    flags = cv2.IMREAD_COLOR if bgr_only else cv2.IMREAD_UNCHANGED
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if arr is not None:
+        return _Pixels(arr, channels=samples if bgr_only else None)
+    try:
+        arr = page.asarray()
+    except Exception:  # noqa: BLE001 - any tifffile failure means "cannot decode"
+        arr = None
+    if arr is None or arr.ndim not in (2, 3) or arr.size == 0:
+        raise InputError(f"{path}: cannot decode TIFF data (truncated or corrupt file?)")
+    return _Pixels(arr, rgb=True)
+
+
+def _orientation(page: Any) -> int:
+    return int(page.tags.valueof(274, default=1))  # TIFF Orientation; 1 = rows top to bottom
+
+
+@functools.cache
+def _has_imagecodecs() -> bool:
+    """tifffile decodes LZW only through imagecodecs; without it OpenCV decodes everything."""
+    try:
+        import imagecodecs  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _cv2_decode(path: Path, data: bytes, fmt: str) -> np.ndarray:
+    """Decode with OpenCV as MMSeg does (IMREAD_UNCHANGED: bit depth and alpha kept for us to map)."""
     import cv2
 
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if arr is None and fmt == "tiff":
-        arr = _decode_tiff_fallback(data)
     if arr is None:
         raise InputError(f"{path}: cannot decode {fmt.upper()} data (truncated or corrupt file?)")
     return arr
 
 
-def _decode_tiff_fallback(data: bytes) -> np.ndarray | None:
-    import logging
-
-    import tifffile
-
-    logging.getLogger("tifffile").setLevel(logging.ERROR)  # its warnings duplicate our one-line error
-    try:
-        arr = tifffile.imread(io.BytesIO(data), key=0)
-    except Exception:  # noqa: BLE001 - any tifffile failure means "cannot decode", reported by caller
-        return None
-    if arr.ndim not in (2, 3) or arr.size == 0:
-        return None
-    if arr.ndim == 3 and arr.shape[2] in (3, 4):
-        arr = arr[..., [2, 1, 0] + ([3] if arr.shape[2] == 4 else [])]  # tifffile gives RGB(A)
-    return arr
-
-
-def _decode_raster(path: Path, data: bytes, fmt: str) -> DecodedImage:
+def _decode_raster(path: Path, data: bytes, fmt: str, max_pixels: int) -> DecodedImage:
     import cv2
 
     if fmt == "jpeg":
+        width, height = jpeg_size(path, data)
+        check_pixel_budget(path, width, height, max_pixels)
+        _check_dimensions(path, (height, width))
         # JPEG is always 8-bit; IMREAD_COLOR is MMSeg's exact call (it also applies EXIF orientation).
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
             raise InputError(f"{path}: cannot decode JPEG data (truncated or corrupt file?)")
+        check_decoded_size(path, (width, height), (bgr.shape[1], bgr.shape[0]), may_rotate=True)
         return DecodedImage(bgr, fmt, "uint8", 3, "identity")
-    arr = _imdecode(path, data, fmt)
-    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    decoded = _decode_pixels(path, data, fmt, max_pixels, color=True)
+    arr = decoded.pixels
+    channels = decoded.channels or (1 if arr.ndim == 2 else arr.shape[2])
     if channels not in (1, 3, 4):
         raise InputError(f"{path}: has {channels} channels; expected gray, RGB or RGBA")
     source_dtype = str(arr.dtype)
     arr, mapping = _to_uint8(path, arr)
-    if channels == 1:
-        bgr = cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
-    elif channels == 4:
-        bgr = np.ascontiguousarray(arr[..., :3])  # alpha carries nothing in DMID; MMSeg drops it too
-    else:
-        bgr = arr
-    return DecodedImage(bgr, fmt, source_dtype, channels, mapping)
+    return DecodedImage(_to_bgr(arr, decoded.rgb), fmt, source_dtype, channels, mapping)
+
+
+def _to_bgr(arr: np.ndarray, rgb: bool) -> np.ndarray:
+    """Three contiguous BGR channels; alpha carries nothing in DMID and MMSeg drops it too."""
+    import cv2
+
+    if arr.ndim == 2:
+        return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+    if arr.shape[2] == 3 and not rgb:
+        return np.ascontiguousarray(arr)
+    if arr.shape[2] == 4:
+        return cv2.cvtColor(arr, cv2.COLOR_RGBA2BGR if rgb else cv2.COLOR_BGRA2BGR)
+    return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
 
 
 def _to_uint8(path: Path, arr: np.ndarray) -> tuple[np.ndarray, str]:
@@ -189,7 +332,7 @@ def scale_to_uint8(arr: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _decode_dicom(path: Path, data: bytes) -> DecodedImage:
+def _decode_dicom(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
     import cv2
     import pydicom
 
