@@ -116,18 +116,12 @@ def export(options: ExportOptions) -> ExportResult:
     from bcdeploy.train.model import find_config
 
     start = time.perf_counter()
-    deploy = dc.settings(dc.load_deploy_config(options.deploy_config)) if options.deploy_config else dc.DeploySettings()
-    precision = engine_precision(options.precision, fp16_mode=deploy.fp16_mode, int8_mode=deploy.int8_mode)
-    if options.precision and not options.engine:
-        raise ConfigError(f"--precision {options.precision} is the TensorRT engine's precision; add --engine "
-                          "(or use --fp16 / --int8 for ONNX variants)")
-    if options.engine and options.deploy_config and deploy.backend != "tensorrt":
-        raise ConfigError(f"--engine builds TensorRT, but {options.deploy_config} is for backend_config.type="
-                          f"{deploy.backend!r}; use a TensorRT deploy config")
+    deploy, precision = _engine_settings(options)
     steps = planned_steps(options, precision)
+    names = written_names(steps)
     config = find_config(options.checkpoint, options.config)
     image_dirs = [p for p in options.images if Path(p).is_dir()]
-    refuse_clobbering(options.out, written_names(steps), folders=image_dirs,
+    refuse_clobbering(options.out, names, folders=image_dirs,
                       files=[options.checkpoint, config, options.deploy_config,
                              *(p for p in options.images if p not in image_dirs)])
     module, meta = _load(options, config, deploy)
@@ -137,10 +131,23 @@ def export(options: ExportOptions) -> ExportResult:
     # a drift leaves no unchecked model behind, and no new model beside an older sidecar.
     with staged_dir(out) as stage:
         artifacts = _run_steps(_Place(stage, out), steps, module, meta, check, options, precision, deploy)
-        removed = remove_stale(out, written_names(steps))  # at commit: no variant of another checkpoint stays
+        removed = remove_stale(out, names)  # at commit: no variant of another checkpoint stays
     triton = _write_triton(options.triton, artifacts) if options.triton else ()
     return ExportResult(artifacts=artifacts, removed=tuple(removed), triton=triton,
                         seconds=time.perf_counter() - start)
+
+
+def _engine_settings(options: ExportOptions) -> tuple[dc.DeploySettings, str]:
+    """The deploy config's settings and the engine precision, refusing options that contradict them."""
+    deploy = dc.settings(dc.load_deploy_config(options.deploy_config)) if options.deploy_config else dc.DeploySettings()
+    precision = engine_precision(options.precision, fp16_mode=deploy.fp16_mode, int8_mode=deploy.int8_mode)
+    if options.precision and not options.engine:
+        raise ConfigError(f"--precision {options.precision} is the TensorRT engine's precision; add --engine "
+                          "(or use --fp16 / --int8 for ONNX variants)")
+    if options.engine and options.deploy_config and deploy.backend != "tensorrt":
+        raise ConfigError(f"--engine builds TensorRT, but {options.deploy_config} is for backend_config.type="
+                          f"{deploy.backend!r}; use a TensorRT deploy config")
+    return deploy, precision
 
 
 def _load(options: ExportOptions, config: Path, deploy: dc.DeploySettings):

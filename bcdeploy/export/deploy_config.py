@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bcdeploy.errors import ConfigError
+from bcdeploy.export.onnx_export import OPSET
 
 _BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow, ast.LShift: operator.lshift, ast.Mod: operator.mod}
@@ -176,7 +177,7 @@ class DeploySettings:
     trace_hw: tuple[int, int] | None = None  # onnx_config.input_shape is MMDeploy's (W, H)
 
 
-def settings(cfg: dict[str, Any], opset: int = 17) -> DeploySettings:
+def settings(cfg: dict[str, Any], opset: int = OPSET) -> DeploySettings:
     """Check every field of `cfg` (ConfigError naming the first one bcdeploy would not honour)."""
     for name, value in _leaves(cfg):
         if name in _FIXED and value != _FIXED[name]:

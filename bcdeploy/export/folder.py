@@ -50,12 +50,12 @@ def refuse_clobbering(out: str | Path, written: Iterable[str], *, files: Iterabl
     delete an input `file`, or if `out` overlaps an input folder."""
     refuse_overlap(out, list(folders), what="export folder")
     root, names = Path(out).expanduser().resolve(), set(written)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"export folder {out} is a file, not a folder; choose another --out")
     for item in files:
         if item is None:
             continue
         path = Path(item).expanduser().resolve()
-        if path == root:
-            raise InputError(f"export folder {out} is the input file {item}; choose another --out")
         if path.parent == root and (path.name in names or is_model_file(path)):
             raise InputError(f"export into {out} would replace or remove the input {item} (an export owns the model "
                              "files of its folder); move the input or choose another --out")

@@ -7,7 +7,8 @@ result is parity-checked against PyTorch like every other export. Two recipes, r
 * CPU (default): uint8 activations with a zero point, int8 per-channel weights (U8S8), onnxruntime's
   fastest on x86;
 * TensorRT (`symmetric=True`): int8 activations and weights, zero point 0 - the only Q/DQ TensorRT
-  builds (explicit quantisation); the same file still runs in onnxruntime.
+  builds (explicit quantisation) - and FP32 biases, which TensorRT fuses into the INT8 convolution
+  itself (it has no INT32 dequantisation of a bias); the same file still runs in onnxruntime.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from bcdeploy.fileio import atomic_path
 def recipe(symmetric: bool) -> dict:
     """What the sidecar records as `export.quantization`."""
     return {"format": "QDQ", "symmetric": symmetric, "weights": "int8 per-channel",
-            "activations": "int8, zero point 0" if symmetric else "uint8 with zero point"}
+            "activations": "int8, zero point 0" if symmetric else "uint8 with zero point",
+            "bias": "fp32" if symmetric else "int32"}
 
 
 def quantize_int8(src: str | Path, dst: str | Path, calibration: Sequence[np.ndarray], symmetric: bool = False) -> Path:
@@ -47,5 +49,6 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration: Sequence[np.nda
         quantization.quantize_static(str(prepared), str(out), Reader(), quant_format=quantization.QuantFormat.QDQ,
                                      per_channel=True, weight_type=quantization.QuantType.QInt8,
                                      activation_type=quantization.QuantType.QInt8 if symmetric else quantization.QuantType.QUInt8,
-                                     extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+                                     extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
+                                                    "QuantizeBias": not symmetric})
     return dst

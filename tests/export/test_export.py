@@ -149,10 +149,37 @@ def test_int8_onnx_is_quantized_and_parity_checked(exported):
     assert sidecar["precision"] == "int8" and parity["checked"] and parity["passed"] and parity["min_agreement"] >= 0.9
     assert parity["tolerances"]["min_agreement"] == 0 and parity["candidate"] == "onnxruntime int8"
     assert sidecar["export"]["quantization"] == {"format": "QDQ", "symmetric": False, "weights": "int8 per-channel",
-                                                 "activations": "uint8 with zero point"}
+                                                 "activations": "uint8 with zero point", "bias": "int32"}
     ops = {n.op_type for n in onnx.load(str(exported / "model.int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert (exported / "model.int8.onnx").stat().st_size < 0.5 * (exported / "model.onnx").stat().st_size
+
+
+@pytest.mark.mmseg
+def test_int8_for_tensorrt_is_symmetric_and_still_runs_on_cpu(exported, tmp_path):
+    """What `export --engine --precision int8` builds from: every Q/DQ zero point 0 and int8, biases FP32
+    (TensorRT refuses anything else), parity as good as the CPU recipe's on the same gate."""
+    import onnx
+    from onnx import numpy_helper
+
+    from bcdeploy.export.int8 import quantize_int8
+    from bcdeploy.export.parity import INT8_TOLERANCES, parity_batches
+    from bcdeploy.runtime.backends.onnxruntime import OnnxRuntimeRunner
+    from bcdeploy.runtime.metadata import load_meta
+
+    meta = load_meta(exported / "model.onnx")
+    calibration = parity_batches(meta, [(tuple(meta.input_size), 4)] * 2, seed=1)
+    path = quantize_int8(exported / "model.onnx", tmp_path / "model.int8.onnx", calibration, symmetric=True)
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    zero_points = [inits[n.input[2]] for n in qdq if len(n.input) > 2]
+    assert len(qdq) > 20 and len(zero_points) == len(qdq)
+    assert {z.dtype for z in zero_points} == {np.dtype(np.int8)} and all((z == 0).all() for z in zero_points)
+    with OnnxRuntimeRunner(exported / "model.onnx") as fp32, OnnxRuntimeRunner(path) as int8:
+        report = compare(fp32.infer, int8.infer, parity_batches(meta, [((192, 192), 1), ((256, 320), 2)]), "logits",
+                         replace(INT8_TOLERANCES, max_dice_drop=1.0))
+    assert report.passed, report.table()
 
 
 def test_parity_tolerates_rare_fp32_reordering_noise_but_not_a_large_or_common_error():

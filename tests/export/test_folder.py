@@ -43,7 +43,7 @@ def test_inputs_the_export_would_replace_or_remove_are_refused(tmp_path):
     for victim in ("model.bin", "model.onnx", "model.xml"):  # stale OpenVINO weights, a planned name, a model
         with pytest.raises(InputError, match="would replace or remove the input"):
             refuse_clobbering(out, written, files=[out / victim])
-    with pytest.raises(InputError, match="is the input file"):
+    with pytest.raises(InputError, match="is a file, not a folder"):
         refuse_clobbering(out / "iter_30.pth", written, files=[out / "iter_30.pth"])
     images = tmp_path / "images"
     (images / "sub").mkdir(parents=True)

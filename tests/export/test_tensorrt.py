@@ -71,7 +71,7 @@ def test_precision_routing():
 
 def test_export_options_are_keyword_only():
     with pytest.raises(TypeError):
-        ExportOptions("ckpt.pth", None, "out")  # noqa: the point is that it fails
+        ExportOptions("ckpt.pth", None, "out")  # positional: must fail
 
 
 def test_engine_source_must_be_in_the_engine_precision():
