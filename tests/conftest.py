@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -83,9 +84,37 @@ def trained(prepared, tmp_path_factory) -> Path:
     return ckpt
 
 
+# ---- export fixtures: one in-process export of every CPU variant, shared by the whole session ----
+
+@dataclass(frozen=True)
+class ExportRun:
+    out: Path  # model.onnx, model.fp16.onnx, model.int8.onnx, model.xml/.bin, each with its sidecar
+    triton: Path  # the --triton repository written by the same export
+    stdout: str  # the printed table
+
+
 @pytest.fixture(scope="session")
-def exported(trained, tmp_path_factory) -> Path:
-    """`bcdeploy export --fp16` of the trained tiny model; returns the output directory."""
-    out = tmp_path_factory.mktemp("export")
-    run_cli("export", "--ckpt", trained, "--out", out, "--fp16")
-    return out
+def export_run(trained, tmp_path_factory) -> ExportRun:
+    """`bcdeploy export --fp16 --int8 --openvino --triton` of the trained tiny model, run once in-process.
+
+    The INT8 gate is lifted (0): the 30-iteration model's logit margins are thin by design; the gate
+    itself is unit-tested on arrays (tests/export/test_parity_gates.py)."""
+    from click.testing import CliRunner
+
+    from bcdeploy.cli import cli
+
+    root = tmp_path_factory.mktemp("export")
+    out, triton = root / "out", root / "triton"
+    result = CliRunner().invoke(cli, ["export", "--ckpt", str(trained), "--out", str(out), "--fp16", "--int8",
+                                      "--int8-min-agreement", "0", "--openvino", "--triton", str(triton)])
+    if result.exit_code != 0:
+        raise AssertionError(f"export failed ({result.exit_code}):\n{result.output}") from result.exception
+    return ExportRun(out, triton, result.output)
+
+
+@pytest.fixture(scope="session")
+def exported(export_run) -> Path:
+    """The shared export's folder (model.onnx, model.fp16.onnx, ... with sidecars)."""
+    return export_run.out
+
+# ---- end of export fixtures ----

@@ -74,11 +74,13 @@ COMMANDS = [train, test_cmd, confusion_matrix]
 @click.option("--int8", is_flag=True, help="Also write model.int8.onnx (static QDQ quantisation, calibrated on --images "
               "or generated mammograms), parity-checked.")
 @click.option("--engine", is_flag=True, help="Also build model.trt with TensorRT (needs a GPU).")
-@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True,
-              help="TensorRT engine precision.")
+@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]),
+              help="TensorRT engine precision, built from model.onnx / model.fp16.onnx / model.int8.onnx (int8 implies "
+                   "--int8, quantised for TensorRT). Default: the deploy config's fp16_mode/int8_mode, else fp16.")
 @click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim (parity-checked like the rest).")
-@click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (model.xml/.bin).")
-@click.option("--images", multiple=True, type=click.Path(dir_okay=False), help="Real images for the parity check.")
+@click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (model.xml/.bin), parity-checked.")
+@click.option("--images", multiple=True, type=click.Path(exists=True),
+              help="Real images (files or folders) for the parity check and INT8 calibration.")
 @click.option("--atol", default=5e-4, show_default=True, type=float,
               help="Logit tolerance vs PyTorch (plus 1e-3 relative); at most 0.01% of logits may exceed it, none by 10x.")
 @click.option("--min-agreement", default=0.999, show_default=True, type=click.FloatRange(0, 1),
@@ -90,35 +92,55 @@ COMMANDS = [train, test_cmd, confusion_matrix]
 @click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust).")
 def export(ckpt, config, out, deploy_config, argmax, fp16, int8, engine, precision, simplify, openvino, images, atol,
            min_agreement, int8_min_agreement, timing_cache, triton, trust_checkpoint) -> None:
-    """Export CKPT to dynamic-shape ONNX (+ FP16 ONNX, TensorRT, OpenVINO), checked against PyTorch."""
-    from dataclasses import replace
+    """Export CKPT to dynamic-shape ONNX (+ FP16/INT8 ONNX, OpenVINO, TensorRT), each checked against PyTorch.
 
+    OUT's model files are the export's: model files of an earlier export that this one does not write
+    are removed when it commits; nothing else in OUT is touched."""
     from bcdeploy.export.api import ExportOptions
     from bcdeploy.export.api import export as run_export
-    from bcdeploy.export.parity import FP32_TOLERANCES, INT8_TOLERANCES
 
-    options = ExportOptions(ckpt, config, out, deploy_config, argmax, fp16, int8, engine, simplify, openvino, images,
-                            tolerances=replace(FP32_TOLERANCES, max_abs_logit=atol, min_agreement=min_agreement),
-                            int8_tolerances=replace(INT8_TOLERANCES, min_agreement=int8_min_agreement,
-                                                    max_dice_drop=INT8_TOLERANCES.max_dice_drop if int8_min_agreement else 1.0),
+    options = ExportOptions(checkpoint=ckpt, config=config, out=out, deploy_config=deploy_config, argmax=argmax,
+                            fp16=fp16, int8=int8, engine=engine, simplify=simplify, openvino=openvino, images=images,
+                            tolerances=_fp32_tolerances(atol, min_agreement),
+                            int8_tolerances=_int8_tolerances(int8_min_agreement),
                             trust_checkpoint=trust_checkpoint, timing_cache=timing_cache, precision=precision,
                             triton=triton)
     result = run_export(options)
-    for report in result.parity.values():
-        click.echo(report.table())
-    for key, path in result.files.items():
-        click.echo(f"{key:>16}: {path}")
+    click.echo(result.table())
+    for path in result.removed:
+        click.echo(f"removed stale {path.name} (an earlier export's)")
+    for folder in result.triton:
+        click.echo(f"triton: {folder}")
     click.echo(f"export took {result.seconds:.1f} s")
+
+
+def _fp32_tolerances(atol: float, min_agreement: float):
+    from dataclasses import replace
+
+    from bcdeploy.export.parity import FP32_TOLERANCES
+
+    return replace(FP32_TOLERANCES, max_abs_logit=atol, min_agreement=min_agreement)
+
+
+def _int8_tolerances(min_agreement: float):
+    """A gate of 0 (untrained benchmark weights) lifts the Dice gate too."""
+    from dataclasses import replace
+
+    from bcdeploy.export.parity import INT8_TOLERANCES
+
+    dice = INT8_TOLERANCES.max_dice_drop if min_agreement else 1.0
+    return replace(INT8_TOLERANCES, min_agreement=min_agreement, max_dice_drop=dice)
 
 
 @click.command("build-engine")
 @click.argument("onnx_model", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(dir_okay=False), help="Default: model.trt beside the ONNX.")
-@click.option("--deploy-config", type=click.Path(dir_okay=False), help="Profile min/opt/max and workspace.")
-@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]), default="fp16", show_default=True)
+@click.option("--deploy-config", type=click.Path(dir_okay=False), help="Profile min/opt/max, workspace, fp16_mode.")
+@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]),
+              help="Must match the ONNX (model.fp16.onnx -> fp16, model.int8.onnx -> int8); default: the ONNX's.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False))
 def build_engine(onnx_model, out, deploy_config, precision, timing_cache) -> None:
-    """Build a TensorRT engine from an exported ONNX (use model.fp16.onnx for fp16)."""
+    """Build a TensorRT engine from an exported ONNX, in that ONNX's precision."""
     from bcdeploy.export.api import build_engine_from_onnx
 
     path = build_engine_from_onnx(onnx_model, out, deploy_config, precision, timing_cache)

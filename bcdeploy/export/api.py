@@ -1,16 +1,24 @@
-"""`bcdeploy export`: checkpoint -> dynamic ONNX (+ FP16 ONNX, TensorRT engine, OpenVINO IR), each
-checked against PyTorch before it is called good, each with its sidecar."""
+"""`bcdeploy export`: checkpoint -> dynamic ONNX (+ FP16/INT8 ONNX, OpenVINO IR, TensorRT engine).
+
+Each step writes one model into the staging folder, checks it against PyTorch (or says why it cannot)
+and returns its Artifact; `export()` only collects them. The model metadata is built once and never
+changed: a variant's is a `dataclasses.replace` of it. Every file name is decided before anything is
+written, so no path is rewritten after the folder commits, and the input files can be protected first.
+"""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from bcdeploy.errors import ConfigError
 from bcdeploy.export import deploy_config as dc
+from bcdeploy.export.artifacts import Artifact, ExportResult
+from bcdeploy.export.folder import refuse_clobbering, remove_stale
 from bcdeploy.export.parity import (
     DEFAULT_CASES,
     FP16_TOLERANCES,
@@ -22,13 +30,18 @@ from bcdeploy.export.parity import (
     parity_batches,
     require_parity,
 )
+from bcdeploy.export.tensorrt_build import DEFAULT_WORKSPACE, check_engine_source, default_profile, engine_precision
 from bcdeploy.fileio import sha256_file, staged_dir, write_text
-from bcdeploy.runtime.metadata import ModelMeta, sidecar_path_for
+from bcdeploy.runtime.metadata import ModelMeta, load_meta, sidecar_candidates, sidecar_path_for
 
-log = logging.getLogger(__name__)
+# The file each step writes (its sidecar is `sidecar_path_for` it); OpenVINO adds model.bin.
+FILES = {"onnx": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "openvino": "model.xml",
+         "engine": "model.trt"}
+ENGINE_NOT_CHECKED = ("engines run only on a GPU and are not run at export; its source ONNX passed above - "
+                      "check the engine where it runs: bcdeploy bench parity --models {path}")
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class ExportOptions:
     checkpoint: str
     config: str | None = None
@@ -40,175 +53,241 @@ class ExportOptions:
     engine: bool = False
     simplify: bool = False
     openvino: bool = False
-    images: Sequence[str] = ()
+    images: Sequence[str] = ()  # image files or folders for the parity check (and INT8 calibration)
     cases: Sequence[tuple[tuple[int, int], int]] = DEFAULT_CASES
     tolerances: Tolerances = FP32_TOLERANCES
     fp16_tolerances: Tolerances = FP16_TOLERANCES
     int8_tolerances: Tolerances = INT8_TOLERANCES
     trust_checkpoint: bool = False
     timing_cache: str | None = None
-    precision: str = "fp16"  # TensorRT engine precision
+    precision: str | None = None  # TensorRT engine precision; None: the deploy config's, else fp16
     triton: str | None = None  # model repository to write
 
 
-@dataclass
-class ExportResult:
-    files: dict[str, str] = field(default_factory=dict)
-    parity: dict[str, ParityReport] = field(default_factory=dict)
-    seconds: float = 0.0
+@dataclass(frozen=True)
+class _Place:
+    """Where a step writes (the staging folder) and where its file is once the export commits."""
+
+    stage: Path
+    out: Path
+
+    def staged(self, name: str) -> Path:
+        return self.stage / FILES[name]
+
+    def final(self, name: str) -> Path:
+        return self.out / FILES[name]
+
+
+@dataclass(frozen=True)
+class _Checker:
+    """Runs a candidate against the PyTorch module on the same preprocessed batches; raises on drift."""
+
+    reference: Callable[[np.ndarray], np.ndarray]
+    batches: list[np.ndarray]
+    output_kind: str
+
+    def __call__(self, candidate: Callable[[np.ndarray], np.ndarray], tolerances: Tolerances, name: str) -> ParityReport:
+        return require_parity(compare(self.reference, candidate, self.batches, self.output_kind, tolerances,
+                                      ("pytorch", name)))
+
+
+def planned_steps(options: ExportOptions, precision: str) -> tuple[str, ...]:
+    """The steps this export runs, in order: an engine needs the ONNX of its precision."""
+    steps = ["onnx"]
+    if options.fp16 or (options.engine and precision == "fp16"):
+        steps.append("fp16")
+    if options.int8 or (options.engine and precision == "int8"):
+        steps.append("int8")
+    if options.openvino:
+        steps.append("openvino")
+    if options.engine:
+        steps.append("engine")
+    return tuple(steps)
+
+
+def written_names(steps: Sequence[str]) -> tuple[str, ...]:
+    names = [n for step in steps for n in (FILES[step], sidecar_path_for(FILES[step]).name)]
+    return tuple(names + (["model.bin"] if "openvino" in steps else []))
 
 
 def export(options: ExportOptions) -> ExportResult:
     """Run the whole export; raises ParityError (with the table) if a conversion drifts, and then
     writes nothing into `options.out`."""
-    from bcdeploy.export.graph import prepare_for_export
-    from bcdeploy.export.model_meta import meta_from_segmentor
-    from bcdeploy.train.model import build_segmentor, find_config
+    from bcdeploy.train.model import find_config
 
     start = time.perf_counter()
-    deploy = dc.load_deploy_config(options.deploy_config) if options.deploy_config else {}
-    argmax = options.argmax or dc.with_argmax(deploy)
+    deploy, precision = _engine_settings(options)
+    steps = planned_steps(options, precision)
+    names = written_names(steps)
     config = find_config(options.checkpoint, options.config)
-    segmentor = build_segmentor(config, options.checkpoint, "cpu", options.trust_checkpoint)
-    meta = meta_from_segmentor(segmentor, segmentor.cfg, options.checkpoint, sha256_file(options.checkpoint), config, argmax)
-    profile = dc.input_profile(deploy) or _default_profile(meta)
-    module = prepare_for_export(segmentor, argmax)
+    image_dirs = [p for p in options.images if Path(p).is_dir()]
+    refuse_clobbering(options.out, names, folders=image_dirs,
+                      files=[options.checkpoint, config, options.deploy_config,
+                             *(p for p in options.images if p not in image_dirs)])
+    module, meta = _load(options, config, deploy)
+    check = _Checker(_torch_runner(module), parity_batches(meta, options.cases, options.images), meta.output_kind)
     out = Path(options.out)
-    result = ExportResult()
     # Everything is built in a staging folder and moved into `out` only once every check passed:
     # a drift leaves no unchecked model behind, and no new model beside an older sidecar.
     with staged_dir(out) as stage:
-        _export_into(stage, options, module, meta, profile, deploy, result)
-    result.files = {key: str(out / Path(path).name) for key, path in result.files.items()}
-    if options.triton:
-        from bcdeploy.serve.triton_repo import write_triton_repo
-
-        result.files["triton_onnx"] = str(write_triton_repo(options.triton, out / "model.onnx", meta, "bcdeploy_segmenter_onnx"))
-        if options.engine:
-            engine_meta = replace(meta, precision=options.precision)
-            result.files["triton_trt"] = str(write_triton_repo(options.triton, out / "model.trt", engine_meta,
-                                                               "bcdeploy_segmenter_trt"))
-    result.seconds = time.perf_counter() - start
-    return result
+        artifacts = _run_steps(_Place(stage, out), steps, module, meta, check, options, precision, deploy)
+        removed = remove_stale(out, names)  # at commit: no variant of another checkpoint stays
+    triton = _write_triton(options.triton, artifacts) if options.triton else ()
+    return ExportResult(artifacts=artifacts, removed=tuple(removed), triton=triton,
+                        seconds=time.perf_counter() - start)
 
 
-def _export_into(out: Path, options: ExportOptions, module, meta: ModelMeta, profile: dict, deploy: dict,
-                 result: ExportResult) -> None:
-    """Write and check every requested artefact into `out` (the staging folder)."""
+def _engine_settings(options: ExportOptions) -> tuple[dc.DeploySettings, str]:
+    """The deploy config's settings and the engine precision, refusing options that contradict them."""
+    deploy = dc.settings(dc.load_deploy_config(options.deploy_config)) if options.deploy_config else dc.DeploySettings()
+    precision = engine_precision(options.precision, fp16_mode=deploy.fp16_mode, int8_mode=deploy.int8_mode)
+    if options.precision and not options.engine:
+        raise ConfigError(f"--precision {options.precision} is the TensorRT engine's precision; add --engine "
+                          "(or use --fp16 / --int8 for ONNX variants)")
+    if options.engine and options.deploy_config and deploy.backend != "tensorrt":
+        raise ConfigError(f"--engine builds TensorRT, but {options.deploy_config} is for backend_config.type="
+                          f"{deploy.backend!r}; use a TensorRT deploy config")
+    return deploy, precision
+
+
+def _load(options: ExportOptions, config: Path, deploy: dc.DeploySettings):
+    """The exportable module and its metadata (profile and export facts included, never changed later)."""
+    from bcdeploy.export.graph import prepare_for_export
+    from bcdeploy.export.model_meta import meta_from_segmentor
+    from bcdeploy.export.onnx_export import EXPORTER, OPSET
+    from bcdeploy.train.model import build_segmentor
+
+    argmax = options.argmax or deploy.argmax
+    segmentor = build_segmentor(config, options.checkpoint, "cpu", options.trust_checkpoint)
+    meta = meta_from_segmentor(segmentor, segmentor.cfg, options.checkpoint, sha256_file(options.checkpoint), config,
+                               argmax)
+    meta = replace(meta, dynamic_profile=deploy.profile or default_profile(meta.input_size, meta.size_divisor),
+                   export={"opset": OPSET, "exporter": EXPORTER, "simplified": options.simplify,
+                           "deploy_config": Path(options.deploy_config).name if options.deploy_config else None})
+    return prepare_for_export(segmentor, argmax), meta
+
+
+def _torch_runner(module) -> Callable[[np.ndarray], np.ndarray]:
     import torch
 
-    from bcdeploy.export.onnx_export import EXPORTER, OPSET, embed_metadata, export_onnx, simplify_onnx
-
-    onnx_path = export_onnx(module, out / "model.onnx", tuple(meta.input_size))
-    if options.simplify:
-        simplify_onnx(onnx_path)
-    batches = parity_batches(meta, options.cases, options.images)
-
-    def reference(batch):
+    def run(batch: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return module(torch.from_numpy(batch)).numpy()
+    return run
 
-    meta.dynamic_profile = profile
-    meta.export = {"opset": OPSET, "exporter": EXPORTER, "simplified": options.simplify,
-                   "deploy_config": Path(options.deploy_config).name if options.deploy_config else None}
-    report = require_parity(compare(reference, _ort(onnx_path), batches, meta.output_kind, options.tolerances,
-                                    ("pytorch", "onnxruntime fp32")))
-    result.parity["onnx"] = report
-    meta.export["parity"] = report.summary()
-    _finish(onnx_path, meta, embed_metadata, result, "onnx")
 
-    if options.fp16 or options.engine:
-        from bcdeploy.export.fp16 import convert_to_fp16
+def _run_steps(place: _Place, steps: Sequence[str], module, meta: ModelMeta, check: _Checker, options: ExportOptions,
+               precision: str, deploy: dc.DeploySettings) -> tuple[Artifact, ...]:
+    from bcdeploy.export.fp16 import convert_to_fp16
+    from bcdeploy.export.int8 import quantize_int8, recipe
+    from bcdeploy.export.onnx_export import export_onnx, simplify_onnx
 
-        fp16_path = _export_variant(onnx_path, "fp16", convert_to_fp16, meta, reference, batches,
-                                    options.fp16_tolerances, result)
-    if options.int8:
-        from bcdeploy.export.int8 import quantize_int8
-
+    onnx_path = export_onnx(module, place.staged("onnx"), deploy.trace_hw or tuple(meta.input_size))
+    if options.simplify:
+        simplify_onnx(onnx_path)
+    made = {"onnx": _record(place, "onnx", meta, check(_ort(onnx_path), options.tolerances, "onnxruntime fp32"))}
+    if "fp16" in steps:
+        made["fp16"] = _variant(place, "fp16", convert_to_fp16, meta, check, options.fp16_tolerances)
+    if "int8" in steps:
+        symmetric = options.engine and precision == "int8"  # TensorRT takes only zero-point-0 Q/DQ
         calibration = parity_batches(meta, [(tuple(meta.input_size), 4)] * 2, options.images, seed=1)
-        _export_variant(onnx_path, "int8", lambda src, dst: quantize_int8(src, dst, calibration), meta, reference,
-                        batches, options.int8_tolerances, result)
-    if options.openvino:
-        _export_openvino(onnx_path, meta, result)
-    if options.engine:
-        source = fp16_path if options.precision == "fp16" else onnx_path
-        build_engine_file(source, out / "model.trt", replace(meta, precision=options.precision), profile,
-                          options.precision, dc.workspace_bytes(deploy), options.timing_cache, result)
+        made["int8"] = _variant(place, "int8", lambda src, dst: quantize_int8(src, dst, calibration, symmetric), meta,
+                                check, options.int8_tolerances, {"quantization": recipe(symmetric)})
+    if "openvino" in steps:
+        made["openvino"] = _openvino(place, meta, check, options.tolerances)
+    if "engine" in steps:
+        made["engine"] = _engine(place, made[precision if precision != "fp32" else "onnx"], precision, deploy,
+                                 options.timing_cache)
+    return tuple(made[step] for step in steps)
+
+
+def _record(place: _Place, name: str, meta: ModelMeta, report: ParityReport | None = None,
+            not_checked: str | None = None, embed: bool = True) -> Artifact:
+    """The artifact of a written, checked model: its sidecar (and the ONNX's embedded copy) record the check."""
+    from bcdeploy.export.onnx_export import embed_metadata
+
+    artifact = Artifact(name=name, precision=meta.precision, path=place.final(name), meta=meta,
+                        sidecar=sidecar_path_for(place.final(name)), parity=report, not_checked=not_checked)
+    recorded = replace(meta, export={**meta.export, "parity": artifact.parity_summary()})
+    if embed and FILES[name].endswith(".onnx"):
+        embed_metadata(place.staged(name), recorded)
+    write_text(sidecar_path_for(place.staged(name)), recorded.to_json() + "\n")
+    return replace(artifact, meta=recorded)
+
+
+def _variant(place: _Place, precision: str, convert, meta: ModelMeta, check: _Checker, tolerances: Tolerances,
+             facts: dict | None = None) -> Artifact:
+    """model.<precision>.onnx from the FP32 ONNX, parity-checked against PyTorch."""
+    path = convert(place.staged("onnx"), place.staged(precision))
+    variant = replace(meta, precision=precision, export={**meta.export, **(facts or {})})
+    return _record(place, precision, variant, check(_ort(path), tolerances, f"onnxruntime {precision}"))
+
+
+def _openvino(place: _Place, meta: ModelMeta, check: _Checker, tolerances: Tolerances) -> Artifact:
+    """OpenVINO IR (FP32 weights) from the checked ONNX, run by the runtime's own runner against PyTorch."""
+    from bcdeploy._imports import require
+    from bcdeploy.runtime.backends.openvino import OpenVINORunner
+
+    ov = require("openvino", "--openvino export")
+    xml = place.staged("openvino")
+    ov.save_model(ov.convert_model(str(place.staged("onnx"))), str(xml), compress_to_fp16=False)  # + model.bin
+    runner = OpenVINORunner(xml).activate()
+    try:
+        report = check(runner.infer, tolerances, "openvino fp32")
+    finally:
+        runner.deactivate()
+    return _record(place, "openvino", meta, report)
+
+
+def _engine(place: _Place, source: Artifact, precision: str, deploy: dc.DeploySettings,
+            timing_cache: str | None) -> Artifact:
+    from bcdeploy.export.tensorrt_build import build_engine
+
+    meta = source.meta
+    info = build_engine(place.staged(source.name), place.staged("engine"), meta.dynamic_profile, precision,
+                        deploy.workspace_bytes or DEFAULT_WORKSPACE, timing_cache)
+    engine_meta = replace(meta, engine=info, export={**meta.export, "source": source.path.name})
+    return _record(place, "engine", engine_meta, not_checked=ENGINE_NOT_CHECKED.format(path=place.final("engine")))
 
 
 def _ort(path: Path):
     from bcdeploy.runtime.backends.onnxruntime import OnnxRuntimeRunner
 
-    runner = OnnxRuntimeRunner(path).activate()
-    return runner.infer
+    return OnnxRuntimeRunner(path).activate().infer
 
 
-def _default_profile(meta: ModelMeta) -> dict[str, list[int]]:
-    h, w = meta.input_size
-    return {"min": [1, 3, 256, 256], "opt": [1, 3, h, w], "max": [4, 3, 2048, 2048]}
+def _write_triton(repo: str, artifacts: Sequence[Artifact]) -> tuple[Path, ...]:
+    from bcdeploy.serve.triton_repo import write_triton_repo
 
-
-def _finish(path: Path, meta: ModelMeta, embed, result: ExportResult, key: str) -> None:
-    if embed is not None:
-        embed(path, meta)
-    sidecar = sidecar_path_for(path)
-    write_text(sidecar, meta.to_json() + "\n")
-    result.files[key] = str(path)
-    result.files[f"{key}_sidecar"] = str(sidecar)
-
-
-def _export_variant(onnx_path, precision, convert, meta, reference, batches, tolerances, result) -> Path:
-    """model.<precision>.onnx from the FP32 ONNX, parity-checked against PyTorch, with its own sidecar."""
-    from bcdeploy.export.onnx_export import embed_metadata
-
-    path = convert(onnx_path, onnx_path.with_name(f"model.{precision}.onnx"))
-    variant_meta = replace(meta, precision=precision, export=dict(meta.export))
-    report = require_parity(compare(reference, _ort(path), batches, meta.output_kind, tolerances,
-                                    ("pytorch", f"onnxruntime {precision}")))
-    result.parity[precision] = report
-    variant_meta.export["parity"] = report.summary()
-    _finish(path, variant_meta, embed_metadata, result, precision)
-    return path
-
-
-def _export_openvino(onnx_path: Path, meta: ModelMeta, result: ExportResult) -> None:
-    from bcdeploy._imports import require
-
-    ov = require("openvino", "--openvino export")
-    xml = onnx_path.with_suffix(".xml")
-    model = ov.convert_model(str(onnx_path))
-    tmp = xml.with_name(".model.part.xml")
-    ov.save_model(model, str(tmp), compress_to_fp16=False)
-    tmp.with_suffix(".bin").replace(xml.with_suffix(".bin"))
-    tmp.replace(xml)
-    result.files["openvino"] = str(xml)
-
-
-def build_engine_file(onnx_path: Path, engine_path: Path, meta: ModelMeta, profile: dict, precision: str,
-                      workspace: int, timing_cache: str | None, result: ExportResult | None = None) -> Path:
-    """Build `engine_path` and write its sidecar (the metadata plus TensorRT version and GPU)."""
-    from bcdeploy.export.tensorrt_build import build_engine
-
-    info = build_engine(onnx_path, engine_path, profile, precision, workspace, timing_cache)
-    engine_meta = replace(meta, engine=info, dynamic_profile=profile)
-    _finish(engine_path, engine_meta, None, result or ExportResult(), "engine")
-    return engine_path
+    names = {"onnx": "bcdeploy_segmenter_onnx", "engine": "bcdeploy_segmenter_trt"}
+    return tuple(write_triton_repo(repo, a.path, a.meta, names[a.name]) for a in artifacts if a.name in names)
 
 
 def build_engine_from_onnx(onnx_path: str | Path, out: str | Path | None, deploy_config: str | None,
-                           precision: str = "fp16", timing_cache: str | None = None) -> Path:
-    """`bcdeploy build-engine model.onnx`: the metadata comes from the ONNX's sidecar or embedding."""
-    from bcdeploy.runtime.metadata import load_meta
+                           precision: str | None = None, timing_cache: str | None = None) -> Path:
+    """`bcdeploy build-engine model.onnx`: metadata from the ONNX's sidecar (or embedding); the engine's
+    precision is the ONNX's (a strongly typed network takes it from the graph), and --precision or the
+    deploy config's fp16_mode/int8_mode must agree with it."""
+    from bcdeploy.export.tensorrt_build import build_engine
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ConfigError(f"{onnx_path}: ONNX file not found")
-    meta = load_meta(onnx_path, _embedded(onnx_path))
-    deploy = dc.load_deploy_config(deploy_config) if deploy_config else {}
-    profile = dc.input_profile(deploy) or meta.dynamic_profile or _default_profile(meta)
+    has_sidecar = any(c.is_file() for c in sidecar_candidates(onnx_path))
+    meta = load_meta(onnx_path, None if has_sidecar else _embedded(onnx_path))
+    deploy = dc.settings(dc.load_deploy_config(deploy_config)) if deploy_config else dc.DeploySettings()
+    asked = precision or deploy.fp16_mode is not None or deploy.int8_mode
+    chosen = engine_precision(precision, fp16_mode=deploy.fp16_mode, int8_mode=deploy.int8_mode) if asked else meta.precision
+    check_engine_source(meta, chosen, onnx_path)
+    profile = deploy.profile or dc.checked_profile(meta.dynamic_profile, str(onnx_path)) or \
+        default_profile(meta.input_size, meta.size_divisor)
     engine_path = Path(out) if out else onnx_path.with_name(onnx_path.name.split(".")[0] + ".trt")
-    return build_engine_file(onnx_path, engine_path, replace(meta, precision=precision), profile, precision,
-                             dc.workspace_bytes(deploy), timing_cache)
+    info = build_engine(onnx_path, engine_path, profile, chosen, deploy.workspace_bytes or DEFAULT_WORKSPACE, timing_cache)
+    engine_meta = replace(meta, dynamic_profile=profile, engine=info,
+                          export={**meta.export, "source": onnx_path.name,
+                                  "parity": {"checked": False, "reason": ENGINE_NOT_CHECKED.format(path=engine_path)}})
+    write_text(sidecar_path_for(engine_path), engine_meta.to_json() + "\n")
+    return engine_path
 
 
 def _embedded(onnx_path: Path) -> str | None:

@@ -109,11 +109,29 @@ def parity_batches(meta: ModelMeta, cases: Sequence[tuple[tuple[int, int], int]]
     return batches
 
 
+def image_files(images: Sequence[str | Path]) -> list[Path]:
+    """Files as given; folders give their images (sorted, hidden ones skipped)."""
+    from bcdeploy.errors import InputError
+    from bcdeploy.runtime.imageio import IMAGE_SUFFIXES
+
+    files: list[Path] = []
+    for item in map(Path, images):
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                           and not p.name.startswith("."))
+            if not found:
+                raise InputError(f"--images {item}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            files += found
+        else:
+            files.append(item)
+    return files
+
+
 def _load_pictures(images, count, seed) -> list[np.ndarray]:
     if images:
         from bcdeploy.runtime.imageio import read_image
 
-        return [read_image(p).bgr for p in list(images)[: max(count, 4)]]
+        return [read_image(p).bgr for p in image_files(images)[: max(count, 4)]]
     from bcdeploy.data.synth import render_case
 
     pictures = []

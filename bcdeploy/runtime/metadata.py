@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 METADATA_KEY = "bcdeploy"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelMeta:
     classes: list[str]
     palette: list[list[int]]

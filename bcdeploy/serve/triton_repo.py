@@ -8,11 +8,10 @@ beside config.pbtxt for those clients. Dynamic batching is on, dims are -1 where
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from bcdeploy.errors import InputError
-from bcdeploy.fileio import write_text
+from bcdeploy.fileio import copy_atomic, write_text
 from bcdeploy.runtime.metadata import ModelMeta
 
 _DTYPES = {"float32": "TYPE_FP32", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32"}
@@ -66,10 +65,7 @@ def write_triton_repo(repo: str | Path, model_file: str | Path, meta: ModelMeta,
     else:
         raise InputError(f"{model_file}: Triton repositories take .onnx or TensorRT engines")
     folder = Path(repo) / name
-    (folder / "1").mkdir(parents=True, exist_ok=True)
-    tmp = folder / "1" / f".{target}.part"
-    shutil.copyfile(model_file, tmp)
-    tmp.replace(folder / "1" / target)
+    copy_atomic(model_file, folder / "1" / target)
     write_text(folder / "config.pbtxt", config_pbtxt(name, meta, platform, max_batch, instance_kind))
     write_text(folder / "bcdeploy.json", meta.to_json() + "\n")
     return folder

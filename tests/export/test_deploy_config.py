@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,44 @@ def test_profile_must_be_ordered(tmp_path):
                     "opt_shape=[1,3,32,32], max_shape=[1,3,128,128])))])\n")
     with pytest.raises(ConfigError, match="ordered"):
         dc.input_profile(dc.load_deploy_config(path))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.py")))
+def test_every_shipped_config_is_honoured_field_by_field(name):
+    settings = dc.settings(dc.load_deploy_config(CONFIGS / name))
+    assert settings.backend in dc.BACKENDS
+    if "tensorrt" in name:
+        assert settings.workspace_bytes == 1 << 32 and settings.profile["opt"] == [1, 3, 640, 640]
+        assert settings.fp16_mode is ("fp16" in name) and settings.trace_hw == (640, 640)
+
+
+def test_settings_carry_what_the_engine_build_uses(tmp_path):
+    path = tmp_path / "cfg.py"
+    path.write_text("backend_config = dict(type='tensorrt', common_config=dict(fp16_mode=False, int8_mode=True, "
+                    "max_workspace_size=1 << 28), model_inputs=[dict(input_shapes=dict(input=dict(min_shape=[1,3,32,32], "
+                    "opt_shape=[1,3,64,96], max_shape=[2,3,128,128])))])\n"
+                    "codebase_config = dict(type='mmseg', task='Segmentation', with_argmax=True)\n"
+                    "onnx_config = dict(input_shape=[96, 64], opset_version=17)\n")
+    settings = dc.settings(dc.load_deploy_config(path))
+    assert settings == dc.DeploySettings(argmax=True, backend="tensorrt", fp16_mode=False, int8_mode=True,
+                                         workspace_bytes=1 << 28, trace_hw=(64, 96),
+                                         profile={"min": [1, 3, 32, 32], "opt": [1, 3, 64, 96], "max": [2, 3, 128, 128]})
+
+
+@pytest.mark.parametrize("text, field", [
+    ("backend_config = dict(type='tensorrt', common_config=dict(fp16_mode=True, calib_file='c.bin'))\n",
+     "backend_config.common_config.calib_file"),
+    ("onnx_config = dict(opset_version=11)\n", "onnx_config.opset_version=11"),
+    ("onnx_config = dict(input_names=['images'])\n", "onnx_config.input_names"),
+    ("onnx_config = dict(dynamic_axes={'input': {1: 'channels'}})\n", "onnx_config.dynamic_axes"),
+    ("codebase_config = dict(type='mmdet')\n", "codebase_config.type"),
+    ("backend_config = dict(type='ncnn')\n", "backend_config.type='ncnn'"),
+    ("backend_config = dict(model_inputs=[dict(input_shapes=dict(input=dict(min_shape=[1,3,8,8], opt_shape=[1,3,8,8], "
+     "max_shape=[1,3,8,8])), input_dtype='fp16')])\n", "backend_config.model_inputs"),
+    ("ir_config = dict(type='torchscript')\n", "ir_config.type"),
+])
+def test_fields_bcdeploy_would_ignore_are_refused_by_name(tmp_path, text, field):
+    path = tmp_path / "cfg.py"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(field)):
+        dc.settings(dc.load_deploy_config(path))

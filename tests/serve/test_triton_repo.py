@@ -44,10 +44,10 @@ def test_repository_layout(tmp_path):
 
 
 @pytest.mark.mmseg
-def test_export_writes_triton_repository(trained, tmp_path):
-    from tests.conftest import run_cli
-
-    run_cli("export", "--ckpt", trained, "--out", tmp_path / "out", "--triton", tmp_path / "repo")
-    folder = tmp_path / "repo" / "bcdeploy_segmenter_onnx"
-    assert (folder / "1" / "model.onnx").stat().st_size == (tmp_path / "out" / "model.onnx").stat().st_size
+def test_export_writes_triton_repository(export_run):
+    """The shared export ran with --triton: the repository holds the checked model.onnx, byte for byte."""
+    folder = export_run.triton / "bcdeploy_segmenter_onnx"
+    assert (folder / "1" / "model.onnx").read_bytes() == (export_run.out / "model.onnx").read_bytes()
+    assert json.loads((folder / "bcdeploy.json").read_text()) == json.loads((export_run.out / "model.bcdeploy.json").read_text())
     _parse((folder / "config.pbtxt").read_text())
+    assert f"triton: {folder}" in export_run.stdout
