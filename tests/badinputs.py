@@ -49,7 +49,7 @@ def write_tiff(path: Path, gray: np.ndarray) -> Path:
 def huge_header_tiff(path: Path, width: int = 100_000, height: int = 100_000, size: int = 4096) -> Path:
     """A `size`-byte little-endian TIFF whose one strip claims `width` x `height` 8-bit gray pixels."""
     entries = [(256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-               (273, 4, 1, 8 + 2 + 12 * 9 + 4), (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, width * height)]
+               (273, 4, 1, 8 + 2 + 12 * 9 + 4), (277, 3, 1, 1), (278, 4, 1, height), (279, 4, 1, min(width * height, 0xFFFFFFFF))]
     ifd = struct.pack("<H", len(entries)) + b"".join(
         struct.pack("<HHII", tag, kind, count, value) if kind == 4 else struct.pack("<HHIHH", tag, kind, count, value, 0)
         for tag, kind, count, value in entries) + struct.pack("<I", 0)

@@ -81,10 +81,8 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pi
     """Segment mammograms with an exported model (no torch, no MMSeg)."""
     from pathlib import Path
 
-    from bcdeploy.fileio import refuse_overlap
     from bcdeploy.runtime.segmenter import Segmenter, SlidingWindow
 
-    refuse_overlap(out, [*inputs, model])  # before the model is opened: nothing is read or written yet
     options = {"provider": provider} if Path(model).suffix == ".onnx" else {}
     if Path(model).suffix == ".xml":
         options = {"device": device, "precision": precision}
@@ -104,10 +102,8 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pi
 def predict(config, ckpt, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, device,
             trust_checkpoint) -> None:
     """Segment mammograms through PyTorch/MMSeg, writing the same files as `infer` (for comparison)."""
-    from bcdeploy.fileio import refuse_overlap
     from bcdeploy.train.predict import TorchPredictor
 
-    refuse_overlap(out, [*inputs, ckpt, config])
     predictor = TorchPredictor(config, ckpt, device, trust_checkpoint)
     _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, "predict",
          [ckpt, predictor.config])

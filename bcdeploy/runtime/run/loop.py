@@ -66,7 +66,7 @@ def run(predictor: Predictor, inputs: Sequence[str], options: RunOptions) -> Run
     """Segment `inputs` into `options.out`; raises OutputError when outputs cannot be written at all."""
     start = time.perf_counter()
     out = Path(options.out)
-    refuse_overlap(out, [*inputs, *options.extra_inputs])
+    refuse_overlap(out, [p for p in [*inputs, *options.extra_inputs] if _resolvable(p)])
     items, input_failures = find_inputs(inputs, options.recursive)
     ledger = Ledger(out)
     summary = RunSummary(ledger_path=ledger.path)
@@ -104,6 +104,15 @@ def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError 
         raise OutputError(f"{first.error}; {summary.processed} image(s) finished in this run are kept "
                           f"(ledger {ledger.path}); fix that and run the same command again")
     return summary
+
+
+def _resolvable(path: str | Path) -> bool:
+    """A symlink loop cannot overlap anything (it names no file); find_inputs reports it."""
+    try:
+        Path(path).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False
+    return True
 
 
 def _run_pipeline(stages: Stages, named: list, summary: RunSummary, options: RunOptions,
