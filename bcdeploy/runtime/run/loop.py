@@ -21,12 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bcdeploy.errors import BcDeployError, OutputError
+from bcdeploy.errors import OutputError
 from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
 from bcdeploy.runtime.predictor import Predictor
-from bcdeploy.runtime.run.inputs import assign_names, find_inputs
 from bcdeploy.runtime.run.identity import ModelIdentity
+from bcdeploy.runtime.run.inputs import assign_names, find_inputs
 from bcdeploy.runtime.run.ledger import Ledger
 from bcdeploy.runtime.run.reports import write_reports
 from bcdeploy.runtime.run.stages import Outcome, Stages
@@ -130,7 +130,7 @@ def _run_pipeline(stages: Stages, named: list, summary: RunSummary, options: Run
         next_batch = reader.submit(stages.load_batch, batches[0]) if batches else None
         interrupts.armed = True
         try:
-            for index, batch in enumerate(batches):
+            for index in range(len(batches)):
                 loaded = next_batch.result()
                 next_batch = reader.submit(stages.load_batch, batches[index + 1]) if index + 1 < len(batches) else None
                 for work, prediction in stages.segment(loaded):
