@@ -133,9 +133,12 @@ class Ledger:
     def save(self, row: dict[str, Any]) -> None:
         """Insert or replace one image's row (one transaction)."""
         values = [row.get(c) for c in COLUMNS]
+        # An upsert on the source, not INSERT OR REPLACE: a name held by another source (a second run
+        # writing into the same folder) must fail loudly, never delete that source's row.
+        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
         with self.transaction():
-            self.db.execute(f"INSERT OR REPLACE INTO images ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-                            values)
+            self.db.execute(f"INSERT INTO images ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+                            f"ON CONFLICT(source) DO UPDATE SET {updates}", values)
 
     def add_failure(self, run_id: int, item: str, error: str) -> None:
         with self.transaction():
