@@ -37,3 +37,7 @@ class ParityError(BcDeployError):
     def __init__(self, message: str, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class OutputError(BcDeployError):
+    """An output cannot be written (read-only or full file system, a file where a folder must be)."""

@@ -35,7 +35,7 @@ def run_parity(checkpoint: str, specs: Sequence[ModelSpec], images: Sequence[Pat
     classes = predictor.classes
     decoded = [read_image(p) for p in images]
     gts = _labels(labels, images) if labels else None
-    ref_masks = [pred.mask for pred in predictor(decoded, list(images))]
+    ref_masks = [pred.mask for pred in predictor.predict(decoded)]
     reference = {"model": "pytorch (mmseg inference_model)", "status": "ok", "precision": "fp32",
                  **_vs_ground_truth(ref_masks, gts, classes)}
     module = prepare_for_export(predictor.model)

@@ -9,11 +9,14 @@ from bcdeploy.cli._progress import progress
 
 _COMMON = [
     click.argument("inputs", nargs=-1, required=True),
-    click.option("--out", default="infer_out", show_default=True, type=click.Path(file_okay=False)),
+    click.option("--out", default="infer_out", show_default=True, type=click.Path(file_okay=False),
+                 help="Output folder: masks/, biner/, vis/ mirroring the inputs, ledger.sqlite, results.json, lesions.csv."),
     click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 256)),
     click.option("--metadata", type=click.Path(dir_okay=False), help="DMID metadata: overlays show `| Target: B`."),
-    click.option("--recursive", "-r", is_flag=True, help="Descend into sub-directories of INPUTS."),
-    click.option("--overwrite", is_flag=True, help="Redo images whose outputs exist."),
+    click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of INPUTS."),
+    click.option("--overwrite", is_flag=True, help="Recompute images the ledger says are done and unchanged."),
+    click.option("--max-pixels", default=None, type=click.IntRange(1),
+                 help="Refuse images larger than this many pixels before decoding them [default: 80000000]."),
 ]
 
 
@@ -23,45 +26,62 @@ def _common(fn):
     return fn
 
 
+def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, label, extra_inputs) -> None:
+    """Forward to the run loop, print its summary and set the exit status (130 after Ctrl-C)."""
+    from pathlib import Path
+
+    from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+    from bcdeploy.runtime.run import RunOptions, run
+
+    targets = {}
+    if metadata:
+        from bcdeploy.data.metadata import image_targets
+
+        targets = image_targets(metadata)
+    with progress(label) as tick:
+        summary = run(predictor, inputs, RunOptions(
+            out=Path(out), batch_size=batch_size, overwrite=overwrite, recursive=recursive, targets=targets,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, on_progress=tick, extra_inputs=extra_inputs))
+    _report(summary, out)
+
+
 def _report(summary, out) -> None:
     click.echo(f"processed {summary.processed}, skipped {summary.skipped} (done earlier), failed {len(summary.failed)} "
                f"in {summary.seconds:.1f} s")
     for failure in summary.failed:
         click.echo(f"  failed: {failure['error']}", err=True)
-    click.echo(f"masks: {out}/masks/  overlays: {out}/vis/  report: {summary.results_path}, {out}/lesions.csv")
-    if summary.failed:
+    if summary.processed + summary.skipped == 0 and not summary.interrupted:
+        click.echo("  failed: no image was processed", err=True)
+    click.echo(f"masks: {out}/masks/  overlays: {out}/vis/  report: {summary.results_path}, {out}/lesions.csv  "
+               f"ledger: {summary.ledger_path}")
+    if summary.interrupted:
+        click.echo(f"interrupted: {summary.processed} image(s) finished in this run and recorded in "
+                   f"{summary.ledger_path}; run the same command again to continue", err=True)
+        raise SystemExit(130)
+    if not summary.ok:
         raise SystemExit(1)
 
 
 @click.command()
-@click.option("--engine", "model", required=True, type=click.Path(dir_okay=False),
-              help=model_help())
+@click.option("--model", "--engine", "model", required=True, type=click.Path(dir_okay=False),
+              help=model_help() + " --engine is the older name of --model.")
 @_common
 @backend_options()
 @click.option("--sliding-window", is_flag=True, help="Tile the full-resolution image instead of resizing it.")
 @click.option("--window", default=None, help="Sliding-window tile HxW (default: the model's input size).")
 @click.option("--overlap", default=0.25, show_default=True, type=click.FloatRange(0.0, 0.95))
 @click.option("--blend", type=click.Choice(["gaussian", "constant"]), default="gaussian", show_default=True)
-def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, sliding_window, window, overlap, blend,
-          **backend_values) -> None:
+def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, sliding_window, window, overlap,
+          blend, **backend_values) -> None:
     """Segment mammograms with an exported model (no torch, no MMSeg)."""
     from pathlib import Path
 
-    from bcdeploy.runtime import batch
     from bcdeploy.runtime.segmenter import Segmenter, SlidingWindow
 
     options = runner_options(model, **backend_values)
     sw = SlidingWindow(parse_hw(window), overlap, blend, batch_size) if sliding_window else None
     with Segmenter(model, sw, options=options) as segmenter:
-        def predict(images, _paths):
-            return segmenter.predict([img.bgr for img in images])
-
-        info = {"path": str(model), **segmenter.runner.describe(), "precision": segmenter.meta.precision,
-                "sliding_window": vars(sw) if sw else None}
-        with progress("infer") as tick:
-            summary = batch.run(predict, info, segmenter.meta.classes, segmenter.meta.palette, inputs,
-                                batch.RunOptions(Path(out), batch_size, overwrite, recursive, metadata), tick)
-    _report(summary, out)
+        _run(segmenter, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, "infer", [model])
 
 
 @click.command()
@@ -70,18 +90,14 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, slidin
 @_common
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--trust-checkpoint", is_flag=True)
-def predict(config, ckpt, inputs, out, batch_size, metadata, recursive, overwrite, device, trust_checkpoint) -> None:
+def predict(config, ckpt, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, device,
+            trust_checkpoint) -> None:
     """Segment mammograms through PyTorch/MMSeg, writing the same files as `infer` (for comparison)."""
-    from pathlib import Path
-
-    from bcdeploy.runtime import batch
     from bcdeploy.train.predict import TorchPredictor
 
     predictor = TorchPredictor(config, ckpt, device, trust_checkpoint)
-    with progress("predict") as tick:
-        summary = batch.run(predictor, predictor.describe(), predictor.classes, predictor.palette, inputs,
-                            batch.RunOptions(Path(out), batch_size, overwrite, recursive, metadata), tick)
-    _report(summary, out)
+    _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, "predict",
+         [ckpt, predictor.config])
 
 
 COMMANDS = [infer, predict]

@@ -147,3 +147,13 @@ def group_by_image(rows: Iterable[LesionRow]) -> dict[str, list[LesionRow]]:
     for row in rows:
         grouped.setdefault(row.image_id, []).append(row)
     return grouped
+
+
+def image_targets(path: str | Path) -> dict[str, str]:
+    """Image id -> 'M', 'B' or 'N' (normal): the worst severity DMID records for it, for the overlays'
+    `Target:` label (the runtime gets this mapping passed in; it never reads DMID metadata itself)."""
+    targets = {}
+    for image_id, rows in group_by_image(read_metadata(path)).items():
+        severities = {r.severity for r in rows if r.severity}
+        targets[image_id] = "M" if "M" in severities else ("B" if "B" in severities else "N")
+    return targets

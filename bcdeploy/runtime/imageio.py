@@ -42,6 +42,7 @@ from bcdeploy.runtime.image_headers import (
 MIN_SIDE = 32
 MAX_SIDE = 65_536
 MAX_PIXELS = 1 << 30  # OpenCV's own decode limit
+DEFAULT_MAX_PIXELS = 80_000_000  # largest mammogram ~30 MP; `--max-pixels` changes it
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
@@ -97,6 +98,9 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>", *,
     else:
         decoded = _decode_raster(origin, data, fmt, max_pixels)
     _check_dimensions(origin, decoded.bgr.shape[:2])
+    if decoded.shape[0] * decoded.shape[1] > max_pixels:  # DICOM until its header check lands; raster formats are checked before decoding
+        raise InputError(f"{origin}: {decoded.shape[1]}x{decoded.shape[0]} pixels exceed the budget of {max_pixels} "
+                         "(--max-pixels)")
     return decoded
 
 

@@ -6,15 +6,19 @@ backends can only disagree because their engines compute different logits.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bcdeploy.errors import BackendError, InputError
+from bcdeploy.fileio import sha256_file
 from bcdeploy.runtime.backends import BackendOptions, open_runner, options_for
+from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.metadata import ModelMeta, load_meta
 from bcdeploy.runtime.model_check import check_model_io
 from bcdeploy.runtime.postprocess import crop_padding, labels_to_mask, logits_to_mask, softmax
@@ -65,6 +69,8 @@ class Segmenter:
             self.runner.deactivate()
             raise BackendError(f"{model_path}: sliding-window blending needs a logits model; this one outputs argmax")
 
+    _sha256: str | None = None  # of the model file, computed on the first describe()
+
     def close(self) -> None:
         self.runner.deactivate()
 
@@ -74,10 +80,34 @@ class Segmenter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def predict(self, images: list[np.ndarray]) -> list[Prediction]:
-        """Segment a batch of (H,W,3) uint8 BGR images (sizes may differ; each is resized as MMSeg's test Resize)."""
+    # --- the Predictor protocol (runtime/predictor.py) -----------------------------------------
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta.classes)
+
+    @property
+    def palette(self) -> list[list[int]]:
+        return [list(p) for p in self.meta.palette]
+
+    def describe(self) -> dict[str, Any]:
+        """Backend, versions, the model file and its SHA-256, and every setting that changes masks."""
+        if self._sha256 is None:  # hashed once: a model file is read whole anyway when it is opened
+            self._sha256 = sha256_file(self.model_path)
+        runner = self.runner.describe()
+        sw = asdict(self.sliding_window) if self.sliding_window else None
+        # threads change speed, not masks; the sidecar (normalisation, sizes, classes) changes masks
+        engine = {k: v for k, v in runner.items() if k not in ("threads",)}
+        sidecar = hashlib.sha256(json.dumps(self.meta.to_dict(), sort_keys=True).encode()).hexdigest()
+        return {**runner, "model": str(self.model_path), "sha256": self._sha256, "precision": self.meta.precision,
+                "sliding_window": sw,
+                "mask_options": {"engine": engine, "sidecar_sha256": sidecar, "sliding_window": sw}}
+
+    def predict(self, images: list[DecodedImage] | list[np.ndarray]) -> list[Prediction]:
+        """Segment a batch of decoded images (or bare (H,W,3) uint8 BGR arrays, as `serve` passes them);
+        sizes may differ, each is resized as MMSeg's test Resize."""
         if not images:
             return []
+        images = [img.bgr if isinstance(img, DecodedImage) else img for img in images]
         if self.sliding_window:
             return [self._predict_sliding(img) for img in images]
         start = time.perf_counter()

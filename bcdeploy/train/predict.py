@@ -1,14 +1,20 @@
 """The PyTorch/MMSeg reference predictor, with the runtime's Prediction type, for `bcdeploy predict`
-and the parity benchmark. 8-bit files go to MMSeg by path (its own loader, exactly what a user of
-MMSeg gets); 16-bit and DICOM, which MMSeg's loader cannot map, go as the runtime's decoded array."""
+and the parity benchmark. It implements the runtime's Predictor protocol (runtime/predictor.py).
+
+Images go to MMSeg as the runtime's decoded arrays (`LoadImageFromNDArray`). For 8-bit files these
+are the pixels MMSeg's own `LoadImageFromFile` gives (the same `cv2.imdecode`, BGR, alpha dropped),
+and 16-bit and DICOM files, which MMSeg's loader cannot map, need the runtime's mapping anyway.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from bcdeploy.fileio import sha256_file
 from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.segmenter import Prediction
 
@@ -23,28 +29,33 @@ class TorchPredictor:
         self.classes = list(self.model.dataset_meta["classes"])
         self.palette = [list(p) for p in self.model.dataset_meta["palette"]]
         self.device = device
+        self._sha256: str | None = None
 
-    def __call__(self, images: list[DecodedImage], paths: list[Path]) -> list[Prediction]:
+    def predict(self, images: list[DecodedImage]) -> list[Prediction]:
         import torch
         from mmseg.apis import inference_model
 
+        # inference_model switches test_pipeline[0] to LoadImageFromNDArray in place for arrays; set it
+        # explicitly so the pipeline never depends on what ran before.
+        self.model.cfg.test_pipeline[0]["type"] = "LoadImageFromNDArray"
         out = []
-        for image, path in zip(images, paths):
+        for image in images:
             start = time.perf_counter()
-            from_file = image.format != "dicom" and image.source_dtype == "uint8"
-            # MMSeg's inference_model switches test_pipeline[0] to LoadImageFromNDArray in place the first
-            # time it gets an array and never back, so paths after an array would fail: set it every time.
-            self.model.cfg.test_pipeline[0]["type"] = "LoadImageFromFile" if from_file else "LoadImageFromNDArray"
             with torch.no_grad():
-                sample = inference_model(self.model, str(path) if from_file else image.bgr)
+                sample = inference_model(self.model, image.bgr)
             logits = sample.seg_logits.data.float()
             probs = torch.softmax(logits, dim=0).cpu().numpy()
             mask = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
             out.append(Prediction(mask, probs, {"infer": (time.perf_counter() - start) * 1000}))
         return out
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         import torch
 
+        if self._sha256 is None:
+            self._sha256 = sha256_file(self.checkpoint)
+        config_sha = sha256_file(self.config)
         return {"backend": "pytorch", "device": self.device, "torch": torch.__version__,
-                "config": str(self.config), "checkpoint": str(self.checkpoint)}
+                "config": str(self.config), "checkpoint": str(self.checkpoint), "model": str(self.checkpoint),
+                "sha256": self._sha256,
+                "mask_options": {"device": self.device, "config_sha256": config_sha}}

@@ -50,7 +50,8 @@ def test_outputs_and_reports(runs, scans):
     formats = {Path_stem(e["file"]): e["format"] for e in results["images"]}
     assert sorted(formats.values()) == ["dicom", "jpeg", "png", "tiff", "tiff"]
     entry = results["images"][0]
-    assert set(entry["time_ms"]) == {"decode", "preprocess", "infer", "postprocess", "write"}
+    assert set(entry["time_ms"]) == {"read", "hash", "decode", "preprocess", "infer", "postprocess", "write"}
+    assert entry["started"] <= entry["finished"]
     for path in scans.values():
         assert (ort_out / "biner" / f"{path.stem}.png").is_file()
         assert cv2.imread(str(ort_out / "vis" / f"{path.stem}.jpg")) is not None

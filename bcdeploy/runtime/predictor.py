@@ -1,0 +1,34 @@
+"""The one shape of everything that segments (issue 14): the run loop, `infer`, `predict` and the
+benchmarks take a Predictor and never a closure plus loose classes and palette.
+
+`Segmenter` (any exported model: onnxruntime, TensorRT, OpenVINO) and `train.predict.TorchPredictor`
+(PyTorch/MMSeg) implement it.
+
+`describe()` is what a result is bound to. It must hold:
+* `backend` and the versions that produced the masks, `model` (the model file's path) and `sha256`
+  (its SHA-256: the model's identity, whatever its path);
+* `mask_options`: every setting that can change a mask (sidecar contents, provider/device/precision,
+  sliding window...), as JSON data. The run loop recomputes an image when `sha256` or `mask_options`
+  differ from what its outputs were made with; nothing else in `describe()` forces a recompute.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from bcdeploy.runtime.imageio import DecodedImage
+    from bcdeploy.runtime.segmenter import Prediction
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    @property
+    def classes(self) -> list[str]: ...
+
+    @property
+    def palette(self) -> list[list[int]]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def predict(self, images: list[DecodedImage]) -> list[Prediction]: ...

@@ -1,0 +1,97 @@
+"""What a result is bound to, and the one rule that lets a re-run skip an image.
+
+A result is bound to its source (resolved path, size, modification time, SHA-256 of the bytes that
+were decoded), to the model (its file's SHA-256) and to every option that changes masks
+(`describe()["mask_options"]` of the predictor), plus the overlay's target label. A re-run skips an
+image only when all of these match its ledger row AND each output file still has the size and
+SHA-256 recorded when it was written. Anything else (a 0-byte leftover, another patient's file under
+the same name, another model) is recomputed.
+
+Hashing costs almost nothing: the bytes are in memory anyway, because they are decoded from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bcdeploy.errors import InputError
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    sha256: str
+    mask_options: str  # canonical JSON
+
+    @classmethod
+    def of(cls, description: dict[str, Any]) -> "ModelIdentity":
+        return cls(str(description.get("sha256", "")), canonical(description.get("mask_options", {})))
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def read_source(path: Path, source: Path) -> tuple[bytes, SourceIdentity, dict[str, float]]:
+    """The file's bytes and identity; size and mtime come from the open file, so they describe the
+    bytes that were read even if the file is replaced meanwhile."""
+    start = time.perf_counter()
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            data = fh.read()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file (removed during the run?)") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected an image file") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    read_ms = (time.perf_counter() - start) * 1000
+    start = time.perf_counter()
+    digest = hashlib.sha256(data).hexdigest()
+    hash_ms = (time.perf_counter() - start) * 1000
+    return data, SourceIdentity(str(source), len(data), st.st_mtime_ns, digest), {"read": read_ms, "hash": hash_ms}
+
+
+def output_record(relative: str, data: bytes) -> dict[str, Any]:
+    return {"path": relative, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def outputs_intact(out: Path, outputs: dict[str, dict] | None) -> bool:
+    """Every recorded output exists with its recorded size and SHA-256."""
+    if not outputs:
+        return False
+    for record in outputs.values():
+        path = out / record["path"]
+        try:
+            if path.stat().st_size != record["size"]:
+                return False
+            if hashlib.sha256(path.read_bytes()).hexdigest() != record["sha256"]:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def can_skip(row: dict[str, Any] | None, source: SourceIdentity, model: ModelIdentity, target: str | None,
+             out: Path) -> bool:
+    """The resume rule (module docstring)."""
+    if row is None or row["status"] != "ok":
+        return False
+    same = (row["source"] == source.path and row["size"] == source.size and row["mtime_ns"] == source.mtime_ns
+            and row["sha256"] == source.sha256 and row["model_sha256"] == model.sha256
+            and row["mask_options"] == model.mask_options and row["target"] == target)
+    return same and outputs_intact(out, json.loads(row["outputs"] or "null"))

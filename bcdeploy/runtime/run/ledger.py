@@ -1,0 +1,175 @@
+"""The run ledger: `<out>/ledger.sqlite`, the durable record of every image a run has finished.
+
+Why SQLite: one transaction per finished image (WAL, synchronous=NORMAL) survives Ctrl-C, a crash
+or a full disk with every earlier row intact, and never a half row; results.json and lesions.csv
+are views regenerated from it at the end of every run. A row is committed only after the image's
+outputs are in place, so a row always describes files that exist (a crash in between leaves files
+without a row, which the next run recomputes). Rows are keyed by the resolved source path; the
+output name bound to a source never changes and is never given to another source.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from bcdeploy.errors import InputError, OutputError
+
+LEDGER_NAME = "ledger.sqlite"
+SCHEMA_VERSION = 1
+STAGES = ("read", "hash", "decode", "preprocess", "infer", "postprocess", "write")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL, finished REAL,
+    status TEXT NOT NULL,                      -- running | done | interrupted | stopped
+    model TEXT NOT NULL,                       -- the predictor's describe(), JSON
+    processed INTEGER NOT NULL DEFAULT 0, skipped INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS images (
+    source TEXT PRIMARY KEY,                   -- resolved path of the input file
+    name TEXT NOT NULL UNIQUE,                 -- output name: masks/<name>.png, biner/<name>.png, vis/<name>.jpg
+    argument TEXT NOT NULL,                    -- the command-line argument it came from
+    path TEXT NOT NULL,                        -- the path as found (what messages show)
+    size INTEGER, mtime_ns INTEGER, sha256 TEXT,           -- of the bytes decoded (NULL if unreadable)
+    model_sha256 TEXT, mask_options TEXT, target TEXT,     -- what the outputs were computed with
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    error TEXT,                                -- the failure line, for status 'failed'
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    image TEXT,                                -- JSON: width, height, format, source_dtype, intensity_map, tags
+    lesions TEXT,                              -- JSON list, as in results.json
+    outputs TEXT,                              -- JSON: {{mask|biner|vis: {{path, size, sha256}}}}
+    started REAL, finished REAL,               -- epoch seconds, for a Gantt chart of the pipeline
+    {", ".join(f"{stage}_ms REAL" for stage in STAGES)});
+CREATE TABLE IF NOT EXISTS failures (            -- arguments that gave nothing (no source file to bind to)
+    run_id INTEGER NOT NULL REFERENCES runs(id), item TEXT NOT NULL, error TEXT NOT NULL);
+"""
+
+COLUMNS = ("source", "name", "argument", "path", "size", "mtime_ns", "sha256", "model_sha256", "mask_options", "target",
+           "status", "error", "run_id", "image", "lesions", "outputs", "started", "finished",
+           *(f"{stage}_ms" for stage in STAGES))
+
+
+def _cause(err: sqlite3.Error) -> str:
+    name = getattr(err, "sqlite_errorname", "")
+    return {"SQLITE_FULL": "No space left on device", "SQLITE_READONLY": "read-only file or file system",
+            "SQLITE_CANTOPEN": "cannot open or create the file"}.get(name, str(err))
+
+
+class Ledger:
+    """One connection, used by one thread at a time (the run loop hands it to its writer thread)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = Path(out) / LEDGER_NAME
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"{err.filename or self.path.parent}: cannot create the output folder "
+                              f"({err.strerror})") from None
+        existed = self.path.exists() and self.path.stat().st_size > 0
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as err:
+            raise OutputError(f"{self.path}: cannot open the run ledger ({_cause(err)})") from None
+        self.db.row_factory = sqlite3.Row
+        try:
+            self._check(existed)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _check(self, existed: bool) -> None:
+        try:
+            if existed:
+                tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not {"meta", "runs", "images", "failures"} <= tables:
+                    raise sqlite3.DatabaseError(f"tables {sorted(tables)} are not a bcdeploy run ledger")
+                version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if version is None or int(version[0]) > SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(f"schema version {version and version[0]} is not {SCHEMA_VERSION}")
+                self.db.execute("PRAGMA quick_check").fetchone()
+        except (sqlite3.DatabaseError, ValueError) as err:
+            raise InputError(f"{self.path}: the run ledger cannot be read ({err}); move it away to start a new "
+                             "ledger (every image in this folder is then recomputed)") from None
+        try:
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a crash loses no committed row
+            self.db.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
+            with self.transaction():
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.Error as err:
+            raise OutputError(f"{self.path}: cannot write the run ledger ({_cause(err)})") from None
+
+    def transaction(self):
+        return _Transaction(self)
+
+    # --- reads --------------------------------------------------------------------------------------
+    def rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM images" + (" WHERE status = ?" if status else "") + " ORDER BY name"
+        return [dict(r) for r in self.db.execute(sql, (status,) if status else ())]
+
+    def run_failures(self, run_id: int) -> list[dict[str, str]]:
+        images = self.db.execute("SELECT path, error FROM images WHERE run_id = ? AND status = 'failed' ORDER BY name",
+                                 (run_id,))
+        others = self.db.execute("SELECT item, error FROM failures WHERE run_id = ? ORDER BY rowid", (run_id,))
+        return [{"file": r[0], "error": r[1]} for r in [*others, *images]]
+
+    # --- writes: each one transaction ---------------------------------------------------------------
+    def begin_run(self, model: dict[str, Any]) -> int:
+        with self.transaction():
+            cursor = self.db.execute("INSERT INTO runs (started, status, model) VALUES (?, 'running', ?)",
+                                     (time.time(), json.dumps(model, sort_keys=True, default=str)))
+        return int(cursor.lastrowid)
+
+    def end_run(self, run_id: int, status: str, processed: int, skipped: int, failed: int) -> None:
+        with self.transaction():
+            self.db.execute("UPDATE runs SET finished = ?, status = ?, processed = ?, skipped = ?, failed = ? WHERE id = ?",
+                            (time.time(), status, processed, skipped, failed, run_id))
+
+    def save(self, row: dict[str, Any]) -> None:
+        """Insert or replace one image's row (one transaction)."""
+        values = [row.get(c) for c in COLUMNS]
+        # An upsert on the source, not INSERT OR REPLACE: a name held by another source (a second run
+        # writing into the same folder) must fail loudly, never delete that source's row.
+        updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[1:])
+        with self.transaction():
+            self.db.execute(f"INSERT INTO images ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+                            f"ON CONFLICT(source) DO UPDATE SET {updates}", values)
+
+    def add_failure(self, run_id: int, item: str, error: str) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO failures VALUES (?, ?, ?)", (run_id, item, error))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error; SQLite errors become one OutputError line."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def __enter__(self) -> None:
+        try:
+            self.ledger.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise OutputError(f"{self.ledger.path}: cannot write the run ledger ({_cause(err)})") from None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        db = self.ledger.db
+        if exc_type is None:
+            try:
+                db.execute("COMMIT")
+                return False
+            except sqlite3.Error as err:
+                exc = err
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise OutputError(f"{self.ledger.path}: cannot write the run ledger ({_cause(exc)})") from None
+        return False

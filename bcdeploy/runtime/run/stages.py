@@ -1,0 +1,172 @@
+"""The three stages of one image: load (read, hash, resume check, decode), segment, finish (write the
+outputs and commit the ledger row). Each turns any exception into that image's failure."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bcdeploy.errors import BcDeployError, OutputError
+from bcdeploy.fileio import write_bytes
+from bcdeploy.runtime.imageio import DecodedImage, decode_image
+from bcdeploy.runtime.lesions import extract_lesions
+from bcdeploy.runtime.outputs import encode
+from bcdeploy.runtime.predictor import Predictor
+from bcdeploy.runtime.run.identity import ModelIdentity, SourceIdentity, can_skip, output_record, read_source
+from bcdeploy.runtime.run.inputs import InputItem
+from bcdeploy.runtime.run.ledger import Ledger
+from bcdeploy.runtime.segmenter import Prediction
+from bcdeploy.runtime.visualize import biner, overlay
+
+log = logging.getLogger(__name__)
+# Errors that make every later write fail as well: stop the run with one line instead of N failures.
+FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+OUTPUTS = (("mask", "masks", ".png"), ("biner", "biner", ".png"), ("vis", "vis", ".jpg"))
+
+
+@dataclass
+class Work:
+    item: InputItem
+    name: str
+    started: float = field(default_factory=time.time)
+    identity: SourceIdentity | None = None
+    image: DecodedImage | None = None
+    skipped: bool = False
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    status: str  # ok | skipped | failed | fatal
+    error: OutputError | None = None
+
+
+def describe_error(path: Path, err: BaseException, doing: str) -> str:
+    """One line: our own errors say it all; anything else is named with its type (the traceback goes to
+    the debug log, as it may be a bug)."""
+    if isinstance(err, BcDeployError):
+        text = str(err)
+        return text if str(path) in text else f"{path}: {text}"
+    log.debug("%s while %s %s", type(err).__name__, doing, path, exc_info=err)
+    return f"{path}: {doing} failed ({type(err).__name__}: {err})"
+
+
+class Stages:
+    def __init__(self, predictor: Predictor, ledger: Ledger, out: Path, run_id: int, model: ModelIdentity,
+                 rows: dict[str, dict[str, Any]], options: Any) -> None:
+        self.predictor, self.ledger, self.out, self.run_id, self.model = predictor, ledger, out, run_id, model
+        self.rows, self.options = rows, options
+        self.classes, self.palette = list(predictor.classes), list(predictor.palette)
+
+    # --- reader thread ------------------------------------------------------------------------------
+    def load_batch(self, batch: list[tuple[InputItem, str]]) -> list[Work]:
+        return [self.load(item, name) for item, name in batch]
+
+    def load(self, item: InputItem, name: str) -> Work:
+        work = Work(item, name)
+        try:
+            data, work.identity, work.timings = read_source(item.path, item.source)
+            row = self.rows.get(str(item.source))
+            if not self.options.overwrite and can_skip(row, work.identity, self.model, self.target(item), self.out):
+                work.skipped = True
+                return work
+            start = time.perf_counter()
+            work.image = decode_image(data, item.path, max_pixels=self.options.max_pixels)
+            work.timings["decode"] = (time.perf_counter() - start) * 1000
+        except Exception as err:  # noqa: BLE001 - one odd file is one failure line, whatever it raised
+            work.error = describe_error(item.path, err, "reading")
+        return work
+
+    def target(self, item: InputItem) -> str | None:
+        return self.options.targets.get(item.path.stem)
+
+    # --- main thread ----------------------------------------------------------------------------------
+    def segment(self, loaded: list[Work]) -> list[tuple[Work, Prediction | None]]:
+        """Predict the decodable images as one batch; when it fails, one by one to find the culprit."""
+        ready = [w for w in loaded if w.image is not None and not w.error and not w.skipped]
+        predictions = dict(zip(map(id, ready), self._predict(ready)))
+        return [(w, predictions.get(id(w))) for w in loaded]
+
+    def _predict(self, ready: list[Work]) -> list[Prediction | None]:
+        if not ready:
+            return []
+        try:
+            predictions = self.predictor.predict([w.image for w in ready])
+            if len(predictions) != len(ready):
+                raise RuntimeError(f"the predictor returned {len(predictions)} results for {len(ready)} images")
+            return predictions
+        except Exception as err:  # noqa: BLE001 - see segment()
+            if len(ready) > 1:
+                return [self._predict([w])[0] for w in ready]
+            ready[0].error = describe_error(ready[0].item.path, err, "segmenting")
+            return [None]
+
+    # --- writer thread ---------------------------------------------------------------------------------
+    def finish(self, work: Work, prediction: Prediction | None) -> Outcome:
+        if work.skipped:
+            return Outcome("skipped")
+        try:
+            if prediction is None or work.error:
+                self._record_failure(work, work.error or f"{work.item.path}: no prediction")
+                return Outcome("failed")
+            return self._write(work, prediction)
+        except OutputError as err:
+            return Outcome("fatal", err)
+
+    def _write(self, work: Work, prediction: Prediction) -> Outcome:
+        start = time.perf_counter()
+        target = self.out
+        try:
+            lesions = extract_lesions(prediction.mask, self.classes, prediction.probs)
+            pictures = {"mask": prediction.mask, "biner": biner(prediction.mask, len(self.classes)),
+                        "vis": overlay(work.image.bgr, prediction.mask, self.palette, self.classes, lesions,
+                                       self.target(work.item))}
+            outputs = {}
+            for kind, folder, suffix in OUTPUTS:
+                relative = f"{folder}/{work.name}{suffix}"
+                data = encode(pictures[kind], suffix)
+                target = self.out / relative
+                write_bytes(target, data)
+                outputs[kind] = output_record(relative, data)
+        except OSError as err:
+            if err.errno in FATAL_ERRNOS:
+                raise OutputError(f"{target}: cannot write ({err.strerror})") from None
+            self._record_failure(work, f"{work.item.path}: cannot write {target} ({err.strerror or err})")
+            return Outcome("failed")
+        except Exception as err:  # noqa: BLE001 - one odd image is one failure line
+            self._record_failure(work, describe_error(work.item.path, err, "writing outputs"))
+            return Outcome("failed")
+        work.timings.update(prediction.timings_ms)
+        work.timings["write"] = (time.perf_counter() - start) * 1000
+        image = work.image
+        info = {"size": [image.shape[1], image.shape[0]], "format": image.format, "source_dtype": image.source_dtype,
+                "intensity_map": image.intensity_map}
+        if getattr(image, "tags", None):
+            info["tags"] = image.tags
+        self.ledger.save({**self._row(work, "ok"), "image": json.dumps(info, default=str),
+                          "lesions": json.dumps(lesions), "outputs": json.dumps(outputs)})
+        return Outcome("ok")
+
+    def _row(self, work: Work, status: str) -> dict[str, Any]:
+        ident = work.identity
+        return {"source": str(work.item.source), "name": work.name, "argument": work.item.argument,
+                "path": str(work.item.path), "size": ident and ident.size, "mtime_ns": ident and ident.mtime_ns,
+                "sha256": ident and ident.sha256, "model_sha256": self.model.sha256,
+                "mask_options": self.model.mask_options, "target": self.target(work.item), "status": status,
+                "run_id": self.run_id, "started": work.started, "finished": time.time(),
+                **{f"{stage}_ms": ms for stage, ms in work.timings.items()}}
+
+    def _record_failure(self, work: Work, error: str) -> None:
+        """A failed image's row; outputs left from an earlier success described other bytes or another
+        model, so they go (they are ours: recorded in the ledger)."""
+        previous = self.rows.get(str(work.item.source))
+        self.ledger.save({**self._row(work, "failed"), "error": error})
+        if previous and previous.get("outputs"):
+            for record in json.loads(previous["outputs"]).values():
+                (self.out / record["path"]).unlink(missing_ok=True)
