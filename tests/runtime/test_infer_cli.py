@@ -83,7 +83,7 @@ def test_bad_files_are_listed_and_the_run_goes_on(exported, scans, tmp_path):
     failed = {Path_stem(f["file"]) for f in results["failed"]}
     assert {"empty", "truncated", "channels", "absurd"} <= failed and "good" not in failed
     assert results["summary"]["processed"] == 1 and (out / "masks" / "good.png").is_file()
-    for message in ("empty", "cannot decode", "5 channels", "implausible"):
+    for message in ("empty", "cannot read the TIFF header", "5 channels", "implausible"):
         assert message in proc.stderr
     assert before == {p.name: sha256_file(p) for p in bad.iterdir()}, "inputs must never change"
     assert not list(out.rglob("*.part*")), "no temporary files left behind"
