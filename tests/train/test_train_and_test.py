@@ -47,17 +47,10 @@ def test_test_command_writes_every_metric(trained, prepared, tmp_path):
     assert (cm_out / "confusion_matrix.png").stat().st_size > 1000
 
 
-def test_runner_checkpoint_loads_weights_only(trained):
-    from bcdeploy.train.mmseg_compat import load_checkpoint_file
-
-    ckpt = load_checkpoint_file(trained)
-    assert "state_dict" in ckpt and "message_hub" in ckpt  # a full Runner checkpoint, loaded safely
-
-
 def test_untrusted_pickle_is_refused_unless_trusted(trained, tmp_path):
     import torch
 
-    from bcdeploy.train.mmseg_compat import load_checkpoint_file
+    from bcdeploy.train.checkpoint import load_checkpoint_file
 
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": {}, "meta": {"payload": NotAllowListed()}}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
