@@ -236,19 +236,37 @@ def load_from_local_data_only(filename: str, map_location: Any = None) -> dict:
     return ckpt
 
 
+def load_from_http_data_only(filename: str, map_location: Any = None, model_dir: str | None = None) -> dict:
+    """MMEngine's http(s) loader, data-only: MMEngine's own goes through torch.hub's
+    `load_state_dict_from_url`, which unpickles with `weights_only=False`."""
+    from urllib.parse import urlparse
+
+    from torch.hub import download_url_to_file, get_dir
+
+    folder = Path(model_dir or Path(get_dir()) / "checkpoints")
+    folder.mkdir(parents=True, exist_ok=True)
+    cached = folder / (Path(urlparse(filename).path).name or "checkpoint.pth")
+    if not cached.is_file():
+        download_url_to_file(filename, str(cached), progress=False)
+    return load_from_local_data_only(str(cached), map_location)
+
+
 @contextlib.contextmanager
 def mmengine_loads_data_only() -> Iterator[None]:
-    """Within the block, MMEngine loads local checkpoints through `load_from_local_data_only`.
+    """Within the block, MMEngine loads local and http(s) checkpoints through this module.
 
-    MMEngine calls `torch.load` itself (resume, `load_from`); registering our loader for local paths
+    MMEngine calls `torch.load` itself (resume, `load_from`, `Pretrained` init); registering our loaders
     (MMEngine's public `CheckpointLoader.register_scheme`) covers those without widening torch's
-    global allow-list.
+    global allow-list. MMEngine's other schemes (open-mmlab://, torchvision://) are left as they are.
     """
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    previous = CheckpointLoader._get_checkpoint_loader("local/path.pth")
-    CheckpointLoader.register_scheme(prefixes="", loader=load_from_local_data_only, force=True)
+    ours = {"": load_from_local_data_only, "http://": load_from_http_data_only, "https://": load_from_http_data_only}
+    previous = {prefix: CheckpointLoader._get_checkpoint_loader(prefix + "host/file.pth") for prefix in ours}
+    for prefix, loader in ours.items():
+        CheckpointLoader.register_scheme(prefixes=prefix, loader=loader, force=True)
     try:
         yield
     finally:
-        CheckpointLoader.register_scheme(prefixes="", loader=previous, force=True)
+        for prefix, loader in previous.items():
+            CheckpointLoader.register_scheme(prefixes=prefix, loader=loader, force=True)

@@ -174,3 +174,32 @@ def test_train_resume_never_runs_the_checkpoints_config_text(trained, prepared, 
                      "--max-iters", TRAIN_ITERS)
     assert result.exit_code == 0, result.output
     assert not marker.exists(), "meta['config'] was run as Python"
+
+
+def test_mmengine_loads_in_train_are_data_only(hostile, marker, trained, tmp_path, monkeypatch):
+    """`load_from`/`Pretrained` paths and URLs in a config reach MMEngine's CheckpointLoader; MMEngine's own
+    http loader unpickles fully (torch.hub, weights_only=False). Inside `bcdeploy train` both are ours."""
+    import functools
+    import http.server
+    import threading
+
+    from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
+
+    from bcdeploy.train.checkpoint import mmengine_loads_data_only
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # where the download is cached
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(hostile.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/{hostile.name}"
+    before = CheckpointLoader._get_checkpoint_loader(url)
+    try:
+        with mmengine_loads_data_only():
+            assert "message_hub" in _load_checkpoint(str(trained))
+            for source in (str(hostile), url):
+                with pytest.raises(InputError, match="refused to load"):
+                    _load_checkpoint(source)
+    finally:
+        server.shutdown()
+    assert not marker.exists()
+    assert CheckpointLoader._get_checkpoint_loader(url) is before  # restored after the block
