@@ -160,17 +160,29 @@ def _substitutes() -> list[tuple[Any, str]]:
     return pairs
 
 
+_STAND_INS = (_ArrayData, _ScalarData, _DTypeData, _HistoryBufferData)
+
+
 def _realize(obj: Any) -> Any:
-    """Replace the stand-ins by real objects built from their checked data; containers are rebuilt."""
-    if isinstance(obj, (_ArrayData, _ScalarData, _DTypeData, _HistoryBufferData)):
+    """Replace the stand-ins by real objects built from their checked data.
+
+    A container without stand-ins is returned as it is, so a state dict keeps its identity and its
+    `_metadata` attribute (module versions that `load_state_dict` reads).
+    """
+    if isinstance(obj, _STAND_INS):
         return obj.realize()
-    if isinstance(obj, dict):  # dict, OrderedDict, Counter keep their type
+    if isinstance(obj, dict):  # dict, OrderedDict, Counter
+        items = [(_realize(k), _realize(v)) for k, v in obj.items()]
+        if all(new_k is k and new_v is v for (new_k, new_v), (k, v) in zip(items, obj.items())):
+            return obj
         out = type(obj)()
-        for key, value in obj.items():
-            out[_realize(key)] = _realize(value)
+        out.update(items)
+        if hasattr(obj, "__dict__"):  # OrderedDict's attributes, e.g. a state dict's _metadata
+            out.__dict__.update(obj.__dict__)
         return out
     if isinstance(obj, (list, tuple, set)):
-        return type(obj)(_realize(v) for v in obj)
+        values = [_realize(v) for v in obj]
+        return obj if all(new is old for new, old in zip(values, obj)) else type(obj)(values)
     return obj
 
 

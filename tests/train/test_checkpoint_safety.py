@@ -203,3 +203,17 @@ def test_mmengine_loads_in_train_are_data_only(hostile, marker, trained, tmp_pat
         server.shutdown()
     assert not marker.exists()
     assert CheckpointLoader._get_checkpoint_loader(url) is before  # restored after the block
+
+
+def test_state_dict_keeps_its_module_versions(tmp_path):
+    """`_metadata` (module versions `load_state_dict` reads) survives the data-only load."""
+    import torch
+
+    from bcdeploy.train.checkpoint import load_checkpoint_file
+
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(2))
+    path = tmp_path / "bn.pth"
+    torch.save({"state_dict": model.state_dict(), "meta": {"x": np.float32(1.5)}}, path)
+    ckpt = load_checkpoint_file(path)
+    assert ckpt["state_dict"]._metadata == model.state_dict()._metadata
+    assert ckpt["meta"]["x"] == np.float32(1.5) and type(ckpt["meta"]["x"]) is np.float32
