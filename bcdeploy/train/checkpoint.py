@@ -143,7 +143,8 @@ def _statistics_method(owner: Any, name: Any) -> str:
     """Stands in for `builtins.getattr`: only `getattr(HistoryBuffer, 'min'|'max'|'current'|'mean')`,
     which is how HistoryBuffer pickles its statistics methods; yields the name, never the attribute."""
     if owner is not _HistoryBufferData or name not in _STATISTICS:
-        _refuse(f"getattr({getattr(owner, '__name__', type(owner).__name__)}, {name!r}) is not allowed; "
+        label = dict(_substitutes()).get(owner) or getattr(owner, "__name__", type(owner).__name__)
+        _refuse(f"getattr({label}, {name!r}) is not allowed; "
                 "only HistoryBuffer's statistics methods may be named")
     return f"HistoryBuffer.{name}"
 
@@ -220,13 +221,14 @@ def load_checkpoint_file(path: str | Path, trust: bool = False, *, training_stat
 
 
 def _reason(err: Exception) -> str:
-    """The one informative line of torch's multi-paragraph weights-only message (or of ours)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    boilerplate = ("Weights only load failed", "In PyTorch", "Please file an issue", "Check the documentation",
-                   "Re-running")
-    useful = [line for line in lines if not line.startswith(boilerplate)]
-    reason = (useful[0] if useful else type(err).__name__).removeprefix("WeightsUnpickler error:").strip()
-    return reason[:200] or type(err).__name__
+    """The one informative sentence of torch's multi-paragraph weights-only message (or ours)."""
+    text = str(err)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = lines[0] if lines else type(err).__name__
+    return reason.split(". Please use `torch.serialization", 1)[0][:200]
 
 
 def _as_dict(path: Path, ckpt: Any) -> dict:
