@@ -86,3 +86,13 @@ def hostile_checkpoint(genuine: Path, target: Path, marker: Path, seed: int = 0)
 
     replace_data_pkl(genuine, target, prepend)
     return target
+
+
+def call_prepended(genuine: Path, target: Path, module: str, name: str, argument: str) -> Path:
+    """`genuine` with `module.name(argument)` prepended: harmless only while that global is refused."""
+    def prepend(original: bytes) -> bytes:
+        body = original[2:] if original.startswith(PROTO_2) else original
+        return PROTO_2 + _global(module, name) + _text(argument) + b"\x85" + REDUCE + body  # \x85: TUPLE1
+
+    replace_data_pkl(genuine, target, prepend)
+    return target

@@ -205,7 +205,7 @@ def load_checkpoint_file(path: str | Path, trust: bool = False, *, training_stat
     try:
         if trust:
             return _as_dict(path, torch.load(path, map_location=map_location, weights_only=False))
-        with torch.serialization.safe_globals(_substitutes()):
+        with _only_our_globals():
             raw = _as_dict(path, torch.load(path, map_location=map_location, weights_only=True))
         if not training_state and "state_dict" in raw:
             raw = {key: raw[key] for key in _INFERENCE_KEYS if key in raw}
@@ -218,6 +218,21 @@ def load_checkpoint_file(path: str | Path, trust: bool = False, *, training_stat
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise InputError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0][:200]})") from None
+
+
+@contextlib.contextmanager
+def _only_our_globals() -> Iterator[None]:
+    """torch's allow-list is process-wide: whatever any import added to it (a real HistoryBuffer, a
+    getattr) is set aside while we load, so only the stand-ins answer to those names."""
+    import torch.serialization as serialization
+
+    saved = serialization.get_safe_globals()
+    serialization.clear_safe_globals()
+    try:
+        with serialization.safe_globals(_substitutes()):
+            yield
+    finally:
+        serialization.add_safe_globals(saved)
 
 
 def _reason(err: Exception) -> str:

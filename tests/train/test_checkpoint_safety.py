@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from bcdeploy.cli import cli
 from bcdeploy.errors import InputError
 from tests.conftest import TINY_CONFIG, TRAIN_ITERS
-from tests.hostile_checkpoints import hostile_checkpoint, replace_data_pkl
+from tests.hostile_checkpoints import call_prepended, hostile_checkpoint, replace_data_pkl
 
 pytestmark = pytest.mark.mmseg
 
@@ -217,3 +217,22 @@ def test_state_dict_keeps_its_module_versions(tmp_path):
     ckpt = load_checkpoint_file(path)
     assert ckpt["state_dict"]._metadata == model.state_dict()._metadata
     assert ckpt["meta"]["x"] == np.float32(1.5) and type(ckpt["meta"]["x"]) is np.float32
+
+
+def test_globals_allowed_elsewhere_in_the_process_do_not_widen_the_loader(trained, tmp_path, marker):
+    """torch's allow-list is process-wide; whatever an import allow-lists must not reach our loader."""
+    import builtins
+
+    import torch
+
+    from bcdeploy.train.checkpoint import load_checkpoint_file
+
+    hostile = call_prepended(trained, tmp_path / "h.pth", "builtins", "exec", f"open({str(marker)!r}, 'w').close()")
+    torch.serialization.add_safe_globals([builtins.exec])
+    try:
+        with pytest.raises(InputError, match="refused to load"):
+            load_checkpoint_file(hostile)
+        assert builtins.exec in torch.serialization.get_safe_globals()  # put back afterwards
+    finally:
+        torch.serialization.clear_safe_globals()
+    assert not marker.exists()
