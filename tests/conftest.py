@@ -67,7 +67,8 @@ def prepared(dmid, tmp_path_factory) -> Path:
     from bcdeploy.data.prepare import PrepareOptions, prepare
 
     out = tmp_path_factory.mktemp("prepared") / "ds"
-    prepare(PrepareOptions(str(dmid / "TIFF Images"), str(dmid / "ROI Masks"), str(dmid / "Info.txt"), str(out)))
+    prepare(PrepareOptions(images_dir=str(dmid / "TIFF Images"), masks_dir=str(dmid / "ROI Masks"),
+                           metadata=str(dmid / "Info.txt"), output_dir=str(out)))
     return out
 
 

@@ -37,6 +37,13 @@ def _specs(models, **shared):
     return parse_specs([m for item in models for m in item.split()], spell, **shared)
 
 
+def _refuse_overlap(out: str, specs, *inputs) -> None:
+    """--out is filled with reports: it may not be, hold or sit inside anything the bench reads."""
+    from bcdeploy.fileio import refuse_overlap
+
+    refuse_overlap(out, [*inputs, *(spec.path for spec in specs)], "--out")
+
+
 def _write_report(out: str, name: str, report: dict, markdown, plot) -> None:
     """OUT/<name>.json, .md and .png, then the table on stdout."""
     from bcdeploy.fileio import write_json, write_text
@@ -66,6 +73,7 @@ def parity(ckpt, config, models, inputs, labels, out, provider, min_agreement, m
     from bcdeploy.bench.report import parity_markdown, plot_parity
 
     specs = _specs(models, provider=provider)
+    _refuse_overlap(out, specs, *inputs, labels, ckpt, config)
     with progress("parity") as tick:
         report = run_parity(ckpt, specs, _images(inputs), labels, config, min_agreement, max_dice_drop, tick)
     _write_report(out, "parity", report, parity_markdown, plot_parity)
@@ -93,6 +101,7 @@ def latency(models, ckpt, config, sizes, batch_sizes, images, mmseg_baseline, mi
     if mmseg_baseline and not (ckpt and images):
         raise InputError("--mmseg-baseline needs --ckpt and --images")
     specs = _specs(models, threads=threads, provider=provider)
+    _refuse_overlap(out, specs, images, ckpt, config)
     sizes = [parse_hw(s) for item in sizes for s in item.split()]
     image_paths = _images([images]) if images else []
     with progress("latency") as tick:

@@ -48,15 +48,25 @@ def synth(out: str, count: int, min_size: int, max_size: int, layout: str, seed:
 @click.option("--y-origin", type=click.Choice(["auto", "top", "bottom"]), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
+@click.option("--mask-threshold", default=128, show_default=True, type=click.IntRange(1, 255),
+              help="Mask pixels >= this are lesion (DMID masks are 0/255).")
+@click.option("--min-lesion-area", default=16, show_default=True, type=click.IntRange(0),
+              help="Drop mask components smaller than this many pixels (original resolution); counted in the manifest.")
 def prepare(images_dir, masks_dir, metadata, output_dir, categories, binary, resize_ratio, train_ratio, seed,
-            image_format, skip_bad, no_normals, y_origin, overwrite, workers) -> None:
-    """Turn DMID into MMSeg's layout (images/, annotations/, manifest.json)."""
+            image_format, skip_bad, no_normals, y_origin, overwrite, workers, mask_threshold, min_lesion_area) -> None:
+    """Turn DMID into MMSeg's layout (images/, annotations/, manifest.json).
+
+    OUTPUT_DIR may not equal, contain or lie inside an input (refused, with or without --overwrite).
+    """
     from bcdeploy.data.prepare import PrepareOptions
     from bcdeploy.data.prepare import prepare as run_prepare
 
     cats = tuple(c.upper() for item in categories for c in item.replace(",", " ").split())
-    options = PrepareOptions(images_dir, masks_dir, metadata, output_dir, cats, binary, resize_ratio, train_ratio,
-                             seed, image_format, skip_bad, not no_normals, y_origin, overwrite, workers)
+    options = PrepareOptions(
+        images_dir=images_dir, masks_dir=masks_dir, metadata=metadata, output_dir=output_dir, categories=cats,
+        binary=binary, resize_ratio=resize_ratio, train_ratio=train_ratio, seed=seed, image_format=image_format,
+        skip_bad=skip_bad, include_normals=not no_normals, y_origin=y_origin, overwrite=overwrite, workers=workers,
+        mask_threshold=mask_threshold, min_lesion_area=min_lesion_area)
     with progress("prepare") as tick:
         report = run_prepare(options, on_progress=tick)
     counts = report.counts
@@ -64,6 +74,8 @@ def prepare(images_dir, masks_dir, metadata, output_dir, categories, binary, res
                f"normal {counts['normal']}); y origin: {report.y_origin}")
     click.echo(f"unmatched components: {report.unmatched_components}, unmatched rows: {report.unmatched_rows}, "
                f"skipped: {len(report.skipped)}")
+    click.echo(f"mask components under {min_lesion_area} px dropped: {report.dropped_components}, "
+               f"masks with values other than 0/255: {report.masks_not_0_255} (histograms in the manifest)")
     for item in report.skipped:
         click.echo(f"  skipped {item['id']}: {item['reason']}", err=True)
     click.echo(f"manifest: {report.manifest_path}")

@@ -54,7 +54,9 @@ def test_cmd(config, ckpt, data_root, out, device, iou_threshold, trust_checkpoi
 def confusion_matrix(preds, labels, classes, out, title, rm_background) -> None:
     """Pixel confusion matrix of saved predictions: PNG plot, CSV and JSON."""
     from bcdeploy.eval.confusion import confusion_from_dirs, save_confusion
+    from bcdeploy.fileio import refuse_overlap
 
+    refuse_overlap(out, [preds, labels], "--out")
     names = [c.strip() for c in classes.split(",") if c.strip()]
     matrix = confusion_from_dirs(preds, labels, len(names))
     paths = save_confusion(matrix, names, out, title, rm_background)

@@ -7,7 +7,11 @@ Fixes over the seed's tools/dmid/prepare_dataset.py:
   staging directory that replaces the output directory only when complete, so a validation mask can
   never land in the training folder, neither from this run nor from a stale earlier one;
 * normal images are included as all-background images (unless asked otherwise);
-* every output file is hashed into manifest.json so a training set can be audited and reproduced.
+* every output file is hashed into manifest.json so a training set can be audited and reproduced;
+* masks are binarised at a threshold and specks below a minimum area dropped (see lesion_matching.py),
+  both counted in the manifest, so JPEG or anti-aliasing noise never becomes a lesion;
+* the output folder may not equal, contain or lie inside any input, so `--overwrite` can never
+  delete the data set it reads.
 """
 
 from __future__ import annotations
@@ -23,19 +27,27 @@ from pathlib import Path
 import numpy as np
 
 from bcdeploy.data.layout import index_files
-from bcdeploy.data.lesion_matching import IGNORE_INDEX, count_hits, label_components, match_rows
+from bcdeploy.data.lesion_matching import (
+    DEFAULT_MASK_THRESHOLD,
+    DEFAULT_MIN_LESION_AREA,
+    IGNORE_INDEX,
+    binarize_mask,
+    count_hits,
+    label_components,
+    match_rows,
+)
 from bcdeploy.data.metadata import group_by_image, read_metadata
 from bcdeploy.data.records import LesionRow
 from bcdeploy.data.split import stratified_split
 from bcdeploy.errors import BcDeployError, DataError, InputError
-from bcdeploy.fileio import atomic_path, sha256_file, write_json
+from bcdeploy.fileio import atomic_path, refuse_overlap, sha256_file, write_json
 from bcdeploy.runtime.imageio import read_image, read_mask
 
 MANIFEST_VERSION = 1
 PALETTE = {"background": [0, 0, 0], "benign": [0, 255, 0], "malignant": [255, 0, 0], "tumor": [255, 0, 0]}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PrepareOptions:
     images_dir: str
     masks_dir: str
@@ -52,6 +64,8 @@ class PrepareOptions:
     y_origin: str = "auto"
     overwrite: bool = False
     workers: int = 2
+    mask_threshold: int = DEFAULT_MASK_THRESHOLD
+    min_lesion_area: int = DEFAULT_MIN_LESION_AREA
 
     @property
     def class_names(self) -> list[str]:
@@ -75,6 +89,8 @@ class PrepareReport:
     skipped: list[dict] = field(default_factory=list)
     unmatched_components: int = 0
     unmatched_rows: int = 0
+    dropped_components: int = 0
+    masks_not_0_255: int = 0
 
 
 def prepare(options: PrepareOptions, on_progress: Callable[[str, int], None] | None = None) -> PrepareReport:
@@ -119,10 +135,18 @@ def prepare(options: PrepareOptions, on_progress: Callable[[str, int], None] | N
         skipped=skipped,
         unmatched_components=sum(len(r["unmatched_components"]) for r in records.values()),
         unmatched_rows=sum(len(r["unmatched_rows"]) for r in records.values()),
+        dropped_components=manifest["counts"]["dropped_components"],
+        masks_not_0_255=manifest["counts"]["masks_not_0_255"],
     )
 
 
 def _validate(options: PrepareOptions) -> None:
+    # Before anything is written: the staging folder goes beside the output, and --overwrite removes it.
+    refuse_overlap(options.output_dir, [options.images_dir, options.masks_dir, options.metadata], "--output-dir")
+    if not 1 <= options.mask_threshold <= 255:
+        raise InputError(f"--mask-threshold must lie in [1, 255], got {options.mask_threshold}")
+    if options.min_lesion_area < 0:
+        raise InputError(f"--min-lesion-area must be >= 0 pixels, got {options.min_lesion_area}")
     if not 0.0 < options.train_ratio < 1.0:
         raise InputError(f"--train-ratio must lie strictly between 0 and 1, got {options.train_ratio}")
     if not 0.0 < options.resize_ratio <= 4.0:
@@ -160,7 +184,8 @@ def _pair_cases(options, rows_by_id, images, masks, skipped) -> list[tuple[str, 
 
 def _decide_origin(options, cases, skipped) -> tuple[str, dict]:
     """Count, over the whole set, which y origin puts centres inside mask components."""
-    jobs = [(cid, mask, rows) for cid, _, mask, rows in cases if mask is not None and any(r.has_centre for r in rows)]
+    jobs = [(cid, mask, rows, options.mask_threshold, options.min_lesion_area)
+            for cid, _, mask, rows in cases if mask is not None and any(r.has_centre for r in rows)]
     evidence = {"top": 0, "bottom": 0}
     for cid, hits in _pool_map(_origin_job, jobs, options.workers):
         if isinstance(hits, str):
@@ -178,9 +203,9 @@ def _decide_origin(options, cases, skipped) -> tuple[str, dict]:
 
 
 def _origin_job(job) -> tuple[str, dict | str]:
-    cid, mask_path, rows = job
+    cid, mask_path, rows, threshold, min_area = job
     try:
-        _, labels, _ = label_components(read_mask(mask_path))
+        _, labels, _ = label_components(binarize_mask(read_mask(mask_path), threshold, min_area)[0])
     except InputError as err:
         return cid, str(err)
     return cid, count_hits(rows, labels)
@@ -214,18 +239,19 @@ def _prepare_one_checked(options, cid, image_path, mask_path, rows, split, y_ori
     image = read_image(image_path).bgr
     height, width = image.shape[:2]
     annotation = np.zeros((height, width), np.uint8)
-    match = None
+    match, stats = None, None
     if mask_path is not None:
         mask = read_mask(mask_path)
         if mask.shape != (height, width):
             raise DataError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {image_path.name} is {width}x{height}")
-        count, labels, _ = label_components(mask)
+        lesion, stats = binarize_mask(mask, options.mask_threshold, options.min_lesion_area)
+        count, labels, _ = label_components(lesion)
         match = match_rows(rows, labels, count, y_origin)
         lut = np.zeros(count, np.uint8)
         for label, severity in match.class_of_component.items():
             lut[label] = options.class_index(severity)
         annotation = lut[labels]
-        del labels, mask
+        del labels, mask, lesion
     out_w, out_h = max(1, round(width * options.resize_ratio)), max(1, round(height * options.resize_ratio))
     if (out_w, out_h) != (width, height):
         shrink = out_w < width
@@ -247,6 +273,9 @@ def _prepare_one_checked(options, cid, image_path, mask_path, rows, split, y_ori
         "unmatched_components": [] if match is None else match.unmatched_components,
         "unmatched_rows": [] if match is None else match.unmatched_rows,
         "conflicts": [] if match is None else match.conflicts,
+        "dropped_components": 0 if stats is None else stats.dropped_components,
+        "dropped_pixels": 0 if stats is None else stats.dropped_pixels,
+        "mask_values": None if stats is None else stats.value_histogram,
         "files": {
             "image": {"path": str(image_out.relative_to(staging)), "sha256": sha256_file(image_out)},
             "annotation": {"path": str(ann_out.relative_to(staging)), "sha256": sha256_file(ann_out)},
@@ -275,6 +304,8 @@ def _manifest(options, records, skipped, y_origin, evidence) -> dict:
     counts["unmatched_components"] = sum(len(r["unmatched_components"]) for r in records.values())
     counts["unmatched_rows"] = sum(len(r["unmatched_rows"]) for r in records.values())
     counts["ignored_pixels_images"] = sum(1 for r in records.values() if IGNORE_INDEX in r["label_values"])
+    counts["dropped_components"] = sum(r["dropped_components"] for r in records.values())
+    counts["masks_not_0_255"] = sum(1 for r in records.values() if r["mask_values"])
     opts = asdict(options)
     opts.pop("workers")
     return {

@@ -13,7 +13,7 @@ import numpy as np
 from bcdeploy.errors import ConfigError
 from bcdeploy.eval.lesions import LesionMetrics
 from bcdeploy.eval.segmentation import ConfusionMatrix
-from bcdeploy.fileio import write_json
+from bcdeploy.fileio import refuse_overlap, write_json
 
 
 def split_files(cfg, loader: str = "test_dataloader") -> list[tuple[Path, Path]]:
@@ -49,6 +49,8 @@ def evaluate(
     from bcdeploy.train.model import build_segmentor
 
     cfg = load_config(config, data_root)
+    if out:  # predictions written into the data set would become its files
+        refuse_overlap(out, [config, checkpoint, cfg.test_dataloader.dataset.get("data_root")], "--out")
     model = build_segmentor(config, checkpoint, device, trust)
     model.cfg = cfg  # with --data-root applied, for inference_model's pipeline
     classes = list(model.dataset_meta["classes"])

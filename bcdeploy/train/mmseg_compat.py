@@ -4,9 +4,8 @@
   and `sigmoid_focal_loss`). We give `mmcv.ops` a bare module with the pure-PyTorch `point_sample`;
   any other op raises ImportError on import, so MMEngine's own `try: from mmcv.ops import ...`
   fallbacks behave as on a CPU build. With full mmcv installed we do nothing.
-* torch >= 2.6 loads checkpoints with `weights_only=True`. MMEngine Runner checkpoints hold a few
-  MMEngine/numpy classes; we allow-list exactly those (`SAFE_GLOBALS`) and refuse anything else
-  unless the user trusts the file.
+
+Checkpoints are loaded by bcdeploy.train.checkpoint (weights-only, data-only stand-ins).
 """
 
 from __future__ import annotations
@@ -15,10 +14,7 @@ import importlib.util
 import logging
 import sys
 import types
-from pathlib import Path
 from typing import Any
-
-from bcdeploy.errors import InputError
 
 log = logging.getLogger(__name__)
 _INSTALLED = False
@@ -57,7 +53,7 @@ class _OpsModule(types.ModuleType):
 
 
 def install() -> None:
-    """Idempotent: prepare mmcv.ops and torch.load for MMSeg. Call before importing mmseg.models."""
+    """Idempotent: prepare mmcv.ops for MMSeg. Call before importing mmseg.models."""
     global _INSTALLED
     if _INSTALLED:
         return
@@ -73,56 +69,3 @@ def install() -> None:
 
         mmcv.ops = ops
         log.debug("mmcv-lite detected: installed the pure-PyTorch mmcv.ops shim")
-
-
-def safe_globals() -> list:
-    """What MMEngine Runner checkpoints pickle besides tensors.
-
-    `builtins.getattr` appears because HistoryBuffer pickles its bound statistics methods as
-    `getattr(buffer, 'min')`. Allowing it is safe under torch's weights-only unpickler: REDUCE may
-    call only allow-listed callables, so an attribute fetched through getattr can never be called.
-    """
-    import builtins
-    import codecs
-
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    core = getattr(np, "_core", None) or np.core
-    found: list = [HistoryBuffer, np.ndarray, np.dtype, builtins.getattr, codecs.encode,
-                   core.multiarray._reconstruct, core.multiarray.scalar]
-    found += [type(np.dtype(t)) for t in ("float64", "float32", "int64", "int32", "bool", "uint8")]
-    return found
-
-
-def allow_runner_checkpoints_globally() -> None:
-    """For MMEngine's own torch.load calls (`--resume`), which bcdeploy cannot scope."""
-    import torch
-
-    torch.serialization.add_safe_globals(safe_globals())
-
-
-def load_checkpoint_file(path: str | Path, trust: bool = False) -> dict:
-    """Load a checkpoint on CPU with weights_only=True (allow-listed classes only) unless trusted."""
-    import pickle
-
-    import torch
-
-    install()
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: checkpoint not found")
-    try:
-        with torch.serialization.safe_globals(safe_globals()):
-            ckpt = torch.load(path, map_location="cpu", weights_only=not trust)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise InputError(
-            f"{path}: refused to load: it needs classes outside the allow-list ({first[:200]}); "
-            "if you trust this file, pass --trust-checkpoint"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise InputError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0][:200]})") from None
-    if not isinstance(ckpt, dict):
-        raise InputError(f"{path}: checkpoint holds a {type(ckpt).__name__}, expected a dict with 'state_dict'")
-    return ckpt

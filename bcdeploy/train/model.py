@@ -26,10 +26,10 @@ def find_config(checkpoint: str | Path, config: str | Path | None = None) -> Pat
 def build_segmentor(config: str | Path, checkpoint: str | Path | None, device: str = "cpu", trust: bool = False):
     """EncoderDecoder in eval mode with the checkpoint's weights, BN instead of SyncBN.
 
-    Weights are loaded by `mmseg_compat.load_checkpoint_file` (weights_only unless trusted) and
+    Weights are loaded by `checkpoint.load_checkpoint_file` (data only unless trusted) and
     must match the config's architecture exactly; a mismatch is an error, not a warning.
     """
-    from bcdeploy.train.mmseg_compat import load_checkpoint_file
+    from bcdeploy.train.checkpoint import load_checkpoint_file
 
     cfg = load_config(config)
     single_device(cfg)

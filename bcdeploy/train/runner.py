@@ -27,15 +27,14 @@ def train(
     single_device(cfg)
     cfg.resume = resume
     cfg.launcher = "none"
-    if resume:
-        from bcdeploy.train.mmseg_compat import allow_runner_checkpoints_globally
-
-        allow_runner_checkpoints_globally()
-
     from mmengine.runner import Runner
 
-    runner = Runner.from_cfg(cfg)
-    runner.train()
+    from bcdeploy.train.checkpoint import mmengine_loads_data_only
+
+    # Resume and `load_from` make MMEngine call torch.load itself: route those through our loader.
+    with mmengine_loads_data_only():
+        runner = Runner.from_cfg(cfg)
+        runner.train()
     return Path(cfg.work_dir)
 
 

@@ -58,3 +58,27 @@ def test_latency_report(exported, trained, prepared, tmp_path):
     assert set(e2e["stages_ms"]) == {"decode", "preprocess", "infer", "postprocess"} and e2e["speedup_vs_mmseg"] > 0
     assert report["mmseg_baseline"]["mean_ms"] > 0 and report["machine"]["cores"] >= 1
     assert "speed-up vs MMSeg" in (out / "latency.md").read_text() and (out / "latency.png").is_file()
+
+
+@pytest.mark.parametrize("command", ["parity", "latency"])
+def test_out_overlapping_an_input_is_refused(tmp_path, command):
+    """The report folder may not be an input folder, nor hold a model or checkpoint (refused before any work)."""
+    from click.testing import CliRunner
+
+    from bcdeploy.cli import cli
+
+    images, models = tmp_path / "images", tmp_path / "models"
+    images.mkdir(), models.mkdir()
+    (images / "a.png").write_bytes(b"x")
+    (models / "model.onnx").write_bytes(b"x")
+    ckpt = tmp_path / "iter_1.pth"
+    ckpt.write_bytes(b"x")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    common = ["--ckpt", str(ckpt), "--models", str(models / "model.onnx")]
+    for out in (images, models, tmp_path):
+        args = ["bench", command, *common, "--out", str(out)]
+        args += [str(images)] if command == "parity" else ["--images", str(images)]
+        result = CliRunner().invoke(cli, args)
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert result.exit_code == 1 and len(errors) == 1 and str(out) in errors[0], result.output
+    assert before == {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}

@@ -14,7 +14,8 @@ from tests.conftest import run_cli
 
 
 def _options(root, out, **kw):
-    return PrepareOptions(str(root / "TIFF Images"), str(root / "ROI Masks"), str(root / "Info.txt"), str(out), **kw)
+    return PrepareOptions(images_dir=str(root / "TIFF Images"), masks_dir=str(root / "ROI Masks"),
+                          metadata=str(root / "Info.txt"), output_dir=str(out), **kw)
 
 
 @pytest.fixture
@@ -67,8 +68,9 @@ def test_origin_detected_both_ways(tmp_path):
 def test_reads_seed_layout_with_csv_and_png_masks(tmp_path):
     synthesize(tmp_path / "seed", count=8, min_size=300, max_size=340, seed=2, layout="seed", workers=1)
     root = tmp_path / "seed"
-    report = prepare(PrepareOptions(str(root / "tiff_images"), str(root / "ground_truth"),
-                                    str(root / "metadata" / "metadata.csv"), str(tmp_path / "out"), workers=1))
+    report = prepare(PrepareOptions(images_dir=str(root / "tiff_images"), masks_dir=str(root / "ground_truth"),
+                                    metadata=str(root / "metadata" / "metadata.csv"),
+                                    output_dir=str(tmp_path / "out"), workers=1))
     assert report.counts["images"] == 8
 
 
@@ -174,4 +176,5 @@ def test_bad_options_rejected(dmid, tmp_path):
     with pytest.raises(InputError, match="categories"):
         prepare(_options(dmid, tmp_path / "o", categories=("B", "X")))
     with pytest.raises(DataError, match="not found"):
-        prepare(PrepareOptions(str(tmp_path / "none"), str(tmp_path), str(dmid / "Info.txt"), str(tmp_path / "o")))
+        prepare(PrepareOptions(images_dir=str(tmp_path / "none"), masks_dir=str(tmp_path / "no-masks"),
+                               metadata=str(dmid / "Info.txt"), output_dir=str(tmp_path / "o")))

@@ -47,17 +47,10 @@ def test_test_command_writes_every_metric(trained, prepared, tmp_path):
     assert (cm_out / "confusion_matrix.png").stat().st_size > 1000
 
 
-def test_runner_checkpoint_loads_weights_only(trained):
-    from bcdeploy.train.mmseg_compat import load_checkpoint_file
-
-    ckpt = load_checkpoint_file(trained)
-    assert "state_dict" in ckpt and "message_hub" in ckpt  # a full Runner checkpoint, loaded safely
-
-
 def test_untrusted_pickle_is_refused_unless_trusted(trained, tmp_path):
     import torch
 
-    from bcdeploy.train.mmseg_compat import load_checkpoint_file
+    from bcdeploy.train.checkpoint import load_checkpoint_file
 
     evil = tmp_path / "evil.pth"
     torch.save({"state_dict": {}, "meta": {"payload": NotAllowListed()}}, evil, pickle_protocol=pickle.DEFAULT_PROTOCOL)
@@ -87,3 +80,18 @@ def test_weights_of_another_architecture_are_an_error(trained):
 def test_train_rejects_missing_data_root(tmp_path):
     proc = run_cli("train", TINY_CONFIG, "--data-root", tmp_path / "nothing", "--max-iters", "1", check=False)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def test_test_and_confusion_refuse_an_out_inside_their_inputs(trained, prepared):
+    from click.testing import CliRunner
+
+    from bcdeploy.cli import cli
+
+    val = prepared / "annotations" / "val"
+    before = sorted(p.name for p in prepared.rglob("*"))
+    for args in (["test", TINY_CONFIG, trained, "--data-root", prepared, "--out", prepared / "test_out"],
+                 ["confusion-matrix", "--preds", val, "--labels", val, "--out", val]):
+        result = CliRunner().invoke(cli, [str(a) for a in args])
+        errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+        assert result.exit_code == 1 and len(errors) == 1 and "--out" in errors[0], result.output
+    assert sorted(p.name for p in prepared.rglob("*")) == before
