@@ -27,6 +27,7 @@ from bcdeploy.errors import InputError
 MIN_SIDE = 32
 MAX_SIDE = 65_536
 MAX_PIXELS = 1 << 30  # OpenCV's own decode limit
+DEFAULT_MAX_PIXELS = 80_000_000  # pixel budget per image; the largest mammogram is ~30 MP
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
@@ -65,8 +66,11 @@ def read_image(path: str | Path) -> DecodedImage:
     return decode_image(_read_bytes(path), path)
 
 
-def decode_image(data: bytes, origin: str | Path = "<bytes>") -> DecodedImage:
-    """Decode file contents (e.g. an HTTP upload); `origin` names the source in errors."""
+def decode_image(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+    """Decode file contents (e.g. an HTTP upload); `origin` names the source in errors.
+
+    `max_pixels`: images with more pixels are refused (the header check before decoding is the
+    imageio owner's; until it lands the budget is checked after decoding)."""
     origin = Path(origin)
     if not data:
         raise InputError(f"{origin}: file is empty (0 bytes)")
@@ -75,6 +79,10 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>") -> DecodedImage:
         raise InputError(f"{origin}: not a TIFF, PNG, JPEG or DICOM file (unrecognised header)")
     decoded = _decode_dicom(origin, data) if fmt == "dicom" else _decode_raster(origin, data, fmt)
     _check_dimensions(origin, decoded.bgr.shape[:2])
+    h, w = decoded.shape
+    if h * w > max_pixels:
+        raise InputError(f"{origin}: image is {w}x{h} = {w * h} pixels, over the budget of {max_pixels} "
+                         "(raise it with --max-pixels if this image is genuine)")
     return decoded
 
 
