@@ -2,13 +2,9 @@
 (413 before the body is read, 400 for any bad image), no stall behind a slow image, every Ray and
 Serve socket on loopback, the health route, and a graceful drain on SIGTERM (last: it stops the server)."""
 
-import base64
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -19,53 +15,14 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.ray_cluster import LOOPBACK_ADDRESSES, free_port, listening_sockets
+from tests.ray_cluster import LOOPBACK_ADDRESSES, listening_sockets
 from tests.serve.bad_images import huge_header_tiff
 from tests.serve.conftest import synthetic_png
+from tests.serve.helpers import decoded_mask, post, runtime_mask, start_server, stop_server
 
 pytestmark = [pytest.mark.slow]
 ray = pytest.importorskip("ray", reason="needs the serve extra (ray[serve])")
 MAX_BODY_MB = 1
-
-
-def post(url: str, data: bytes, timeout: float = 120) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=data, method="POST", headers={"content-type": "application/octet-stream"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
-def start_server(model, *args: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    # without the loopback switch tests/conftest.py sets: keeping Ray on loopback is serve's own job
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
-    proc = subprocess.Popen([sys.executable, "-m", "bcdeploy.cli", "serve", str(model), "--port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env)
-    url = f"http://127.0.0.1:{port}/segment"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited early:\n{proc.stdout.read()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/metadata", timeout=5) as response:
-                if response.status == 200:
-                    return proc, url
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail("serve did not become ready in 180 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(90)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -74,18 +31,6 @@ def server(tiny_model):
                              "--max-pixels", "40000000")
     yield proc, url
     stop_server(proc)
-
-
-def decoded_mask(reply: dict) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(base64.b64decode(reply["mask_png_b64"]), np.uint8), cv2.IMREAD_UNCHANGED)
-
-
-def runtime_mask(model, data: bytes) -> np.ndarray:
-    from bcdeploy.runtime.imageio import decode_image
-    from bcdeploy.runtime.segmenter import Segmenter
-
-    with Segmenter(model) as segmenter:
-        return segmenter.predict([decode_image(data).bgr])[0].mask
 
 
 def large_png(width: int = 6000, height: int = 5000) -> bytes:
