@@ -145,7 +145,8 @@ def run_replicas(model: str, payload: bytes, replicas: int, args: argparse.Names
 def markdown(report: dict) -> str:
     lines = ["# bcdeploy serve: 1 vs 2 replicas (same run, same machine)", "",
              f"CPU: {report['machine']['cpu']} ({report['machine']['cores']} cores; flags: "
-             f"{', '.join(report['machine']['cpu_flags']) or 'n/a'}). Model: {report['model']}; image: {report['image']}.",
+             f"{', '.join(report['machine']['cpu_flags']) or 'n/a'}; 1-min load average before/after: "
+             f"{report['machine']['load_average_1m']}). Model: {report['model']}; image: {report['image']}.",
              "", "| replicas | threads/replica | clients | requests | img/s | p50 ms | p95 ms |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['replicas']} | {r['threads_per_replica']} | {r['clients']} | {r['requests']} | {r['throughput_rps']} "
               f"| {r['p50_ms']} | {r['p95_ms']} |" for r in report["results"]]
@@ -165,12 +166,15 @@ def main() -> None:
     args = parser.parse_args()
     from bcdeploy.bench.sysinfo import describe
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(synthetic_model(Path(tmp)))
         image = args.image or str(synthetic_image(Path(tmp)))
         payload = Path(image).read_bytes()
         results = [row for r in args.replicas for row in run_replicas(model, payload, r, args)]
-    machine = {**describe(), "cpu_flags": cpu_flags()}
+    # the load average says how much else ran on these cores (a shared machine makes numbers noisy)
+    machine = {**describe(), "cpu_flags": cpu_flags(), "load_average_1m": [round(load_before, 2),
+                                                                           round(os.getloadavg()[0], 2)]}
     note = (f"On {machine['cores']} cores both configurations share the same cores: the ratio shows what "
             "Serve's extra replica costs or saves, not a scale-out speed-up (that needs more machines).")
     report = {"model": args.model or "synthetic (6x conv3x3, 32 ch, 512x512)", "image": args.image or

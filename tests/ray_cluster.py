@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator
 
 LOOPBACK_ADDRESSES = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+NODE_ARGS = {"node_ip_address": "127.0.0.1", "include_dashboard": False, "object_store_memory": 100 * 2**20}
 
 
 def free_port() -> int:
@@ -31,14 +32,19 @@ def loopback_cluster(worker_cpus: tuple[float, ...] = (1,), head_cpus: float = 1
     assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") == "0", "tests/conftest.py sets it before ray loads"
     from ray.cluster_utils import Cluster
 
-    node = {"node_ip_address": "127.0.0.1", "include_dashboard": False, "object_store_memory": 100 * 2**20}
-    cluster = Cluster(initialize_head=True, connect=False, head_node_args={**node, "num_cpus": head_cpus})
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={**NODE_ARGS, "num_cpus": head_cpus})
     try:
-        workers = [cluster.add_node(**node, num_cpus=cpus) for cpus in worker_cpus]
-        cluster.wait_for_nodes()
+        workers = [add_loopback_node(cluster, cpus) for cpus in worker_cpus]
         yield cluster, workers
     finally:
         cluster.shutdown()
+
+
+def add_loopback_node(cluster: object, cpus: float = 1) -> object:
+    """Add (or, after a removal, bring back) a worker node on 127.0.0.1; returns its Ray node handle."""
+    node = cluster.add_node(**NODE_ARGS, num_cpus=cpus)
+    cluster.wait_for_nodes()
+    return node
 
 
 def listening_sockets(pid: int) -> list[tuple[int, str, str, int]]:
