@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# Ray (serve tests, Ray clusters) stays on loopback: read once when ray is imported, so set it first.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "unet" / "unet-tiny_deeplabv3_breast-cancer.py"
 REFERENCE_CONFIG = ROOT / "configs" / "unet" / "unet-s5-d16_deeplabv3_breast-cancer.py"

@@ -1,103 +1,233 @@
-"""`bcdeploy serve MODEL`: the torch-free runtime behind Ray Serve.
+"""`bcdeploy serve MODEL`: the torch-free runtime behind Ray Serve, on a private local Ray or a cluster.
 
 Why Ray Serve and not PyTriton: PyTriton's Python-backend stub embeds its own Python 3.11 build,
 which does not match this platform's 3.11.7 standard library ("'_thread.RLock' object has no
 attribute '_recursion_count'") and fails to start a model; there is no clean fix short of rebuilding
-the stub. Ray Serve gives what we need from a real serving engine: HTTP ingress, replicas, and
-dynamic batching (`@serve.batch` gathers concurrent requests into one backend call). For GPU
-production, `bcdeploy export --triton` writes a Triton model repository instead.
+the stub. Ray Serve gives what we need from a real serving engine: HTTP ingress, replicas across
+nodes, autoscaling and dynamic batching (`@serve.batch` gathers concurrent requests into one backend
+call). For GPU production, `bcdeploy export --triton` writes a Triton model repository instead.
 
 Protocol (HTTP/JSON): `POST /segment` with the image file as the body (TIFF, PNG, JPEG or DICOM,
-any of the runtime's formats) returns `{"width", "height", "classes", "mask_png_b64", "lesions"}`;
-`GET /metadata` returns the model's sidecar. The mask is the same PNG `bcdeploy infer` writes.
+any of the runtime's formats) returns `{"width", "height", "classes", "mask_png_b64", "lesions",
+"timings_ms", "node"}`; `GET /segment/metadata` returns the model's sidecar; Ray Serve answers
+`GET /-/healthz`. Errors are `{"error": "<one line>"}` with 400 (bad image), 413 (body over the
+limit), 503 (no replica could answer; retry) or 500 (a bug: the server log has the traceback).
+
+Two deployments: `HttpIngress` (0 CPUs, on the head node beside Serve's HTTP proxy) reads the body
+with a cap and turns replica failures into retries or a clean 503; `SegmenterReplica` (the CPUs and
+GPUs asked for) decodes, segments and encodes in threads, so its event loop never blocks and a slow
+image does not hold the small ones queued behind it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import logging
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import ray
+from ray import serve
+from ray.exceptions import RayActorError
+
+from bcdeploy.serve.launch import ReplicaOptions, ScaleOptions
 
 log = logging.getLogger(__name__)
 
+APP_NAME = "bcdeploy"
+ROUTE = "/segment"
+# A replica that died mid-request is retried on another one this many times before a 503: node loss
+# takes Serve a moment to notice, so the waits grow (seconds).
+RETRY_WAITS_S = (0.2, 0.5, 1.0, 2.0)
 
-def build_app(model_path: str, max_batch: int = 8, batch_wait_s: float = 0.005, provider: str | None = None, threads: int = 0):
-    """The Ray Serve application (a bound deployment) for `model_path`."""
-    from ray import serve
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse
 
-    @serve.deployment(name="bcdeploy_segmenter", ray_actor_options={"num_cpus": 0})
-    class SegmenterDeployment:
-        def __init__(self) -> None:
-            from bcdeploy.runtime.backends import options_for
-            from bcdeploy.runtime.segmenter import Segmenter
+@dataclass(frozen=True)
+class ModelBlob:
+    """The model file and its sidecars in Ray's object store: replicas on any node open the same
+    bytes (checked by SHA-256) without a copy of the file on that node."""
 
-            # None/0: not given; an option the model's backend does not take is refused by the registry
-            self.segmenter = Segmenter(model_path, options=options_for(model_path, provider=provider, threads=threads or None))
-            self.segment_batch.set_max_batch_size(max_batch)
-            self.segment_batch.set_batch_wait_timeout_s(batch_wait_s)
+    name: str
+    files: dict[str, Any]  # file name -> ObjectRef of its bytes
+    sha256: dict[str, str]
 
-        @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)
-        async def segment_batch(self, images: list) -> list:
-            # one backend call for every request that arrived within the batch window
-            return self.segmenter.predict(images)
+    @classmethod
+    def put(cls, model_path: Path) -> "ModelBlob":
+        from bcdeploy.runtime.metadata import sidecar_candidates
 
-        async def __call__(self, request: Request):
-            from bcdeploy.errors import BcDeployError
-            from bcdeploy.runtime.imageio import decode_image
-            from bcdeploy.runtime.lesions import extract_lesions
-            from bcdeploy.runtime.outputs import encode
+        paths = [model_path] + [p for p in sidecar_candidates(model_path) if p.is_file()]
+        data = {p.name: p.read_bytes() for p in paths}
+        return cls(model_path.name, {n: ray.put(b) for n, b in data.items()},
+                   {n: hashlib.sha256(b).hexdigest() for n, b in data.items()})
 
-            if request.method == "GET" and request.url.path.rstrip("/").endswith("metadata"):
-                return JSONResponse(self.segmenter.meta.to_dict())
-            if request.method != "POST":
-                return JSONResponse({"error": "POST an image file to /segment"}, status_code=405)
-            name = request.headers.get("x-filename", "upload")
+    def materialize(self, folder: Path) -> Path:
+        """Write the files into `folder` (private to the replica) after checking their hashes."""
+        from bcdeploy.errors import InputError
+
+        for name, ref in self.files.items():
+            data = ray.get(ref)
+            if hashlib.sha256(data).hexdigest() != self.sha256[name]:
+                raise InputError(f"{name}: bytes from the object store do not match the driver's SHA-256")
+            (folder / name).write_bytes(data)
+        return folder / self.name
+
+
+def bind_replica_grpc_to_loopback() -> None:
+    """Ray Serve (2.60) starts each replica's inter-deployment gRPC server on "[::]:0", i.e. on every
+    interface, whatever the node's address. On a loopback-only node nothing outside can use it, so
+    bind it to 127.0.0.1 like the node's other services (issue 11, finding 8)."""
+    from ray.serve._private import replica as replica_module
+
+    if ray.util.get_node_ip_address() != "127.0.0.1":
+        return
+    original = getattr(replica_module, "add_port_to_grpc_server", None)
+    if original is None or getattr(original, "_bcdeploy_loopback", False):
+        return
+
+    def add_port(server: Any, address: str) -> int:
+        return original(server, "127.0.0.1:" + address[len("[::]:"):] if address.startswith("[::]:") else address)
+
+    add_port._bcdeploy_loopback = True  # type: ignore[attr-defined]
+    replica_module.add_port_to_grpc_server = add_port
+
+
+class SegmenterReplica:
+    """One model instance: decode, segment (batched) and encode, each in a worker thread."""
+
+    def __init__(self, blob: ModelBlob, options: ReplicaOptions) -> None:
+        from bcdeploy.runtime.segmenter import Segmenter
+
+        bind_replica_grpc_to_loopback()
+        self._folder = tempfile.TemporaryDirectory(prefix="bcdeploy-replica-")
+        model_path = blob.materialize(Path(self._folder.name))
+        self.segmenter = Segmenter(model_path, options=options.backend)
+        self.options = options
+        self.node = ray.get_runtime_context().get_node_id()
+        self._predict.set_max_batch_size(options.max_batch)
+        self._predict.set_batch_wait_timeout_s(options.batch_wait_s)
+
+    def metadata(self) -> dict:
+        return self.segmenter.meta.to_dict()
+
+    async def segment(self, data: bytes, name: str) -> tuple[int, dict]:
+        """(HTTP status, JSON body) for one uploaded file."""
+        from bcdeploy.errors import BcDeployError
+        from bcdeploy.runtime.imageio import decode_image
+
+        try:
+            image = await asyncio.to_thread(decode_image, data, name, max_pixels=self.options.max_pixels)
+        except BcDeployError as err:
+            return 400, {"error": str(err)}
+        except Exception as err:  # noqa: BLE001 - any decoder failure is a bad upload, not a server error
+            log.warning("%s: decoder failed", name, exc_info=True)
+            detail = str(err).strip().splitlines()[-1:] or [type(err).__name__]
+            return 400, {"error": f"{name}: cannot decode image ({type(err).__name__}: {detail[0][:200]})"}
+        prediction = await self._predict(image.bgr)
+        return 200, await asyncio.to_thread(self._reply, image, prediction)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005, max_concurrent_batches=2)
+    async def _predict(self, images: list) -> list:
+        # one backend call for every request that arrived within the batch window; two windows may
+        # run at once, so a large image in one does not hold a small one in the next
+        return await asyncio.to_thread(self.segmenter.predict, images)
+
+    def _reply(self, image: Any, prediction: Any) -> dict:
+        from bcdeploy.runtime.lesions import extract_lesions
+        from bcdeploy.runtime.outputs import encode
+
+        meta = self.segmenter.meta
+        return {
+            "width": image.shape[1], "height": image.shape[0], "classes": meta.classes,
+            "mask_png_b64": base64.b64encode(encode(prediction.mask, ".png")).decode("ascii"),
+            "lesions": extract_lesions(prediction.mask, meta.classes, prediction.probs),
+            "timings_ms": {k: round(v, 2) for k, v in prediction.timings_ms.items()},
+            "node": self.node,
+        }
+
+
+class HttpIngress:
+    """HTTP in front of the replicas: routes, the body cap, retries on lost replicas, clean errors."""
+
+    def __init__(self, segmenter: Any, max_body_bytes: int) -> None:
+        bind_replica_grpc_to_loopback()
+        self.segmenter = segmenter
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        if request.method == "GET" and request.url.path.rstrip("/").endswith("metadata"):
+            return JSONResponse(await self._call("metadata"))
+        if request.method != "POST":
+            return JSONResponse({"error": f"POST an image file to {ROUTE}"}, status_code=405)
+        try:
+            body = await read_capped(request, self.max_body_bytes)
+        except BodyTooLarge as err:
+            return JSONResponse({"error": str(err)}, status_code=err.status)
+        name = request.headers.get("x-filename", "upload")
+        try:
+            status, reply = await self._call("segment", body, name)
+        except ReplicasUnavailable as err:
+            return JSONResponse({"error": str(err)}, status_code=503)
+        return JSONResponse(reply, status_code=status)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        """Call a replica; one that died (with its node) is retried on another, then 503."""
+        last: Exception | None = None
+        for wait in (0.0, *RETRY_WAITS_S):
+            await asyncio.sleep(wait)
             try:
-                image = decode_image(await request.body(), name)
-            except BcDeployError as err:
-                return JSONResponse({"error": str(err)}, status_code=400)
-            prediction = await self.segment_batch(image.bgr)
-            meta = self.segmenter.meta
-            return JSONResponse({
-                "width": image.shape[1], "height": image.shape[0], "classes": meta.classes,
-                "mask_png_b64": base64.b64encode(encode(prediction.mask, ".png")).decode("ascii"),
-                "lesions": extract_lesions(prediction.mask, meta.classes, prediction.probs),
-                "timings_ms": {k: round(v, 2) for k, v in prediction.timings_ms.items()},
-            })
-
-    return SegmenterDeployment.bind()
+                return await getattr(self.segmenter, method).remote(*args)
+            except RayActorError as err:
+                last = err
+                log.warning("replica lost during %s (%s); retrying", method, type(err).__name__)
+        raise ReplicasUnavailable(f"no segmenter replica could answer ({type(last).__name__} after "
+                                  f"{len(RETRY_WAITS_S) + 1} tries); try again shortly")
 
 
-def serve_forever(model_path: str, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 8,
-                  provider: str | None = None, threads: int = 0, on_ready=None) -> None:
-    """Start Ray (local, no dashboard), deploy, and block until interrupted; then shut everything down."""
-    import signal
-    import threading
+class ReplicasUnavailable(Exception):
+    """Every try hit a dead replica: the client gets 503 and may retry."""
 
-    from bcdeploy._imports import require
 
-    ray = require("ray", "bcdeploy serve")
-    from ray import serve
+class BodyTooLarge(Exception):
+    status = 413
 
-    from bcdeploy.errors import InputError
 
-    if not Path(model_path).is_file():
-        raise InputError(f"{model_path}: model file not found")
-    ray.init(include_dashboard=False, log_to_driver=False, object_store_memory=200 * 2**20, configure_logging=False)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(build_app(model_path, max_batch, provider=provider, threads=threads), name="bcdeploy",
-                  route_prefix="/segment", blocking=False)
-        if on_ready:
-            on_ready(host, port)
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+async def read_capped(request: Any, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed `limit` bytes: by its
+    Content-Length before a byte is read, else while streaming, never after buffering it whole."""
+    declared = request.headers.get("content-length")
+    advice = f"this server accepts at most {limit} bytes (bcdeploy serve --max-body-mb)"
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body is {int(declared)} bytes; {advice}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body exceeds {limit} bytes; {advice}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def build_app(blob: ModelBlob, replica: ReplicaOptions, scale: ScaleOptions, max_body_bytes: int) -> Any:
+    """The Ray Serve application: HttpIngress -> SegmenterReplica (bound deployments)."""
+    scaling: dict[str, Any] = {"num_replicas": scale.replicas}
+    if scale.autoscale:
+        low, high = scale.autoscale
+        # a replica is "busy" when it holds a full batch: scale out before requests queue behind it
+        scaling = {"autoscaling_config": {"min_replicas": low, "max_replicas": high,
+                                          "target_ongoing_requests": replica.max_batch}}
+    segmenter_deployment = serve.deployment(
+        SegmenterReplica, name="bcdeploy_segmenter",
+        ray_actor_options={"num_cpus": scale.cpus_per_replica, "num_gpus": scale.gpus_per_replica},
+        max_ongoing_requests=2 * replica.max_batch + 2, graceful_shutdown_timeout_s=scale.drain_s,
+        health_check_period_s=2, health_check_timeout_s=10, **scaling)
+    ingress = serve.deployment(
+        HttpIngress, name="bcdeploy_http", max_ongoing_requests=1000, graceful_shutdown_timeout_s=scale.drain_s,
+        # the ingress is light; keeping it on the head node (beside the HTTP proxy) means a lost
+        # worker node takes replicas with it, never the front door
+        ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}})
+    return ingress.bind(segmenter_deployment.bind(blob, replica), max_body_bytes)

@@ -1,12 +1,11 @@
-"""`bcdeploy serve` on loopback: real requests, masks equal to `bcdeploy infer`'s, a bounded load test."""
+"""`bcdeploy serve` in local mode, on loopback: real requests, masks equal to the runtime's, limits
+(413 before the body is read, 400 for any bad image), no stall behind a slow image, every Ray and
+Serve socket on loopback, the health route, and a graceful drain on SIGTERM (last: it stops the server)."""
 
-import base64
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,97 +15,156 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from tests.ray_cluster import LOOPBACK_ADDRESSES, listening_sockets
+from tests.serve.bad_images import huge_header_tiff
+from tests.serve.conftest import synthetic_png
+from tests.serve.helpers import decoded_mask, post, runtime_mask, start_server, stop_server
 
-pytestmark = [pytest.mark.mmseg, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 ray = pytest.importorskip("ray", reason="needs the serve extra (ray[serve])")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(url: str, data: bytes, timeout: float = 60) -> dict:
-    request = urllib.request.Request(url, data=data, method="POST", headers={"content-type": "application/octet-stream"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+MAX_BODY_MB = 1
 
 
 @pytest.fixture(scope="module")
-def server(exported):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bcdeploy.cli", "serve", str(exported / "model.onnx"),
-                             "--port", str(port), "--max-batch", "4"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/segment"
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"serve exited early:\n{proc.stdout.read()[-3000:]}")
+def server(tiny_model):
+    proc, url = start_server(tiny_model, "--max-batch", "4", "--max-body-mb", str(MAX_BODY_MB),
+                             "--max-pixels", "40000000")
+    yield proc, url
+    stop_server(proc)
+
+
+def large_png(width: int = 6000, height: int = 5000) -> bytes:
+    """30 MP, mammogram-sized and valid: seconds of decode, postprocessing and encoding."""
+    image = np.zeros((height, width), np.uint8)
+    cv2.circle(image, (width // 2, height // 2), min(width, height) // 3, 200, -1)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def raw_http(port: int, head: str, body_chunks: list[bytes] = ()) -> tuple[int, dict]:
+    """Send a request by hand (to declare a length without sending the body); read the reply."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head.encode())
         try:
-            with urllib.request.urlopen(url + "/metadata", timeout=5) as response:
-                if response.status == 200:
-                    break
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("serve did not become ready in 240 s")
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+            for chunk in body_chunks:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before taking all of it: that is the point
+        reply = b""
+        while b"\r\n\r\n" not in reply or len(reply.split(b"\r\n\r\n", 1)[1]) < _content_length(reply):
+            data = sock.recv(65536)
+            if not data:
+                break
+            reply += data
+    status = int(reply.split(b" ", 2)[1])
+    return status, json.loads(reply.split(b"\r\n\r\n", 1)[1])
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    from bcdeploy.data.synth import render_case
-
-    folder = tmp_path_factory.mktemp("serve_in")
-    paths = []
-    for index in range(3):
-        _, gray, _ = render_case(21, index, 400, 460)
-        path = folder / f"S{index}.png"
-        cv2.imwrite(str(path), gray)
-        paths.append(path)
-    return paths
+def _content_length(reply: bytes) -> int:
+    for line in reply.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 1 << 30
 
 
-def test_masks_equal_bcdeploy_infer(server, exported, images, tmp_path):
-    run_cli("infer", "--engine", exported / "model.onnx", *images, "--out", tmp_path)
-    for path in images:
-        reply = post(server, path.read_bytes())
-        mask = cv2.imdecode(np.frombuffer(base64.b64decode(reply["mask_png_b64"]), np.uint8), cv2.IMREAD_UNCHANGED)
-        expected = cv2.imread(str(tmp_path / "masks" / f"{path.stem}.png"), cv2.IMREAD_UNCHANGED)
-        assert reply["classes"] == ["background", "benign", "malignant"]
-        assert np.array_equal(mask, expected)
+def test_masks_equal_the_runtime(server, tiny_model):
+    _, url = server
+    for seed in range(3):
+        data = synthetic_png(seed)
+        status, reply = post(url, data)
+        assert status == 200 and reply["classes"] == ["background", "benign", "malignant"]
+        assert np.array_equal(decoded_mask(reply), runtime_mask(tiny_model, data))
+
+
+def test_huge_header_tiff_is_a_400_with_one_line(server):
+    _, url = server
+    status, reply = post(url, huge_header_tiff())
+    assert status == 400
+    assert "upload" in reply["error"] and "\n" not in reply["error"]
 
 
 def test_bad_upload_is_a_400_with_one_line(server):
-    with pytest.raises(urllib.error.HTTPError) as err:
-        post(server, b"not an image")
-    assert err.value.code == 400 and "not a TIFF, PNG, JPEG or DICOM" in json.loads(err.value.read())["error"]
+    status, reply = post(server[1], b"not an image")
+    assert status == 400 and "not a TIFF, PNG, JPEG or DICOM" in reply["error"] and "\n" not in reply["error"]
 
 
-def test_bounded_concurrent_load(server, images):
-    """8 clients x 3 requests, loopback only: every reply correct-sized, latencies recorded."""
-    payloads = [p.read_bytes() for p in images]
-    latencies = []
+def test_declared_body_over_the_limit_is_refused_before_it_is_sent(server):
+    """Only the headers go out: a server that waited for the body would time out."""
+    port = int(server[1].split(":")[2].split("/")[0])
+    size = (MAX_BODY_MB + 1) * 2**20
+    status, reply = raw_http(port, f"POST /segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {size}\r\n\r\n")
+    assert status == 413 and str(size) in reply["error"] and "--max-body-mb" in reply["error"]
 
-    def client(k: int) -> None:
-        for j in range(3):
-            t0 = time.perf_counter()
-            reply = post(server, payloads[(k + j) % len(payloads)])
-            latencies.append(time.perf_counter() - t0)
-            assert reply["width"] > 0 and reply["mask_png_b64"]
 
+def test_streamed_body_over_the_limit_is_a_413(server):
+    port = int(server[1].split(":")[2].split("/")[0])
+    chunks = [bytes(256 * 1024)] * (4 * MAX_BODY_MB + 4)
+    status, reply = raw_http(port, "POST /segment HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+                             chunks)
+    assert status == 413 and "--max-body-mb" in reply["error"]
+
+
+def test_slow_image_does_not_stall_a_small_one(server):
+    """A 30 MP upload is in progress when a small one arrives: the small one must finish well before
+    the large one (a blocked event loop makes it wait for all of the large one's work)."""
+    _, url = server
+    small = synthetic_png(7)
+    done: dict[str, float] = {}
+
+    def send(name: str, data: bytes) -> None:
+        status, _ = post(url, data)
+        done[name] = time.perf_counter()
+        assert status == 200
+
+    large_thread = threading.Thread(target=send, args=("large", large_png()))
     start = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(client, range(8)))
-    elapsed = time.perf_counter() - start
-    assert len(latencies) == 24 and elapsed < 120
-    assert np.percentile(latencies, 99) < 60
+    large_thread.start()
+    time.sleep(0.5)  # the large request is being decoded by now
+    small_start = time.perf_counter()
+    send("small", small)
+    large_thread.join(120)
+    assert set(done) == {"large", "small"}
+    small_latency, large_latency = done["small"] - small_start, done["large"] - start
+    assert done["small"] < done["large"]
+    assert small_latency < 0.5 * large_latency, (small_latency, large_latency)
+
+
+def test_bounded_concurrent_load(server):
+    """6 clients x 3 requests: every reply a full-size mask."""
+    _, url = server
+    payloads = [synthetic_png(seed) for seed in range(3)]
+
+    def client(k: int) -> list[int]:
+        return [post(url, payloads[(k + j) % 3])[0] for j in range(3)]
+
+    with ThreadPoolExecutor(6) as pool:
+        statuses = [s for batch in pool.map(client, range(6)) for s in batch]
+    assert statuses == [200] * 18
+
+
+def test_health_route(server):
+    port = int(server[1].split(":")[2].split("/")[0])
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/healthz", timeout=10) as response:
+        assert response.status == 200
+
+
+def test_every_ray_and_serve_socket_is_on_loopback(server):
+    proc, url = server
+    port = int(url.split(":")[2].split("/")[0])
+    sockets = listening_sockets(proc.pid)
+    assert any(p == port for *_, p in sockets), "the HTTP proxy's socket must be among those found"
+    assert len({pid for pid, *_ in sockets}) >= 5, sockets  # driver, GCS, raylet, agents, proxy, replicas
+    exposed = [s for s in sockets if s[2] not in LOOPBACK_ADDRESSES]
+    assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_sigterm_drains_the_request_in_flight(server):
+    """Runs last: SIGTERM while a slow request is in flight; it is answered, then serve exits 0."""
+    proc, url = server
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(post(url, large_png())[0]))
+    thread.start()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    thread.join(120)
+    assert result == [200]
+    assert proc.wait(90) == 0
