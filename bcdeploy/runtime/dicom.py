@@ -1,0 +1,251 @@
+"""Read a mammogram from DICOM as a PACS sends it: any transfer syntax, checked before it is decoded.
+
+Order matters, because a file can lie and a decode can be expensive:
+1. parse the dataset (pixel data stays encoded), refuse what the model must not see: more pixels
+   than the budget (Rows x Columns, per frame), colour, a multi-frame object (tomosynthesis) without
+   a chosen frame, a 'FOR PROCESSING' (raw detector) image;
+2. check a decoder for the transfer syntax is installed, or name the syntax and the extra to install;
+3. decode ONE frame, apply the modality LUT and the scanner's VOI LUT/window, invert MONOCHROME1.
+
+Why 'FOR PROCESSING' is refused and not windowed: those images are raw detector signal (log-linear,
+no vendor processing: no skin-line equalisation, no contrast enhancement). No window turns them into
+what a FOR PRESENTATION image looks like, and the model was trained on presentation images only, so
+any mask would be unvalidated. The PACS holds the FOR PRESENTATION series of the same study.
+
+Decoders (the `dicom` extra), picked for permissive licences and coverage: GDCM (BSD) decodes the
+JPEG family (baseline, extended, lossless .57/.70) and everything else as fallback; CharLS via
+pyjpegls (BSD/MIT) JPEG-LS; OpenJPEG via pylibjpeg-openjpeg (BSD/MIT) JPEG 2000; pylibjpeg-rle RLE.
+pylibjpeg-libjpeg would cover the JPEG family too but is GPLv3, which a hospital's integrator
+shipping our wheel into an image must then honour; GDCM does the same job under BSD, at the same
+speed, except 12-bit JPEG Extended (lossy, not used for mammograms one reads from): that one asks for
+pylibjpeg-libjpeg by name.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bcdeploy.errors import InputError
+
+INSTALL_HINT = "pip install 'bcdeploy[dicom]'"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"  # GDCM (through pydicom) decodes it at 8 bits only
+
+# Tags that identify a patient, a study or an instance: left out of every report with --no-phi.
+IDENTIFYING_TAGS = ("patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
+                    "frame_of_reference_uid")
+
+
+@dataclass(frozen=True)
+class DicomPixels:
+    """One decoded frame: the 8-bit gray view the model sees, the raw values and how one became the other."""
+
+    gray: np.ndarray  # (H, W) uint8, windowed, MONOCHROME1 already inverted
+    raw: np.ndarray  # (H, W) stored values as decoded (before any LUT)
+    intensity_map: str
+    tags: dict[str, Any]
+
+
+def read_dataset(data: bytes, origin: str | Path = "<bytes>") -> Any:
+    """Parse a DICOM file; pixel data stays encoded (pydicom decodes only on `pixel_array`)."""
+    import pydicom
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data))
+    except Exception as err:  # noqa: BLE001 - pydicom raises many types for a bad file
+        raise InputError(f"{origin}: not a readable DICOM file ({type(err).__name__}: {err})") from None
+
+
+def decode_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int,
+                 frame: int | None = None) -> DicomPixels:
+    """Check the header, then decode one frame of a DICOM mammogram to 8-bit gray.
+
+    `frame` picks one frame (0-based) of a multi-frame object; None refuses multi-frame objects.
+    Raises InputError with one line naming the file for every refusal.
+    """
+    ds = read_dataset(data, origin)
+    index = check_header(ds, origin, max_pixels=max_pixels, frame=frame)
+    raw = _decode_frame(ds, origin, index)
+    gray, mapping = window_to_uint8(ds, raw)
+    if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
+        gray = 255 - gray
+        mapping += ", MONOCHROME1 inverted"
+    return DicomPixels(gray, raw, mapping, dicom_tags(ds, frame=index if _frame_count(ds) > 1 else None))
+
+
+def check_header(ds: Any, origin: str | Path, *, max_pixels: int, frame: int | None = None) -> int | None:
+    """Refuse, from the header alone, what must not be decoded; returns the frame index to decode."""
+    if "PixelData" not in ds:
+        raise InputError(f"{origin}: DICOM without pixel data (SOP class {_sop_class_name(ds)}); expected an image")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if rows * cols > max_pixels:
+        raise InputError(f"{origin}: image of {cols}x{rows} = {rows * cols:,} pixels exceeds the budget of "
+                         f"{max_pixels:,} pixels; raise it with --max-pixels if this file is genuine")
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1:
+        raise InputError(f"{origin}: DICOM with {samples} samples per pixel "
+                         f"({ds.get('PhotometricInterpretation', '?')}); expected a grayscale mammogram")
+    intent = str(ds.get("PresentationIntentType", "")).upper()
+    if intent == "FOR PROCESSING":
+        raise InputError(f"{origin}: a 'FOR PROCESSING' (raw detector) image; the model reads 'FOR PRESENTATION' "
+                         "images only: send the FOR PRESENTATION series of this study")
+    return _frame_index(ds, origin, frame)
+
+
+def _frame_index(ds: Any, origin: str | Path, frame: int | None) -> int | None:
+    frames = _frame_count(ds)
+    if frame is None:
+        if frames > 1:
+            raise InputError(f"{origin}: multi-frame DICOM ({frames} frames, e.g. tomosynthesis); "
+                             f"choose one frame (0..{frames - 1}) to segment it")
+        return None
+    if not 0 <= frame < frames:
+        raise InputError(f"{origin}: frame {frame} asked for, the file has {frames} frame(s) (0..{frames - 1})")
+    return frame
+
+
+def _frame_count(ds: Any) -> int:
+    try:
+        return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def _decode_frame(ds: Any, origin: str | Path, index: int | None) -> np.ndarray:
+    _require_decoder(ds, origin)
+    try:
+        ds.pixel_array_options(index=index)
+        pixels = ds.pixel_array
+    except Exception as err:  # noqa: BLE001 - decoders raise many types for corrupt data
+        syntax = ds.file_meta.TransferSyntaxUID
+        raise InputError(f"{origin}: cannot decode DICOM pixel data ({syntax.name}, {syntax}): "
+                         f"{type(err).__name__}: {err}") from None
+    if pixels.ndim != 2:
+        raise InputError(f"{origin}: DICOM with pixel shape {pixels.shape}; expected one 2-D grayscale frame")
+    return pixels
+
+
+def _require_decoder(ds: Any, origin: str | Path) -> None:
+    """A missing decoder is a missing install, not a bad file: say which syntax and what to install."""
+    from pydicom.pixels import get_decoder
+
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    if syntax is None:
+        raise InputError(f"{origin}: DICOM without a transfer syntax in its file meta information")
+    if not syntax.is_compressed:
+        return
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise InputError(f"{origin}: transfer syntax {syntax.name} ({syntax}) has no decoder in pydicom; "
+                         "ask the PACS to send JPEG Lossless, JPEG-LS, JPEG 2000 or uncompressed") from None
+    if not decoder.is_available:
+        raise InputError(f"{origin}: no decoder installed for transfer syntax {syntax.name} ({syntax}); "
+                         f"install one with: {INSTALL_HINT}")
+    if syntax == JPEG_EXTENDED and int(ds.get("BitsStored", 8)) > 8 and "pylibjpeg" not in _usable_plugins(decoder):
+        raise InputError(f"{origin}: 12-bit {syntax.name} ({syntax}) needs pylibjpeg-libjpeg (GPLv3, left out "
+                         "of the dicom extra): pip install pylibjpeg-libjpeg, or ask the PACS for a lossless syntax")
+
+
+def _usable_plugins(decoder: Any) -> set[str]:
+    """Plugins whose dependencies are installed (pylibjpeg counts only with its libjpeg backend)."""
+    import importlib.util
+
+    names = set(decoder.available_plugins)
+    if "pylibjpeg" in names and importlib.util.find_spec("libjpeg") is None:
+        names.discard("pylibjpeg")
+    return names
+
+
+def window_to_uint8(ds: Any, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+    """Modality LUT, then the scanner's VOI LUT or window (the radiologist's view), stretched to 0..255."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    from bcdeploy.runtime.imageio import scale_to_uint8
+
+    values = apply_modality_lut(pixels, ds)
+    has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
+    if has_voi:
+        values = apply_voi_lut(values, ds, index=0)
+    low, high = float(values.min()), float(values.max())
+    how = "VOI LUT/window" if has_voi else "modality LUT, no window"
+    return scale_to_uint8(values, low, high), f"{how}, {low:g}..{high:g} -> 0..255"
+
+
+def dicom_tags(ds: Any, frame: int | None = None) -> dict[str, Any]:
+    """The attributes a lesion report needs, JSON-ready (None where the file has none)."""
+    spacing, source = pixel_spacing_mm(ds)
+    syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    return {
+        "laterality": _text(ds, "ImageLaterality") or _text(ds, "Laterality"),
+        "view_position": _text(ds, "ViewPosition"),
+        "patient_id": _text(ds, "PatientID"),
+        "study_instance_uid": _text(ds, "StudyInstanceUID"),
+        "series_instance_uid": _text(ds, "SeriesInstanceUID"),
+        "sop_instance_uid": _text(ds, "SOPInstanceUID"),
+        "frame_of_reference_uid": _text(ds, "FrameOfReferenceUID"),
+        "pixel_spacing_mm": spacing,
+        "pixel_spacing_source": source,
+        "presentation_intent": _text(ds, "PresentationIntentType"),
+        "transfer_syntax": str(syntax) if syntax else None,
+        "frame": frame,
+    }
+
+
+def _text(ds: Any, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    return str(value).strip() or None if value is not None else None
+
+
+def pixel_spacing_mm(ds: Any) -> tuple[list[float] | None, str | None]:
+    """(row, column) spacing in mm at the breast, and which attribute it came from.
+
+    Mammograms carry Imager Pixel Spacing (at the detector); the breast sits closer to the source, so
+    sizes at the breast are smaller by the Estimated Radiographic Magnification Factor when recorded
+    (PS3.3 C.8.11.7). Pixel Spacing, when a file has only that, is taken as calibrated already.
+    """
+    for keyword in ("ImagerPixelSpacing", "PixelSpacing"):
+        value = ds.get(keyword)
+        try:
+            row, col = (float(v) for v in value)
+        except (TypeError, ValueError):
+            continue
+        if row <= 0 or col <= 0:
+            continue
+        factor = float(ds.get("EstimatedRadiographicMagnificationFactor", 1.0) or 1.0)
+        if keyword == "ImagerPixelSpacing" and factor > 0 and factor != 1.0:
+            return [row / factor, col / factor], f"{keyword} / EstimatedRadiographicMagnificationFactor {factor:g}"
+        return [row, col], keyword
+    return None, None
+
+
+def strip_identifiers(tags: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The tags without patient, study, series, instance or frame-of-reference identifiers (--no-phi)."""
+    if tags is None:
+        return None
+    return {k: v for k, v in tags.items() if k not in IDENTIFYING_TAGS}
+
+
+def lesion_size_mm(area_px: float, bbox_xywh: list[float] | tuple[float, ...], spacing_mm: list[float] | None,
+                   scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, Any]:
+    """A lesion's area in mm² and bounding box [x, y, w, h] in mm from its pixel measures.
+
+    `spacing_mm` is (row, col) of the ORIGINAL image; `scale` is original pixels per mask pixel as
+    (rows, cols): 1.0 when the mask is at the original size, as bcdeploy writes it. Without spacing
+    both are None (a mammogram without spacing must not get invented sizes).
+    """
+    if not spacing_mm:
+        return {"area_mm2": None, "bbox_mm": None}
+    dy, dx = spacing_mm[0] * scale[0], spacing_mm[1] * scale[1]
+    x, y, w, h = bbox_xywh
+    return {"area_mm2": round(float(area_px) * dy * dx, 3),
+            "bbox_mm": [round(x * dx, 3), round(y * dy, 3), round(w * dx, 3), round(h * dy, 3)]}
+
+
+def _sop_class_name(ds: Any) -> str:
+    uid = ds.get("SOPClassUID")
+    return f"{uid.name}" if uid is not None else "unknown"
