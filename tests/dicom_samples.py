@@ -85,6 +85,7 @@ def mammogram_dataset(pixels: np.ndarray, *, bits_stored: int = 12, patient_id: 
     ds.ReferringPhysicianName, ds.SeriesNumber, ds.InstanceNumber = "", 1, 1
     ds.Modality, ds.Manufacturer = "MG", "bcdeploy-tests"
     ds.ImageLaterality, ds.ViewPosition = laterality, view
+    ds.PatientOrientation = ["A", "R"] if laterality == "L" else ["P", "L"]
     ds.PresentationIntentType = "FOR PROCESSING" if sop_class == MG_FOR_PROCESSING else "FOR PRESENTATION"
     ds.ImagerPixelSpacing = [0.07, 0.07]
     ds.ImageType = ["ORIGINAL", "PRIMARY"]

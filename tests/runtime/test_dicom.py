@@ -12,8 +12,7 @@ import pytest
 from bcdeploy.errors import InputError
 from bcdeploy.runtime.dicom import decode_dicom, lesion_size_mm, pixel_spacing_mm, strip_identifiers
 from bcdeploy.runtime.imageio import read_image
-from tests.dicom_samples import (MG_FOR_PROCESSING, SYNTAXES, mammogram_dataset, mammogram_pixels, to_8bit,
-                                 write_study_tree, write_syntax)
+from tests.dicom_samples import MG_FOR_PROCESSING, SYNTAXES, mammogram_dataset, mammogram_pixels, to_8bit, write_study_tree, write_syntax
 
 BUDGET = 80_000_000
 LOSSLESS = [n for n, s in SYNTAXES.items() if s.lossless and n != "explicit"]
