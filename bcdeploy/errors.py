@@ -37,3 +37,7 @@ class ParityError(BcDeployError):
     def __init__(self, message: str, report: object | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class PacsError(BcDeployError):
+    """A PACS (DICOMweb server) cannot be reached, refuses a request, or rejects what we store."""
