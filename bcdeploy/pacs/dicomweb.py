@@ -42,6 +42,9 @@ class DicomWebPacs:
         client_mod = require("dicomweb_client", "Talking to a PACS over DICOMweb")
         self.url = url.rstrip("/")
         self._client = client_mod.DICOMwebClient(self.url, headers=headers, timeout=timeout)
+        # dicomweb-client retries every failure, a refused connection included, 5 times with waits
+        # doubling from 2 s: 30 s before a mistyped URL is reported. Busy-server codes still get retried.
+        self._client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=250)
 
     def studies(self) -> list[str]:
         """Study Instance UIDs of every study holding mammograms (for a run without --study)."""
