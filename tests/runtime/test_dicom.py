@@ -162,3 +162,43 @@ def test_study_tree_of_1_1_files(tmp_path):
     tags = [read_image(p).tags for p in paths]
     assert len({t["study_instance_uid"] for t in tags}) == 2 and len({t["sop_instance_uid"] for t in tags}) == 8
     assert {(t["laterality"], t["view_position"]) for t in tags} == {("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")}
+
+
+def _direct_window(ds, pixels):
+    """The full-image arithmetic the lookup table must reproduce exactly."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    from bcdeploy.runtime.imageio import scale_to_uint8
+
+    values = apply_modality_lut(pixels, ds)
+    if "VOILUTSequence" in ds or "WindowCenter" in ds:
+        values = apply_voi_lut(values, ds, index=0)
+    return scale_to_uint8(values, float(values.min()), float(values.max()))
+
+
+@pytest.mark.parametrize("case", ["window", "narrow_window", "no_window", "signed_rescaled", "sigmoid", "voi_lut"])
+def test_lookup_table_windowing_equals_full_image_arithmetic(case):
+    from pydicom.dataset import Dataset
+
+    from bcdeploy.runtime.dicom import window_to_uint8
+
+    pixels = mammogram_pixels((300, 200), seed=7)
+    ds = mammogram_dataset(pixels)
+    if case == "narrow_window":
+        ds.WindowCenter, ds.WindowWidth = 1500, 301
+    elif case == "no_window":
+        del ds.WindowCenter, ds.WindowWidth
+    elif case == "signed_rescaled":
+        pixels = (pixels.astype(np.int16) - 2048)
+        ds.PixelRepresentation, ds.RescaleSlope, ds.RescaleIntercept = 1, 0.5, -100
+        ds.WindowCenter, ds.WindowWidth = -400, 1500
+    elif case == "sigmoid":
+        ds.VOILUTFunction = "SIGMOID"
+    elif case == "voi_lut":
+        del ds.WindowCenter, ds.WindowWidth
+        item = Dataset()
+        item.LUTDescriptor = [4096, 0, 16]
+        item.LUTData = (np.sqrt(np.arange(4096) / 4095) * 65535).astype(np.uint16).tolist()
+        ds.VOILUTSequence = [item]
+    gray, _ = window_to_uint8(ds, pixels)
+    assert np.array_equal(gray, _direct_window(ds, pixels))
