@@ -126,3 +126,12 @@ def _value(item: dict[str, Any], tag: str) -> str | None:
     """One string value from a DICOM JSON object (QIDO-RS result), or None."""
     values = item.get(tag, {}).get("Value") or [None]
     return str(values[0]) if values[0] is not None else None
+
+
+def plan_fetch(pacs: DicomWebPacs, study_uids: list[str] | None = None) -> list[InstanceRef]:
+    """The mammograms a run would fetch: those of `study_uids`, or of every study holding MG images.
+
+    `infer --dicomweb URL --dry-run` lists exactly this; the run then fetches these refs one by one.
+    """
+    studies = list(dict.fromkeys(study_uids)) if study_uids else pacs.studies()
+    return [ref for study in studies for ref in pacs.instances(study)]

@@ -79,6 +79,21 @@ def decode_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
     return DicomPixels(gray, raw, mapping, dicom_tags(ds, frame=index if _frame_count(ds) > 1 else None))
 
 
+def describe_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int,
+                   frame: int | None = None) -> dict[str, Any]:
+    """What a file is and whether bcdeploy would read it, from the header alone (no pixel decode).
+
+    Raises InputError (one line) for a file that would be refused; `bcdeploy dicom info` prints it.
+    """
+    ds = read_dataset(data, origin)
+    index = check_header(ds, origin, max_pixels=max_pixels, frame=frame)
+    _require_decoder(ds, origin)
+    syntax = ds.file_meta.TransferSyntaxUID
+    return {"rows": int(ds.Rows), "columns": int(ds.Columns), "frames": _frame_count(ds),
+            "bits_stored": int(ds.get("BitsStored", 0) or 0), "transfer_syntax_name": syntax.name,
+            **dicom_tags(ds, frame=index)}
+
+
 def check_header(ds: Any, origin: str | Path, *, max_pixels: int, frame: int | None = None) -> int | None:
     """Refuse, from the header alone, what must not be decoded; returns the frame index to decode."""
     if "PixelData" not in ds:

@@ -111,3 +111,27 @@ def test_unreachable_server_is_one_line(tmp_path):
 
 def test_unknown_study_is_empty_not_an_error(orthanc):
     assert DicomWebPacs(orthanc.dicomweb).instances("1.2.3.4.5.6.7.8.9") == []
+
+
+def test_dicom_list_is_the_dry_run(orthanc, tmp_path):
+    """`bcdeploy dicom list --dicomweb URL [--study UID]`: what infer --dicomweb would fetch, nothing fetched."""
+    import json
+
+    from click.testing import CliRunner
+
+    from bcdeploy.cli import cli
+
+    studies = _make_studies(tmp_path, 21)
+    for paths in studies.values():
+        for path in paths:
+            _upload(orthanc, path)
+    study, paths = next(iter(studies.items()))
+    result = CliRunner().invoke(cli, ["dicom", "list", "--dicomweb", orthanc.dicomweb, "--study", study, "--json"])
+    assert result.exit_code == 0, result.output
+    listed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["sop_uid"] for r in listed} == {pydicom.dcmread(p).SOPInstanceUID for p in paths}
+    assert all(r["study_uid"] == study and r["modality"] == "MG" for r in listed)
+    everything = CliRunner().invoke(cli, ["dicom", "list", "--dicomweb", orthanc.dicomweb])
+    assert set(studies) <= {line.split()[0] for line in everything.stdout.splitlines()}
+    down = CliRunner().invoke(cli, ["dicom", "list", "--dicomweb", "http://127.0.0.1:9/dicom-web"])
+    assert down.exit_code == 1 and down.stderr.startswith("error: http://127.0.0.1:9/dicom-web: cannot")
