@@ -88,6 +88,7 @@ def mammogram_dataset(pixels: np.ndarray, *, bits_stored: int = 12, patient_id: 
     ds.PatientOrientation = ["A", "R"] if laterality == "L" else ["P", "L"]
     ds.PresentationIntentType = "FOR PROCESSING" if sop_class == MG_FOR_PROCESSING else "FOR PRESENTATION"
     ds.ImagerPixelSpacing = [0.07, 0.07]
+    _mammography_modules(ds)
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.Rows, ds.Columns = pixels.shape[-2:]
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -100,6 +101,25 @@ def mammogram_dataset(pixels: np.ndarray, *, bits_stored: int = 12, patient_id: 
         pixels = np.stack([pixels] * frames)
     ds.PixelData = pixels.astype(np.uint8 if bits_stored <= 8 else np.uint16).tobytes()
     return ds
+
+
+def _mammography_modules(ds) -> None:
+    """The DX/MG attributes dciodvfy asks for, so the generated sources are valid MG objects."""
+    from pydicom.dataset import Dataset
+
+    breast = Dataset()
+    breast.CodeValue, breast.CodingSchemeDesignator, breast.CodeMeaning = "76752008", "SCT", "Breast"
+    ds.AnatomicRegionSequence = [breast]
+    ds.PositionReferenceIndicator, ds.BodyPartExamined = "", "BREAST"
+    view = Dataset()
+    view.CodeValue, view.CodingSchemeDesignator = {"CC": "399162004", "MLO": "399368009"}[ds.ViewPosition], "SCT"
+    view.CodeMeaning = {"CC": "cranio-caudal", "MLO": "medio-lateral oblique"}[ds.ViewPosition]
+    view.ViewModifierCodeSequence = []
+    ds.ViewCodeSequence, ds.AcquisitionContextSequence = [view], []
+    ds.PositionerType, ds.OrganExposed = "MAMMOGRAPHIC", "BREAST"
+    ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = "LOG", 1
+    ds.PresentationLUTShape, ds.LossyImageCompression, ds.BurnedInAnnotation = "IDENTITY", "00", "NO"
+    ds.DetectorType, ds.ContentDate, ds.ContentTime = "DIRECT", "20260101", "120000"
 
 
 def write_syntax(ds, name: str, path: Path) -> Path | None:

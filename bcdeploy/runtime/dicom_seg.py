@@ -41,6 +41,14 @@ class SegAlgorithm:
     version: str
     checkpoint_sha256: str
 
+    @classmethod
+    def from_model(cls, meta: Any, model_path: str | Path) -> SegAlgorithm:
+        """From a model's sidecar (runtime.metadata.ModelMeta): config name, model file and precision,
+        the checkpoint's SHA-256 ("unknown" for a model exported without its checkpoint's hash)."""
+        config = Path(str(meta.source.get("config") or Path(model_path).stem)).stem
+        version = f"{Path(model_path).name} {meta.precision} bcdeploy {meta.versions.get('bcdeploy', '?')}"
+        return cls(config, version, str(meta.source.get("checkpoint_sha256") or "unknown"))
+
 
 def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: SegAlgorithm,
               series_number: int = 900) -> Any:

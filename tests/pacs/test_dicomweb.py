@@ -45,7 +45,8 @@ def _make_studies(folder: Path, first_patient: int) -> dict[str, list[Path]]:
     return studies
 
 
-def _round_trip(orthanc, tmp_path: Path, first_patient: int, segment, classes: list[str]) -> None:
+def _round_trip(orthanc, tmp_path: Path, first_patient: int, segment, classes: list[str],
+                algorithm: SegAlgorithm = ALGO) -> None:
     studies = _make_studies(tmp_path / "in", first_patient)
     for paths in studies.values():
         for path in paths:
@@ -67,7 +68,7 @@ def _round_trip(orthanc, tmp_path: Path, first_patient: int, segment, classes: l
             assert np.array_equal(image.bgr, decode_image(local[ref.sop_uid].read_bytes()).bgr)
             mask = segment(image.bgr)
             local_masks[ref.sop_uid] = mask
-            path = write_seg(tmp_path / "out" / f"{ref.sop_uid}.seg.dcm", fetched, mask, classes, algorithm=ALGO)
+            path = write_seg(tmp_path / "out" / f"{ref.sop_uid}.seg.dcm", fetched, mask, classes, algorithm=algorithm)
             segs.append(pydicom.dcmread(path))
         assert pacs.store(segs) == [s.SOPInstanceUID for s in segs]
     for study, paths in studies.items():
@@ -75,6 +76,9 @@ def _round_trip(orthanc, tmp_path: Path, first_patient: int, segment, classes: l
         assert len(seg_refs) == len(paths)
         for ref in seg_refs:
             stored = pacs.fetch_dataset(ref)
+            identification = stored.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+            assert identification.AlgorithmName == algorithm.name
+            assert algorithm.checkpoint_sha256 in identification.AlgorithmParameters
             source_uid = stored.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
             mask = local_masks[source_uid]
             for label, pixels in seg_masks(stored).items():
@@ -96,7 +100,9 @@ def test_round_trip_with_exported_model(orthanc, exported, tmp_path):
 
     with Segmenter(exported / "model.onnx") as segmenter:
         classes = list(segmenter.meta.classes)
-        _round_trip(orthanc, tmp_path, 11, lambda bgr: segmenter.predict([bgr])[0].mask, classes)
+        algorithm = SegAlgorithm.from_model(segmenter.meta, exported / "model.onnx")
+        assert len(algorithm.checkpoint_sha256) == 64 and algorithm.name.startswith("unet-tiny")
+        _round_trip(orthanc, tmp_path, 11, lambda bgr: segmenter.predict([bgr])[0].mask, classes, algorithm)
 
 
 def test_unreachable_server_is_one_line(tmp_path):

@@ -81,12 +81,15 @@ def test_mask_of_another_size_is_refused(source, tmp_path):
 
 
 def test_dciodvfy_finds_no_error(source, tmp_path, capsys):
+    """The SEG, and the generated source it refers to (so the generator's MG objects are real ones)."""
     tool = shutil.which("dciodvfy")
     if tool is None:
         pytest.skip("dciodvfy not installed (apt-get install dicom3tools)")
-    path = write_seg(tmp_path / "v.dcm", source, _mask(), CLASSES, algorithm=ALGO)
-    out = subprocess.run([tool, str(path)], capture_output=True, text=True)
-    report = (out.stdout + out.stderr).strip()
-    with capsys.disabled():
-        print(f"\ndciodvfy: {report!r}")
-    assert "Error" not in report, report
+    seg = write_seg(tmp_path / "v.dcm", source, _mask(), CLASSES, algorithm=ALGO)
+    plain = write_syntax(mammogram_dataset(mammogram_pixels((128, 96))), "explicit", tmp_path / "mg.dcm")
+    for path, iod in ((seg, "Segmentation"), (plain, "MammographyImageForPresentation")):
+        out = subprocess.run([tool, str(path)], capture_output=True, text=True)
+        report = (out.stdout + out.stderr).strip()
+        with capsys.disabled():
+            print(f"\ndciodvfy {path.name}: {report!r}")
+        assert report.startswith(iod) and "Error" not in report, report
