@@ -75,9 +75,13 @@ def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: S
         )
         for number, k in enumerate(present, 1)
     ]
-    stack = np.stack([mask == k for k in present], axis=-1)[np.newaxis]  # (1, rows, cols, segments)
+    # A label map (segment numbers) rather than one boolean plane per segment: highdicom writes the same
+    # SEG from it, 4-6x faster on a 13.6 MP mammogram (its per-plane checks dominate otherwise).
+    to_segment = np.zeros(len(classes), np.uint8)
+    to_segment[present] = np.arange(1, len(present) + 1)
+    labels = to_segment[mask][np.newaxis]  # (1, rows, cols)
     seg = hd.seg.Segmentation(
-        source_images=[source], pixel_array=stack, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        source_images=[source], pixel_array=labels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=series_number,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="bcdeploy",
         manufacturer_model_name=algorithm.name[:64], software_versions=_bcdeploy_version(),
