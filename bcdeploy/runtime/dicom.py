@@ -289,6 +289,12 @@ def lesion_size_mm(area_px: float, bbox_xywh: list[float] | tuple[float, ...], s
             "bbox_mm": [round(x * dx, 3), round(y * dy, 3), round(w * dx, 3), round(h * dy, 3)]}
 
 
+def with_mm_sizes(lesions: list[dict[str, Any]], spacing_mm: list[float] | None,
+                  scale: tuple[float, float] = (1.0, 1.0)) -> list[dict[str, Any]]:
+    """Copies of lesion records (runtime.lesions.extract_lesions) with `area_mm2` and `bbox_mm` added."""
+    return [{**lesion, **lesion_size_mm(lesion["area_px"], lesion["bbox"], spacing_mm, scale)} for lesion in lesions]
+
+
 def _sop_class_name(ds: Any) -> str:
     uid = ds.get("SOPClassUID")
     return f"{uid.name}" if uid is not None else "unknown"

@@ -156,6 +156,18 @@ def test_lesion_size_in_mm():
     assert lesion_size_mm(100, [0, 0, 10, 10], None) == {"area_mm2": None, "bbox_mm": None}
 
 
+def test_lesion_records_get_mm_columns():
+    from bcdeploy.runtime.dicom import with_mm_sizes
+    from bcdeploy.runtime.lesions import extract_lesions
+
+    mask = np.zeros((100, 80), np.uint8)
+    mask[10:30, 5:15] = 2  # 20 rows x 10 cols
+    records = extract_lesions(mask, ["background", "benign", "malignant"])
+    sized = with_mm_sizes(records, [0.1, 0.05])
+    assert sized[0]["area_mm2"] == 200 * 0.1 * 0.05 and sized[0]["bbox_mm"] == [0.25, 1.0, 0.5, 2.0]
+    assert "area_mm2" not in records[0]  # the caller's records are not changed
+
+
 def test_study_tree_of_1_1_files(tmp_path):
     paths = write_study_tree(tmp_path, patients=2)
     assert len(paths) == 8 and all(p.name == "1-1.dcm" for p in paths)
