@@ -214,3 +214,24 @@ def test_lookup_table_windowing_equals_full_image_arithmetic(case):
         ds.VOILUTSequence = [item]
     gray, _ = window_to_uint8(ds, pixels)
     assert np.array_equal(gray, _direct_window(ds, pixels))
+
+
+@pytest.mark.mmseg
+def test_masks_per_syntax_with_the_exported_model(files, exported, capsys):
+    """Lossless syntaxes give the uncompressed file's mask exactly; lossy ones report their agreement."""
+    from bcdeploy.runtime.segmenter import Segmenter
+
+    with Segmenter(exported / "model.onnx") as segmenter:
+        def mask(path):
+            return segmenter.predict([read_image(path).bgr])[0].mask
+
+        reference = mask(files["explicit"])
+        for name in SYNTAXES:
+            if files[name] is None or name == "jpeg_extended":
+                continue
+            got = mask(files[name])
+            if SYNTAXES[name].lossless:
+                assert np.array_equal(got, reference), name
+            else:
+                with capsys.disabled():
+                    print(f"\n{name}: mask agreement with uncompressed {np.mean(got == reference):.4%}")
