@@ -34,6 +34,7 @@ from bcdeploy.errors import InputError
 
 INSTALL_HINT = "pip install 'bcdeploy[dicom]'"
 _PREFERRED_PLUGIN = {"1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls"}
+DEFLATED = "1.2.840.10008.1.2.1.99"
 LUT_MAX_ENTRIES = 1 << 20  # integer ranges up to this go through a lookup table (window_to_uint8)
 JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"  # GDCM (through pydicom) decodes it at 8 bits only
 
@@ -52,14 +53,40 @@ class DicomPixels:
     tags: dict[str, Any]
 
 
-def read_dataset(data: bytes, origin: str | Path = "<bytes>") -> Any:
-    """Parse a DICOM file; pixel data stays encoded (pydicom decodes only on `pixel_array`)."""
+def read_dataset(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int | None = None) -> Any:
+    """Parse a DICOM file; pixel data stays encoded (pydicom decodes only on `pixel_array`).
+
+    A deflated file is inflated here, at most to `max_pixels` 16-bit pixels twice over (plus 1 MiB of
+    attributes): pydicom would inflate all of it before any header could be checked, so a few MB
+    could claim gigabytes.
+    """
     import pydicom
 
     try:
-        return pydicom.dcmread(io.BytesIO(data))
+        fp = io.BytesIO(data)
+        pydicom.filereader.read_preamble(fp, False)
+        meta = pydicom.filereader._read_file_meta_info(fp)
+        if meta.get("TransferSyntaxUID") != DEFLATED or max_pixels is None:
+            return pydicom.dcmread(io.BytesIO(data))
+        body = _inflate(data[fp.tell():], origin, limit=4 * max_pixels + (1 << 20))
+        dataset = pydicom.filereader.read_dataset(io.BytesIO(body), is_implicit_VR=False, is_little_endian=True)
+        return pydicom.dataset.FileDataset(str(origin), dataset, preamble=data[:128], file_meta=meta,
+                                           is_implicit_VR=False, is_little_endian=True)
+    except InputError:
+        raise
     except Exception as err:  # noqa: BLE001 - pydicom raises many types for a bad file
         raise InputError(f"{origin}: not a readable DICOM file ({type(err).__name__}: {err})") from None
+
+
+def _inflate(deflated: bytes, origin: str | Path, *, limit: int) -> bytes:
+    import zlib
+
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    body = inflater.decompress(deflated, limit)
+    if inflater.unconsumed_tail:
+        raise InputError(f"{origin}: deflated DICOM inflates to more than {limit:,} bytes, more than the pixel budget "
+                         "allows; raise it with --max-pixels if this file is genuine")
+    return body
 
 
 def decode_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int,
@@ -69,7 +96,7 @@ def decode_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
     `frame` picks one frame (0-based) of a multi-frame object; None refuses multi-frame objects.
     Raises InputError with one line naming the file for every refusal.
     """
-    ds = read_dataset(data, origin)
+    ds = read_dataset(data, origin, max_pixels=max_pixels)
     index = check_header(ds, origin, max_pixels=max_pixels, frame=frame)
     raw = _decode_frame(ds, origin, index)
     gray, mapping = window_to_uint8(ds, raw)
@@ -85,7 +112,7 @@ def describe_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: i
 
     Raises InputError (one line) for a file that would be refused; `bcdeploy dicom info` prints it.
     """
-    ds = read_dataset(data, origin)
+    ds = read_dataset(data, origin, max_pixels=max_pixels)
     index = check_header(ds, origin, max_pixels=max_pixels, frame=frame)
     _require_decoder(ds, origin)
     syntax = ds.file_meta.TransferSyntaxUID

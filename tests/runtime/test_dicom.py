@@ -235,3 +235,15 @@ def test_masks_per_syntax_with_the_exported_model(files, exported, capsys):
             else:
                 with capsys.disabled():
                     print(f"\n{name}: mask agreement with uncompressed {np.mean(got == reference):.4%}")
+
+
+def test_deflated_bomb_is_refused_before_it_inflates(tmp_path):
+    """A 64x48 header over 8 MB of zeros, deflated to a few KB: refused at the pixel budget's byte bound."""
+    ds = mammogram_dataset(mammogram_pixels((64, 48)))
+    ds.PixelData = bytes(8 << 20)
+    path = write_syntax(ds, "deflated", tmp_path / "bomb.dcm")
+    assert path.stat().st_size < 100_000
+    with pytest.raises(InputError, match=r"deflated DICOM inflates to more than 1,088,576 bytes.*--max-pixels"):
+        decode_dicom(path.read_bytes(), path, max_pixels=10_000)
+    ok = write_syntax(mammogram_dataset(mammogram_pixels((64, 48))), "deflated", tmp_path / "ok.dcm")
+    assert decode_dicom(ok.read_bytes(), ok, max_pixels=10_000).tags["transfer_syntax"] == "1.2.840.10008.1.2.1.99"
