@@ -21,6 +21,8 @@ _EXTRA_FOR = {
     "cuda": "trt",
     "openpyxl": "data",
     "matplotlib": "bench",
+    "highdicom": "dicom",
+    "dicomweb_client": "pacs",
 }
 
 

@@ -41,3 +41,7 @@ class ParityError(BcDeployError):
 
 class OutputError(BcDeployError):
     """An output cannot be written (read-only or full file system, a file where a folder must be)."""
+
+
+class PacsError(BcDeployError):
+    """A PACS (DICOMweb server) cannot be reached, refuses a request, or rejects what we store."""

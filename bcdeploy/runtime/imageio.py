@@ -56,6 +56,7 @@ class DecodedImage:
     source_dtype: str
     source_channels: int
     intensity_map: str  # how the source range became 0..255
+    tags: dict[str, Any] | None = None  # DICOM attributes (laterality, view, UIDs, spacing): runtime.dicom
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -98,9 +99,6 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>", *,
     else:
         decoded = _decode_raster(origin, data, fmt, max_pixels)
     _check_dimensions(origin, decoded.bgr.shape[:2])
-    if decoded.shape[0] * decoded.shape[1] > max_pixels:  # DICOM until its header check lands; raster formats are checked before decoding
-        raise InputError(f"{origin}: {decoded.shape[1]}x{decoded.shape[0]} pixels exceed the budget of {max_pixels} "
-                         "(--max-pixels)")
     return decoded
 
 
@@ -336,35 +334,15 @@ def scale_to_uint8(arr: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def _decode_dicom(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
+def _decode_dicom(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None) -> DecodedImage:
+    """Header checks, decoder choice and windowing live in bcdeploy.runtime.dicom."""
     import cv2
-    import pydicom
 
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data))
-        pixels = ds.pixel_array
-    except Exception as err:  # noqa: BLE001 - pydicom raises many types for a bad file
-        raise InputError(f"{path}: cannot read DICOM pixel data ({type(err).__name__}: {err})") from None
-    if pixels.ndim != 2:
-        raise InputError(f"{path}: DICOM with shape {pixels.shape}; expected one 2-D grayscale frame")
-    source_dtype = str(pixels.dtype)
-    values, mapping = _dicom_window(ds, pixels)
-    if str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
-        values = 255 - values
-        mapping += ", MONOCHROME1 inverted"
-    return DecodedImage(cv2.cvtColor(values, cv2.COLOR_GRAY2BGR), "dicom", source_dtype, 1, mapping)
+    from bcdeploy.runtime.dicom import decode_dicom
 
-
-def _dicom_window(ds: object, pixels: np.ndarray) -> tuple[np.ndarray, str]:
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
-    values = apply_modality_lut(pixels, ds)
-    has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
-    if has_voi:
-        values = apply_voi_lut(values, ds, index=0)
-    low, high = float(values.min()), float(values.max())
-    how = "VOI LUT/window" if has_voi else "modality LUT, no window"
-    return scale_to_uint8(values, low, high), f"{how}, {low:g}..{high:g} -> 0..255"
+    pixels = decode_dicom(data, path, max_pixels=max_pixels, frame=frame)
+    return DecodedImage(cv2.cvtColor(pixels.gray, cv2.COLOR_GRAY2BGR), "dicom", str(pixels.raw.dtype), 1,
+                        pixels.intensity_map, pixels.tags)
 
 
 def _check_dimensions(path: Path, hw: tuple[int, ...]) -> None:

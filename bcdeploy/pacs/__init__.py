@@ -1,0 +1,1 @@
+"""Talking to a hospital's PACS: DICOMweb (QIDO-RS, WADO-RS, STOW-RS)."""
