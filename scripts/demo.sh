@@ -37,10 +37,13 @@ step "6/6 infer with the torch-free runtime on the validation mammograms"
 VAL_IDS=$(python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['splits']['val']))" "$OUT/prepared/manifest.json")
 VAL_FILES=()
 for id in $VAL_IDS; do VAL_FILES+=("$OUT/dmid/TIFF Images/$id.tif"); done
-bcdeploy infer --engine "$OUT/export/model.onnx" "${VAL_FILES[@]}" --out "$OUT/infer" --metadata "$OUT/dmid/Info.txt"
+bcdeploy infer --model "$OUT/export/model.onnx" "${VAL_FILES[@]}" --out "$OUT/infer" --metadata "$OUT/dmid/Info.txt"
+echo "-- the same command again: the ledger proves every image unchanged (file, model, options), nothing is recomputed"
+bcdeploy infer --model "$OUT/export/model.onnx" "${VAL_FILES[@]}" --out "$OUT/infer" --metadata "$OUT/dmid/Info.txt"
 
 printf '\nDone. Results in %s:\n' "$OUT"
 printf '  metrics      %s\n' "$OUT/test/metrics.json"
 printf '  models       %s\n' "$OUT/export/model.onnx (+ model.fp16.onnx, sidecars)"
 printf '  overlays     %s\n' "$OUT/infer/vis/"
 printf '  lesion list  %s\n' "$OUT/infer/lesions.csv"
+printf '  run ledger   %s\n' "$OUT/infer/ledger.sqlite (every image: source hash, model hash, outputs, lesions)"
