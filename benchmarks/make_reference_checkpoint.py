@@ -9,7 +9,7 @@ Everything goes through the public commands: `bcdeploy data synth`, `bcdeploy pr
 the training recipe is overridden to fit ~10-15 CPU minutes:
   - images resized to 640x640 as at test time, then random 160x160 crops (lesions keep the scale they
     have at inference, each step costs 1/16 of a full 640x640 one);
-  - class-weighted cross-entropy (bcdeploy.train.losses) and AdamW: MMSeg's Dice loss pulls a short
+  - class-weighted cross-entropy and AdamW: MMSeg's Dice loss pulls a short
     schedule to all-background (see configs/unet/unet-tiny_deeplabv3_breast-cancer.py).
 
 Usage (the full run, ~12 min on 2 idle cores; --iters 60 gives a smoke version in ~2 min):
@@ -48,28 +48,31 @@ def bcdeploy(*args, log: Path | None = None) -> None:
         sys.exit(f"bcdeploy {args[0]} failed ({proc.returncode}){': ' + tail if tail else ''}")
 
 
-def cfg_options(crop: int, batch: int, lr: float) -> list[str]:
+def cfg_options(crop: int, batch: int, lr: float, workers: int) -> list[str]:
     """--cfg-options that change the training recipe only (architecture and test pipeline untouched)."""
-    loss = [{"type": "WeightedCrossEntropyLoss", "loss_name": "loss_ce", "class_weight": CLASS_WEIGHT, "loss_weight": w}
+    # MMSeg's own CE with class weights: it fails on ignored (255) pixels, and there are none here, as
+    # crops are cut from the 640x640 resize and never padded (custom_imports cannot come through
+    # --cfg-options, so bcdeploy's WeightedCrossEntropyLoss is not reachable from here).
+    loss = [{"type": "CrossEntropyLoss", "loss_name": "loss_ce", "class_weight": CLASS_WEIGHT, "loss_weight": w}
             for w in (1.0, 0.4)]
     pipeline = [{"type": "LoadImageFromFile"}, {"type": "LoadAnnotations"},
                 {"type": "Resize", "scale": (640, 640), "keep_ratio": False},
                 {"type": "RandomCrop", "crop_size": (crop, crop), "cat_max_ratio": 0.75},
                 {"type": "RandomFlip", "prob": 0.5}, {"type": "PackSegInputs"}]
     options = {
-        "custom_imports.imports": ["bcdeploy.train.dataset", "bcdeploy.train.losses"],
         "model.decode_head.loss_decode": [loss[0]],
-        "model.auxiliary_head.loss_decode": [{**loss[1]}],
+        "model.auxiliary_head.loss_decode": [loss[1]],
         "model.data_preprocessor.size": (crop, crop),  # training pads to this; test-time padding is unchanged
         "train_dataloader.batch_size": batch,
-        "train_dataloader.num_workers": 1,
+        "train_dataloader.num_workers": workers,
         "train_dataloader.dataset.pipeline": pipeline,
-        "val_dataloader.num_workers": 1,
+        # no validation inside training: `bcdeploy test` below evaluates the checkpoint once
+        "val_cfg": None, "val_dataloader": None, "val_evaluator": None,
         "test_dataloader.num_workers": 1,
         "optim_wrapper.optimizer": {"_delete_": True, "type": "AdamW", "lr": lr, "weight_decay": 0.01},
         "default_hooks.logger.interval": 10,
     }
-    return [f"{key}={value!r}" for key, value in options.items()]
+    return [arg for key, value in options.items() for arg in ("--cfg-options", f"{key}={value!r}")]
 
 
 def main() -> None:
@@ -79,6 +82,8 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=160, help="training crop side at the 640x640 scale")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--workers", type=int, default=1, help="data loader processes (2 cores: 1)")
+    parser.add_argument("--device", default="cpu", help="for `bcdeploy test` (training uses CUDA when present)")
     args = parser.parse_args()
     out: Path = args.out
     data, prepared, work = out / "dmid", out / "prepared", out / "work_dir"
@@ -90,10 +95,11 @@ def main() -> None:
         bcdeploy("prepare", "--images-dir", data / "TIFF Images", "--masks-dir", data / "ROI Masks",
                  "--metadata", data / "Info.txt", "--output-dir", prepared, "--resize-ratio", RESIZE_RATIO)
     bcdeploy("train", CONFIG, "--data-root", prepared, "--work-dir", work, "--max-iters", args.iters,
-             "--cfg-options", *cfg_options(args.crop, args.batch, args.lr), log=out / "train.log")
+             *cfg_options(args.crop, args.batch, args.lr, args.workers), log=out / "train.log")
     ckpt = work / f"iter_{args.iters}.pth"
     train_s = time.perf_counter() - start
-    bcdeploy("test", work / CONFIG.name, ckpt, "--data-root", prepared, "--out", out / "test", log=out / "test.log")
+    bcdeploy("test", work / CONFIG.name, ckpt, "--data-root", prepared, "--out", out / "test",
+             "--device", args.device, log=out / "test.log")
     metrics = json.loads((out / "test" / "metrics.json").read_text())
     summary = {"checkpoint": str(ckpt), "config": str(CONFIG.relative_to(ROOT)), "iterations": args.iters,
                "crop": args.crop, "batch": args.batch, "lr": args.lr, "synth": SYNTH, "resize_ratio": RESIZE_RATIO,
