@@ -13,7 +13,9 @@
 # Every result file records the CPU model and flags (avx2, avx512f, avx512_vnni, avx512_bf16, amx).
 #
 # Knobs (environment): BENCH_WORK (default bench_work/), RESULTS (benchmarks/results/cpu),
-# TRAIN_ITERS (400; 60 for a smoke run), IMAGES (8), REPEAT (3), ROUNDS (5).
+# TRAIN_ITERS (400; 60 for a smoke run), TRAIN_BATCH (4), IMAGES (8), REPEAT (3), ROUNDS (5). The
+# checkpoint the results were made with was trained with TRAIN_ITERS=2000 TRAIN_BATCH=8 on a GPU (see
+# make_reference_checkpoint.py); put it at $BENCH_WORK/reference/work_dir/iter_2000.pth to reuse it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
@@ -29,7 +31,7 @@ echo "CPU: $(cat "$R/cpu_flags.txt")"
 
 # 1. trained reference checkpoint (skipped when it exists; delete $W/reference to retrain)
 REF="$W/reference"
-python benchmarks/make_reference_checkpoint.py "$REF" --iters "${TRAIN_ITERS:-400}" | tee "$R/reference_checkpoint.txt"
+python benchmarks/make_reference_checkpoint.py "$REF" --iters "${TRAIN_ITERS:-400}" --batch "${TRAIN_BATCH:-4}" | tee "$R/reference_checkpoint.txt"
 CKPT="$(tail -1 "$R/reference_checkpoint.txt")"
 cp "$REF/reference_checkpoint.json" "$R/"
 

@@ -38,13 +38,7 @@ def run_latency(specs: Sequence[ModelSpec], sizes: Sequence[tuple[int, int]], ba
         else:
             with segmenter:
                 info = {"model": spec.label, **segmenter.runner.describe(), "precision": precision_of(segmenter, spec)}
-                for size in sizes:
-                    gflop = model_gflop(spec.path, size)
-                    for batch in batch_sizes:
-                        x = _random_batch(batch, size)
-                        stats = summarize(measure(lambda: segmenter.runner.infer(x), min_seconds=min_seconds), batch)
-                        entries.append({**info, "status": "ok", "batch": batch, "size": list(size), **stats,
-                                        **achieved(gflop, batch, stats["p50_ms"], peak)})
+                entries += _compute_rows(segmenter, spec, info, sizes, batch_sizes, min_seconds, peak)
                 if images:
                     e2e.append({**info, **_end_to_end(segmenter, images, min_seconds)})
         if on_progress:
@@ -63,6 +57,19 @@ def run_latency(specs: Sequence[ModelSpec], sizes: Sequence[tuple[int, int]], ba
     return {"machine": machine, "settings": {"sizes": [list(s) for s in sizes], "batch_sizes": list(batch_sizes),
             "images": [str(p) for p in images], "min_seconds": min_seconds, "threads": threads or "default"},
             "entries": entries, "end_to_end": e2e, "mmseg_baseline": baseline}
+
+
+def _compute_rows(segmenter, spec: ModelSpec, info: dict, sizes, batch_sizes, min_seconds: float,
+                  peak: float | None) -> list[dict]:
+    rows = []
+    for size in sizes:
+        gflop = model_gflop(spec.path, size)
+        for batch in batch_sizes:
+            x = _random_batch(batch, size)
+            stats = summarize(measure(lambda: segmenter.runner.infer(x), min_seconds=min_seconds), batch)
+            rows.append({**info, "status": "ok", "batch": batch, "size": list(size), **stats,
+                         **achieved(gflop, batch, stats["p50_ms"], peak)})
+    return rows
 
 
 def model_gflop(path: Path, size: tuple[int, int]) -> float | None:
