@@ -21,7 +21,7 @@ from bcdeploy.bench.report import machine_line
 from bcdeploy.bench.sysinfo import describe
 from bcdeploy.fileio import write_json, write_text
 from bcdeploy.runtime.outputs import encode, encode_opencv
-from bcdeploy.runtime.visualize import biner, overlay
+from bcdeploy.runtime.visualize import biner, downscale, overlay
 
 # libpng filter bits (png.h): one bit per row filter the encoder may pick among
 FILTERS = {"none": 0x08, "sub": 0x10, "up": 0x20, "paeth": 0x80, "all": 0xF8}
@@ -52,8 +52,11 @@ def contenders(mask: np.ndarray, bgr: np.ndarray) -> dict:
         mask, level=1, filter=FILTERS["none"], strategy=Z_RLE)
     run["biner png opencv (before)"] = lambda: encode_opencv(small, ".png")
     run["biner png outputs.encode (after)"] = lambda: encode(small, ".png")
-    run["overlay (resize + contours + JPEG)"] = lambda: encode(overlay(bgr, mask, [[0, 0, 0], [0, 255, 0], [255, 0, 0]],
-                                                                          ["background", "benign", "malignant"], lesions), ".jpg")
+    palette, names = [[0, 0, 0], [0, 255, 0], [255, 0, 0]], ["background", "benign", "malignant"]
+    size = (round(mask.shape[1] * 2048 / max(mask.shape)), 2048)
+    run["overlay downscale INTER_AREA (before)"] = lambda: cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    run["overlay downscale 2x area steps + linear (after)"] = lambda: downscale(bgr, size)
+    run["overlay whole (downscale + contours + JPEG, after)"] = lambda: encode(overlay(bgr, mask, palette, names, lesions), ".jpg")
     return run
 
 
@@ -69,7 +72,8 @@ def main() -> None:
     run = contenders(mask, bgr)
     sizes, times = {}, {name: [] for name in run}
     for name, fn in run.items():  # warm-up, and every PNG must decode to the exact array
-        data = bytes(fn())
+        result = fn()
+        data = result.tobytes() if isinstance(result, np.ndarray) else bytes(result)
         sizes[name] = len(data)
         if "png" in name:
             want = biner(mask, 3) if name.startswith("biner") else mask
