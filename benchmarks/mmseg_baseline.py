@@ -21,9 +21,12 @@ def main() -> None:
     parser.add_argument("inputs", type=Path)
     args = parser.parse_args()
     import torch
-    from mmseg.apis import inference_model
 
+    from bcdeploy.train.mmseg_compat import install
     from bcdeploy.train.model import build_segmentor, find_config
+
+    install()  # mmcv-lite has no compiled ops: mmseg imports mmcv.ops only for point_sample
+    from mmseg.apis import inference_model
 
     model = build_segmentor(find_config(args.ckpt, args.config), args.ckpt)
     paths = sorted(p for p in args.inputs.iterdir() if p.suffix.lower() in SUFFIXES)
