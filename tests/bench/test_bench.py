@@ -58,6 +58,11 @@ def test_latency_report(exported, trained, prepared, tmp_path):
     assert set(e2e["stages_ms"]) == {"decode", "preprocess", "infer", "postprocess"} and e2e["speedup_vs_mmseg"] > 0
     assert report["mmseg_baseline"]["mean_ms"] > 0 and report["machine"]["cores"] >= 1
     assert "speed-up vs MMSeg" in (out / "latency.md").read_text() and (out / "latency.png").is_file()
+    # every compute row says how close to the machine's limit it ran: FLOPs from the ONNX graph, the peak measured here
+    assert report["machine"]["fp32_matmul"]["peak_gflops"] > 0 and "avx2" in report["machine"]["cpu_flags"]
+    for entry in report["entries"]:
+        assert entry["gflop"] > 0 and entry["gflops_per_s"] > 0 and entry["of_fp32_peak"] > 0
+    assert "GFLOP/s" in (out / "latency.md").read_text() and "CPU flags" in (out / "latency.md").read_text()
 
 
 @pytest.mark.parametrize("command", ["parity", "latency"])
