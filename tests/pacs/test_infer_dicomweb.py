@@ -105,3 +105,30 @@ def test_no_phi_names_outputs_by_hashes_and_reports_hold_no_uid(orthanc, model, 
 def test_unreachable_server_is_one_line(model, tmp_path):
     code, stdout, stderr = infer(model, "http://127.0.0.1:9/dicom-web", [], "--out", tmp_path / "out")
     assert code == 1 and stderr.startswith("error: http://127.0.0.1:9/dicom-web: cannot"), stdout + stderr
+
+
+def test_a_failed_store_is_that_images_failure_and_the_next_run_retries(orthanc, model, tmp_path):
+    """The SEG goes back before the ledger row is committed: a store that fails (here: a real HTTP
+    client aimed at a port nothing listens on) leaves no 'ok' row, so the next run stores it."""
+    import socket
+
+    from bcdeploy.pacs.source import PacsSource
+    from bcdeploy.runtime.run import RunOptions, run
+    from bcdeploy.runtime.segmenter import Segmenter
+
+    studies = _uploaded(orthanc, tmp_path / "in", 61)
+    count = sum(map(len, studies.values()))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/dicom-web"
+    source = PacsSource(orthanc.dicomweb, list(studies))
+    source._storer = DicomWebPacs(dead, timeout=5)  # the one part aimed elsewhere: fetching stays real
+    options = RunOptions(out=tmp_path / "out", dicom_seg=True)
+    with Segmenter(model) as segmenter:
+        summary = run(segmenter, source, options)
+        assert (summary.processed, len(summary.failed)) == (0, count) and not summary.ok
+        assert all(dead in f["error"] and "cannot store" in f["error"] for f in summary.failed), summary.failed
+        assert all(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG") == [] for s in studies)
+        summary = run(segmenter, PacsSource(orthanc.dicomweb, list(studies)), options)
+    assert (summary.processed, summary.skipped, summary.failed) == (count, 0, [])
+    assert all(len(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG")) == len(p) for s, p in studies.items())
