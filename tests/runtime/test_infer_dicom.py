@@ -182,3 +182,12 @@ def _validate(path: Path) -> None:
     result = subprocess.run([tool, str(path)], capture_output=True, text=True, timeout=60)
     errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
     assert not errors, "\n".join(errors)
+
+
+def test_inputs_or_dicomweb_exactly_one(model, inputs, tmp_path):
+    for args, message in (([], "missing INPUTS"), ([tmp_path / "in", "--dicomweb", "http://127.0.0.1:9/dicom-web"],
+                                                    "either INPUTS or --dicomweb"),
+                          ([tmp_path / "in", "--dry-run"], "go with --dicomweb")):
+        code, _, stderr = infer(model, *args, "--out", tmp_path / "out")
+        assert code == 2 and message in stderr, stderr
+    assert not (tmp_path / "out").exists()
