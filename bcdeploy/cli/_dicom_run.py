@@ -71,8 +71,14 @@ def input_source(inputs: tuple[str, ...], dicom: DicomValues):
 
 def print_plan(source) -> None:
     """--dry-run: the instances a run would fetch, one per line, as `bcdeploy dicom list` prints them."""
-    refs = source.plan()
+    echo_refs(source.plan(), f"would be fetched from {source.url}; nothing fetched")
+
+
+def echo_refs(refs, what: str, as_json: bool = False) -> None:
+    """One instance per line (study, series, SOP instance UID), then a count on stderr."""
+    import json
+    from dataclasses import asdict
+
     for ref in refs:
-        click.echo(f"{ref.study_uid}  {ref.series_uid}  {ref.sop_uid}")
-    click.echo(f"{len(refs)} mammogram(s) in {len({r.study_uid for r in refs})} study(ies) would be fetched from "
-               f"{source.url}; nothing fetched", err=True)
+        click.echo(json.dumps(asdict(ref)) if as_json else f"{ref.study_uid}  {ref.series_uid}  {ref.sop_uid}")
+    click.echo(f"{len(refs)} mammogram(s) in {len({r.study_uid for r in refs})} study(ies) {what}", err=True)
