@@ -191,3 +191,20 @@ def test_inputs_or_dicomweb_exactly_one(model, inputs, tmp_path):
         code, _, stderr = infer(model, *args, "--out", tmp_path / "out")
         assert code == 2 and message in stderr, stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_seg_algorithm_of_a_predictor_without_sidecar_names_its_checkpoint(model):
+    """`predict --dicom-seg` (PyTorch): no sidecar, so the config's name and the checkpoint's hash."""
+    from bcdeploy.runtime.run.seg_output import seg_algorithm
+    from bcdeploy.runtime.segmenter import Segmenter
+
+    class Checkpoint:  # what TorchPredictor.describe() gives
+        def describe(self) -> dict:
+            return {"backend": "pytorch", "config": "configs/unet-s5.py", "model": "work/iter_30.pth",
+                    "sha256": "c" * 64}
+
+    algorithm = seg_algorithm(Checkpoint())
+    assert (algorithm.name, algorithm.checkpoint_sha256) == ("unet-s5", "c" * 64)
+    assert algorithm.version == "iter_30.pth pytorch"
+    with Segmenter(model) as segmenter:  # an exported model: its sidecar's checkpoint hash, not the file's
+        assert seg_algorithm(segmenter).checkpoint_sha256 == "a" * 64
