@@ -52,14 +52,10 @@ def info(files, as_json, no_phi, max_pixels, frame) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per instance.")
 def list_cmd(url, studies, as_json) -> None:
     """The mammograms `infer --dicomweb URL` would fetch (its --dry-run), one per line."""
-    from dataclasses import asdict
-
+    from bcdeploy.cli._dicom_run import echo_refs
     from bcdeploy.pacs.dicomweb import DicomWebPacs, plan_fetch
 
-    refs = plan_fetch(DicomWebPacs(url), list(studies))
-    for ref in refs:
-        click.echo(json.dumps(asdict(ref)) if as_json else f"{ref.study_uid}  {ref.series_uid}  {ref.sop_uid}")
-    click.echo(f"{len(refs)} mammogram(s) in {len({r.study_uid for r in refs})} study(ies)", err=True)
+    echo_refs(plan_fetch(DicomWebPacs(url), list(studies)), f"on {url}", as_json)
 
 
 def _read(path) -> bytes:

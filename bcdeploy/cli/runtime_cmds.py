@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from bcdeploy.cli._dicom_run import dicom_options, input_source, pop_dicom_values, print_plan
 from bcdeploy.cli._options import backend_options, model_help, parse_hw, runner_options
 from bcdeploy.cli._progress import progress
 
 _COMMON = [
-    click.argument("inputs", nargs=-1, required=True),
+    click.argument("inputs", nargs=-1),  # required unless --dicomweb (cli/_dicom_run.py checks)
     click.option("--out", default="infer_out", show_default=True, type=click.Path(file_okay=False),
                  help="Output folder: masks/, biner/, vis/ mirroring the inputs, ledger.sqlite, results.json, lesions.csv."),
     click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 256)),
@@ -26,7 +27,8 @@ def _common(fn):
     return fn
 
 
-def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, label, extra_inputs) -> None:
+def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, label, extra_inputs,
+         dicom=None) -> None:
     """Forward to the run loop, print its summary and set the exit status (130 after Ctrl-C)."""
     from pathlib import Path
 
@@ -41,7 +43,8 @@ def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max
     with progress(label) as tick:
         summary = run(predictor, inputs, RunOptions(
             out=Path(out), batch_size=batch_size, overwrite=overwrite, recursive=recursive, targets=targets,
-            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, on_progress=tick, extra_inputs=extra_inputs))
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, on_progress=tick, extra_inputs=extra_inputs,
+            **(dicom.run_options() if dicom else {})))
     _report(summary, out)
 
 
@@ -71,17 +74,22 @@ def _report(summary, out) -> None:
 @click.option("--window", default=None, help="Sliding-window tile HxW (default: the model's input size).")
 @click.option("--overlap", default=0.25, show_default=True, type=click.FloatRange(0.0, 0.95))
 @click.option("--blend", type=click.Choice(["gaussian", "constant"]), default="gaussian", show_default=True)
+@dicom_options(pacs=True)
 def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, sliding_window, window, overlap,
           blend, **backend_values) -> None:
-    """Segment mammograms with an exported model (no torch, no MMSeg)."""
-    from pathlib import Path
-
+    """Segment mammograms with an exported model (no torch, no MMSeg); INPUTS are files, folders and
+    patterns, or --dicomweb URL reads them from a PACS and stores a DICOM SEG for each back."""
     from bcdeploy.runtime.segmenter import Segmenter, SlidingWindow
 
+    dicom = pop_dicom_values(backend_values)
+    source = input_source(inputs, dicom)
+    if dicom.dry_run:
+        print_plan(source)
+        return
     options = runner_options(model, **backend_values)
     sw = SlidingWindow(parse_hw(window), overlap, blend, batch_size) if sliding_window else None
     with Segmenter(model, sw, options=options) as segmenter:
-        _run(segmenter, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, "infer", [model])
+        _run(segmenter, source, out, batch_size, metadata, recursive, overwrite, max_pixels, "infer", [model], dicom)
 
 
 @click.command()
@@ -90,14 +98,17 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pi
 @_common
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--trust-checkpoint", is_flag=True)
+@dicom_options(pacs=False)
 def predict(config, ckpt, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, device,
-            trust_checkpoint) -> None:
+            trust_checkpoint, **dicom_values) -> None:
     """Segment mammograms through PyTorch/MMSeg, writing the same files as `infer` (for comparison)."""
     from bcdeploy.train.predict import TorchPredictor
 
+    dicom = pop_dicom_values(dicom_values)
+    inputs = input_source(inputs, dicom)
     predictor = TorchPredictor(config, ckpt, device, trust_checkpoint)
     _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, "predict",
-         [ckpt, predictor.config])
+         [ckpt, predictor.config], dicom)
 
 
 COMMANDS = [infer, predict]

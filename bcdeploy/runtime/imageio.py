@@ -86,8 +86,11 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
 
 
 def decode_image(data: bytes, origin: str | Path = "<bytes>", *,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> DecodedImage:
-    """Decode file contents (e.g. an HTTP upload); `origin` names the source in errors."""
+                 max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None) -> DecodedImage:
+    """Decode file contents (e.g. an HTTP upload); `origin` names the source in errors.
+
+    `frame` picks one frame (0-based) of a multi-frame DICOM object; other formats have one frame.
+    """
     origin = Path(origin)
     if not data:
         raise InputError(f"{origin}: file is empty (0 bytes)")
@@ -95,7 +98,7 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>", *,
     if fmt is None:
         raise InputError(f"{origin}: not a TIFF, PNG, JPEG or DICOM file (unrecognised header)")
     if fmt == "dicom":
-        decoded = _decode_dicom(origin, data, max_pixels)
+        decoded = _decode_dicom(origin, data, max_pixels, frame)
     else:
         decoded = _decode_raster(origin, data, fmt, max_pixels)
     _check_dimensions(origin, decoded.bgr.shape[:2])

@@ -30,7 +30,7 @@ DISAMBIGUATION = "~"
 @dataclass(frozen=True)
 class InputItem:
     path: Path  # as found (what messages show)
-    source: Path  # resolved: what results are bound to
+    source: Path | str  # resolved path, or another source's key (a PACS: dicomweb:<SOP UID>): the ledger key
     relative: PurePosixPath  # below its argument, suffix dropped: the output name before disambiguation
     argument: str
 

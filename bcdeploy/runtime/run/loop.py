@@ -25,10 +25,11 @@ from bcdeploy.errors import OutputError
 from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
 from bcdeploy.runtime.predictor import Predictor
-from bcdeploy.runtime.run.identity import ModelIdentity
-from bcdeploy.runtime.run.inputs import assign_names, find_inputs
+from bcdeploy.runtime.run.identity import ModelIdentity, canonical
+from bcdeploy.runtime.run.inputs import assign_names
 from bcdeploy.runtime.run.ledger import Ledger
 from bcdeploy.runtime.run.reports import write_reports
+from bcdeploy.runtime.run.sources import FileSource, InputSource
 from bcdeploy.runtime.run.stages import Outcome, Stages
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,9 @@ class RunOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     on_progress: Callable[[str, int], None] | None = None
     extra_inputs: Sequence[str | Path] = ()  # other files the run reads (the model): out must not overlap them
+    frame: int | None = None  # frame of multi-frame DICOM objects (0-based); None refuses them
+    dicom_seg: bool = False  # a DICOM SEG per DICOM input (seg/<name>.dcm)
+    no_phi: bool = False  # reports without patient/study/series/instance identifiers (phi.py)
 
 
 @dataclass
@@ -62,12 +66,14 @@ class RunSummary:
         return not self.failed and not self.interrupted and self.processed + self.skipped > 0
 
 
-def run(predictor: Predictor, inputs: Sequence[str], options: RunOptions) -> RunSummary:
-    """Segment `inputs` into `options.out`; raises OutputError when outputs cannot be written at all."""
+def run(predictor: Predictor, inputs: Sequence[str] | InputSource, options: RunOptions) -> RunSummary:
+    """Segment `inputs` (files, folders, globs; or any InputSource, e.g. a PACS) into `options.out`;
+    raises OutputError when outputs cannot be written at all."""
     start = time.perf_counter()
     out = Path(options.out)
-    refuse_overlap(out, [p for p in [*inputs, *options.extra_inputs] if _resolvable(p)])
-    items, input_failures = find_inputs(inputs, options.recursive)
+    source = inputs if isinstance(inputs, InputSource) else FileSource(inputs, options.recursive)
+    refuse_overlap(out, [p for p in [*source.local_paths(), *options.extra_inputs] if _resolvable(p)])
+    items, input_failures = source.find()
     ledger = Ledger(out)
     summary = RunSummary(ledger_path=ledger.path)
     try:
@@ -76,20 +82,31 @@ def run(predictor: Predictor, inputs: Sequence[str], options: RunOptions) -> Run
         for failure in input_failures:
             ledger.add_failure(run_id, failure.item, failure.error)
         if not items and not input_failures:
-            ledger.add_failure(run_id, " ".join(map(str, inputs)), f"no images in {' '.join(map(str, inputs))}")
+            ledger.add_failure(run_id, source.describe(), f"no images in {source.describe()}")
         rows = {r["source"]: r for r in ledger.rows()}
-        named = assign_names(items, {source: r["name"] for source, r in rows.items()})
-        stages = Stages(predictor, ledger, out, run_id, ModelIdentity.of(model), rows, options)
+        named = assign_names(items, {key: r["name"] for key, r in rows.items()})
+        stages = Stages(predictor, ledger, out, run_id, _identity(model, options), rows, options, source)
         with _Interrupts() as interrupts:
             fatal = _run_pipeline(stages, named, summary, options, interrupts)
             summary.interrupted = summary.interrupted or interrupts.hits > 0
-            return _close(ledger, run_id, summary, fatal, model, predictor, out, start)
+            reports = {"no_phi": options.no_phi, "identifiers": source.identifiers() if options.no_phi else set()}
+            return _close(ledger, run_id, summary, fatal, model, predictor, out, start, reports)
     finally:
         ledger.close()
 
 
+def _identity(model: dict, options: RunOptions) -> ModelIdentity:
+    """The model's identity, plus the run options that change what an image's outputs are: the frame
+    decoded, and whether a SEG belongs to them (only when set, so older ledgers keep matching)."""
+    identity = ModelIdentity.of(model)
+    extra = {k: v for k, v in (("frame", options.frame), ("dicom_seg", options.dicom_seg)) if v not in (None, False)}
+    if not extra:
+        return identity
+    return ModelIdentity(identity.sha256, canonical({**model.get("mask_options", {}), "run": extra}))
+
+
 def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError | None, model: dict,
-           predictor: Predictor, out: Path, start: float) -> RunSummary:
+           predictor: Predictor, out: Path, start: float, reports: dict) -> RunSummary:
     """End the run's ledger row and regenerate the reports; raise the error that stopped the run."""
     status = "interrupted" if summary.interrupted else ("stopped" if fatal else "done")
     summary.seconds = time.perf_counter() - start
@@ -99,7 +116,7 @@ def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError 
         ledger.end_run(run_id, status, **counts, failed=len(summary.failed))
         summary.results_path = write_reports(out, ledger, run_id, {
             **counts, "failed": len(summary.failed), "seconds": round(summary.seconds, 2),
-            "interrupted": summary.interrupted}, model, predictor.classes)
+            "interrupted": summary.interrupted}, model, predictor.classes, **reports)
     if first.error:
         raise OutputError(f"{first.error}; {summary.processed} image(s) finished in this run are kept "
                           f"(ledger {ledger.path}); fix that and run the same command again")

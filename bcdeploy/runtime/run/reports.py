@@ -2,7 +2,9 @@
 
 They list every image that has outputs, from this run and earlier ones, so a report never loses an
 image because a run was interrupted or an earlier report was deleted or corrupted. `failed` lists
-this run's failures.
+this run's failures. With `no_phi` both leave identifiers out (phi.py says how and why the ledger
+keeps them). lesions.csv gives sizes in mm where the image has a pixel spacing (DICOM): area_mm2, and
+bbox_mm as "x y w h"; both empty otherwise (a size is never invented from a guessed spacing).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from bcdeploy import __version__
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import write_json, write_text
 from bcdeploy.runtime.run.ledger import STAGES, Ledger
+from bcdeploy.runtime.run.phi import row_identifiers, scrub
 
 LESION_COLUMNS = ("image", "lesion_id", "class", "area_px", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-                  "centroid_x", "centroid_y", "mean_prob", "source")
+                  "centroid_x", "centroid_y", "mean_prob", "source", "area_mm2", "bbox_mm")
 
 
 def image_entry(row: dict[str, Any]) -> dict[str, Any]:
@@ -41,12 +44,15 @@ def image_entry(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_reports(out: Path, ledger: Ledger, run_id: int, summary: dict[str, Any], model: dict[str, Any],
-                  classes: list[str]) -> Path:
-    """Write lesions.csv and results.json from the ledger; returns the results.json path."""
+                  classes: list[str], *, no_phi: bool = False, identifiers: set[str] = frozenset()) -> Path:
+    """Write lesions.csv and results.json from the ledger; returns the results.json path.
+
+    `no_phi`: leave identifiers out: the images' identifying tags and `identifiers` (the source's)."""
     import cv2
 
+    rows = ledger.rows("ok")
     listed, missing = [], []
-    for row in ledger.rows("ok"):
+    for row in rows:
         entry = image_entry(row)
         (listed if _present(out, entry["outputs"]) else missing).append(entry)
     results = {
@@ -58,6 +64,10 @@ def write_reports(out: Path, ledger: Ledger, run_id: int, summary: dict[str, Any
         "outputs_missing": [{"name": e["name"], "file": e["file"]} for e in missing],
         "images": listed,
     }
+    if no_phi:
+        results = scrub(results, {*row_identifiers(rows), *identifiers})
+        results["no_phi"] = True
+        listed = results["images"]
     path = out / "results.json"
     _write(out / "lesions.csv", lambda target: write_text(target, _lesions_csv(listed)))
     _write(path, lambda target: write_json(target, results))
@@ -79,8 +89,13 @@ def _lesions_csv(entries: list[dict[str, Any]]) -> str:
     for entry in entries:
         for lesion in entry["lesions"]:
             writer.writerow([entry["name"], lesion["id"], lesion["class"], lesion["area_px"], *lesion["bbox"],
-                             *lesion["centroid"], lesion.get("mean_prob", ""), entry["file"]])
+                             *lesion["centroid"], lesion.get("mean_prob", ""), entry["file"],
+                             _blank(lesion.get("area_mm2")), " ".join(map(str, lesion.get("bbox_mm") or []))])
     return buf.getvalue()
+
+
+def _blank(value: Any) -> Any:
+    return "" if value is None else value
 
 
 def _write(target: Path, write) -> None:

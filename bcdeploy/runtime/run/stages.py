@@ -17,9 +17,10 @@ from bcdeploy.runtime.imageio import DecodedImage, decode_image
 from bcdeploy.runtime.lesions import extract_lesions
 from bcdeploy.runtime.outputs import encode
 from bcdeploy.runtime.predictor import Predictor
-from bcdeploy.runtime.run.identity import ModelIdentity, SourceIdentity, can_skip, output_record, read_source
+from bcdeploy.runtime.run.identity import ModelIdentity, SourceIdentity, can_skip, output_record
 from bcdeploy.runtime.run.inputs import InputItem
 from bcdeploy.runtime.run.ledger import Ledger
+from bcdeploy.runtime.run.sources import InputSource
 from bcdeploy.runtime.segmenter import Prediction
 from bcdeploy.runtime.visualize import biner, overlay
 
@@ -36,6 +37,7 @@ class Work:
     started: float = field(default_factory=time.time)
     identity: SourceIdentity | None = None
     image: DecodedImage | None = None
+    data: bytes | None = None  # kept only when an output needs the source itself (--dicom-seg)
     skipped: bool = False
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -59,10 +61,15 @@ def describe_error(path: Path, err: BaseException, doing: str) -> str:
 
 class Stages:
     def __init__(self, predictor: Predictor, ledger: Ledger, out: Path, run_id: int, model: ModelIdentity,
-                 rows: dict[str, dict[str, Any]], options: Any) -> None:
+                 rows: dict[str, dict[str, Any]], options: Any, source: InputSource) -> None:
         self.predictor, self.ledger, self.out, self.run_id, self.model = predictor, ledger, out, run_id, model
-        self.rows, self.options = rows, options
+        self.rows, self.options, self.source = rows, options, source
         self.classes, self.palette = list(predictor.classes), list(predictor.palette)
+        self.seg_algorithm = None
+        if options.dicom_seg:
+            from bcdeploy.runtime.run.seg_output import seg_algorithm
+
+            self.seg_algorithm = seg_algorithm(predictor)
 
     # --- reader thread ------------------------------------------------------------------------------
     def load_batch(self, batch: list[tuple[InputItem, str]]) -> list[Work]:
@@ -71,14 +78,16 @@ class Stages:
     def load(self, item: InputItem, name: str) -> Work:
         work = Work(item, name)
         try:
-            data, work.identity, work.timings = read_source(item.path, item.source)
+            data, work.identity, work.timings = self.source.read(item)
             row = self.rows.get(str(item.source))
             if not self.options.overwrite and can_skip(row, work.identity, self.model, self.target(item), self.out):
                 work.skipped = True
                 return work
             start = time.perf_counter()
-            work.image = decode_image(data, item.path, max_pixels=self.options.max_pixels)
+            work.image = decode_image(data, item.path, max_pixels=self.options.max_pixels, frame=self.options.frame)
             work.timings["decode"] = (time.perf_counter() - start) * 1000
+            if self.seg_algorithm is not None and work.image.format == "dicom":
+                work.data = data
         except Exception as err:  # noqa: BLE001 - one odd file is one failure line, whatever it raised
             work.error = describe_error(item.path, err, "reading")
         return work
@@ -123,7 +132,7 @@ class Stages:
         start = time.perf_counter()
         target = self.out
         try:
-            lesions = extract_lesions(prediction.mask, self.classes, prediction.probs)
+            lesions = _with_mm(extract_lesions(prediction.mask, self.classes, prediction.probs), work.image)
             pictures = {"mask": prediction.mask, "biner": biner(prediction.mask, len(self.classes)),
                         "vis": overlay(work.image.bgr, prediction.mask, self.palette, self.classes, lesions,
                                        self.target(work.item))}
@@ -134,6 +143,9 @@ class Stages:
                 target = self.out / relative
                 write_bytes(target, data)
                 outputs[kind] = output_record(relative, data)
+            if work.data is not None:
+                outputs["seg"] = self._write_seg(work, prediction)
+            self.source.deliver(work.item, {kind: self.out / record["path"] for kind, record in outputs.items()})
         except OSError as err:
             if err.errno in FATAL_ERRNOS:
                 raise OutputError(f"{target}: cannot write ({err.strerror})") from None
@@ -153,6 +165,14 @@ class Stages:
                           "lesions": json.dumps(lesions), "outputs": json.dumps(outputs)})
         return Outcome("ok")
 
+    def _write_seg(self, work: Work, prediction: Prediction) -> dict[str, Any]:
+        from bcdeploy.runtime.run.seg_output import write_seg_output
+
+        relative = write_seg_output(self.out, work.name, work.data, str(work.item.path), prediction.mask,
+                                    self.classes, algorithm=self.seg_algorithm, max_pixels=self.options.max_pixels)
+        work.data = None  # the writer keeps a few images in flight: free the source bytes now
+        return output_record(relative, (self.out / relative).read_bytes())
+
     def _row(self, work: Work, status: str) -> dict[str, Any]:
         ident = work.identity
         return {"source": str(work.item.source), "name": work.name, "argument": work.item.argument,
@@ -170,3 +190,13 @@ class Stages:
         if previous and previous.get("outputs"):
             for record in json.loads(previous["outputs"]).values():
                 (self.out / record["path"]).unlink(missing_ok=True)
+
+
+def _with_mm(lesions: list[dict[str, Any]], image: DecodedImage) -> list[dict[str, Any]]:
+    """Lesion sizes in mm where the image says its pixel spacing; masks are at the original size (scale 1)."""
+    spacing = (image.tags or {}).get("pixel_spacing_mm")
+    if not spacing:
+        return lesions
+    from bcdeploy.runtime.dicom import with_mm_sizes
+
+    return with_mm_sizes(lesions, spacing, (1.0, 1.0))

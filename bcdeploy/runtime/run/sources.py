@@ -1,0 +1,63 @@
+"""Where a run's images come from: files on disk, or a PACS (bcdeploy.pacs.source).
+
+The run loop knows only this protocol, so the stages, the ledger, the resume rule and the reports are
+the same whatever the origin:
+- `find()` lists the images (each with a stable output name before disambiguation) and one failure
+  per argument that gives nothing;
+- `read(item)` returns the bytes to decode and their identity (what a result is bound to);
+- `deliver(item, written)` hands the finished outputs back where the source wants them (a PACS stores
+  the DICOM SEG); it runs before the image's ledger row is committed, so a refused delivery is that
+  image's failure and the next run tries again;
+- `local_paths()` are the files the run reads (the output folder must not overlap them);
+- `identifiers()` are identifying strings the source knows beyond the images' DICOM tags (a PACS
+  names instances by UID): `--no-phi` removes them from the reports as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from bcdeploy.runtime.run.identity import SourceIdentity, read_source
+from bcdeploy.runtime.run.inputs import InputFailure, InputItem, find_inputs
+
+
+@runtime_checkable
+class InputSource(Protocol):
+    def find(self) -> tuple[list[InputItem], list[InputFailure]]: ...
+
+    def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, dict[str, float]]: ...
+
+    def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None: ...
+
+    def local_paths(self) -> Sequence[str | Path]: ...
+
+    def identifiers(self) -> set[str]: ...
+
+    def describe(self) -> str: ...
+
+
+class FileSource:
+    """Files, folders and glob patterns given on the command line (inputs.py says how they are named)."""
+
+    def __init__(self, arguments: Sequence[str | Path], recursive: bool = False) -> None:
+        self.arguments, self.recursive = [str(a) for a in arguments], recursive
+
+    def find(self) -> tuple[list[InputItem], list[InputFailure]]:
+        return find_inputs(self.arguments, self.recursive)
+
+    def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, dict[str, float]]:
+        return read_source(item.path, Path(item.source))
+
+    def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None:
+        """Outputs of a file input stay in the output folder."""
+
+    def local_paths(self) -> Sequence[str | Path]:
+        return self.arguments
+
+    def identifiers(self) -> set[str]:
+        return set()
+
+    def describe(self) -> str:
+        return " ".join(self.arguments)

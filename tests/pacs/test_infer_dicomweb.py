@@ -1,0 +1,134 @@
+"""`bcdeploy infer --dicomweb URL` against a real Orthanc (tests/pacs/conftest.py): the studies'
+mammograms in several transfer syntaxes pulled through the run loop, a SEG per image stored back,
+a re-run skipping what is unchanged, --dry-run fetching nothing, --no-phi naming outputs by hashes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+import pytest
+from click.testing import CliRunner
+
+from bcdeploy.cli import cli
+from bcdeploy.pacs.dicomweb import DicomWebPacs
+from tests.pacs.test_dicomweb import _make_studies, _upload
+from tests.runtime.tiny_models import description, write_onnx, write_sidecar
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    path = write_onnx(tmp_path_factory.mktemp("tiny") / "model.onnx")
+    write_sidecar(path, description())
+    return path
+
+
+def _uploaded(orthanc, folder: Path, first_patient: int) -> dict[str, list[Path]]:
+    studies = _make_studies(folder, first_patient)
+    for paths in studies.values():
+        for path in paths:
+            _upload(orthanc, path)
+    return studies
+
+
+def infer(model: Path, url: str, studies, *args) -> tuple[int, str, str]:
+    study_args = [a for uid in studies for a in ("--study", uid)]
+    result = CliRunner().invoke(cli, ["infer", "--model", str(model), "--dicomweb", url, *study_args, *map(str, args)],
+                                catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_infer_dicomweb_stores_a_seg_per_mammogram_equal_to_the_local_mask(orthanc, model, tmp_path):
+    from bcdeploy.runtime.dicom_seg import seg_masks
+
+    studies = _uploaded(orthanc, tmp_path / "in", 31)
+    count = sum(map(len, studies.values()))
+    out = tmp_path / "out"
+    code, stdout, stderr = infer(model, orthanc.dicomweb, studies, "--out", out)
+    assert code == 0 and f"processed {count}, skipped 0" in stdout, stdout + stderr
+    results = json.loads((out / "results.json").read_text())
+    classes, images = results["classes"], {e["tags"]["sop_instance_uid"]: e for e in results["images"]}
+    pacs = DicomWebPacs(orthanc.dicomweb)
+    for study, paths in studies.items():
+        sources = {pydicom.dcmread(p).SOPInstanceUID: pydicom.dcmread(p) for p in paths}
+        segs = pacs.instances(study, modality="SEG")
+        assert len(segs) == len(paths)
+        for ref in segs:
+            stored = pacs.fetch_dataset(ref)
+            source_uid = stored.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID
+            entry = images[source_uid]
+            source = sources[source_uid]
+            assert entry["name"] == f"{study}/{source.SeriesInstanceUID}/{source_uid}"
+            assert entry["outputs"]["seg"]["path"] == f"seg/{entry['name']}.dcm"
+            assert stored.SOPInstanceUID == pydicom.dcmread(out / entry["outputs"]["seg"]["path"]).SOPInstanceUID
+            mask = cv2.imread(str(out / entry["outputs"]["mask"]["path"]), cv2.IMREAD_UNCHANGED)
+            for label, pixels in seg_masks(stored).items():
+                assert np.array_equal(pixels, mask == classes.index(label)), (source_uid, label)
+    # A second run fetches again, finds the same bytes and outputs: nothing recomputed, nothing stored twice.
+    code, stdout, stderr = infer(model, orthanc.dicomweb, studies, "--out", out)
+    assert code == 0 and f"processed 0, skipped {count}" in stdout, stdout + stderr
+    assert all(len(pacs.instances(s, modality="SEG")) == len(p) for s, p in studies.items())
+
+
+def test_dry_run_lists_and_fetches_nothing(orthanc, model, tmp_path):
+    studies = _uploaded(orthanc, tmp_path / "in", 41)
+    study, paths = next(iter(studies.items()))
+    out = tmp_path / "out"
+    code, stdout, stderr = infer(model, orthanc.dicomweb, [study], "--out", out, "--dry-run")
+    assert code == 0, stdout + stderr
+    assert {line.split()[2] for line in stdout.splitlines()} == {pydicom.dcmread(p).SOPInstanceUID for p in paths}
+    assert not out.exists()
+    assert DicomWebPacs(orthanc.dicomweb).instances(study, modality="SEG") == []
+
+
+def test_no_phi_names_outputs_by_hashes_and_reports_hold_no_uid(orthanc, model, tmp_path):
+    studies = _uploaded(orthanc, tmp_path / "in", 51)
+    secret = set()
+    for paths in studies.values():
+        for path in paths:
+            ds = pydicom.dcmread(path)
+            secret |= {ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID}
+    out = tmp_path / "out"
+    code, stdout, stderr = infer(model, orthanc.dicomweb, [*studies, "1.2.3.999.404"], "--out", out, "--no-phi")
+    assert code == 1 and "holds no mammogram" in stderr, stdout + stderr  # the unknown study is a failure line
+    for report in (out / "results.json", out / "lesions.csv"):
+        text = report.read_text()
+        assert not [s for s in secret | {"1.2.3.999.404"} if s in text], report.name
+    names = [p.relative_to(out / "masks").as_posix() for p in (out / "masks").rglob("*.png")]
+    assert len(names) == sum(map(len, studies.values()))
+    assert not [n for n in names if any(s in n for s in secret)]
+
+
+def test_unreachable_server_is_one_line(model, tmp_path):
+    code, stdout, stderr = infer(model, "http://127.0.0.1:9/dicom-web", [], "--out", tmp_path / "out")
+    assert code == 1 and stderr.startswith("error: http://127.0.0.1:9/dicom-web: cannot"), stdout + stderr
+
+
+def test_a_failed_store_is_that_images_failure_and_the_next_run_retries(orthanc, model, tmp_path):
+    """The SEG goes back before the ledger row is committed: a store that fails (here: a real HTTP
+    client aimed at a port nothing listens on) leaves no 'ok' row, so the next run stores it."""
+    import socket
+
+    from bcdeploy.pacs.source import PacsSource
+    from bcdeploy.runtime.run import RunOptions, run
+    from bcdeploy.runtime.segmenter import Segmenter
+
+    studies = _uploaded(orthanc, tmp_path / "in", 61)
+    count = sum(map(len, studies.values()))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/dicom-web"
+    source = PacsSource(orthanc.dicomweb, list(studies))
+    source._storer = DicomWebPacs(dead, timeout=5)  # the one part aimed elsewhere: fetching stays real
+    options = RunOptions(out=tmp_path / "out", dicom_seg=True)
+    with Segmenter(model) as segmenter:
+        summary = run(segmenter, source, options)
+        assert (summary.processed, len(summary.failed)) == (0, count) and not summary.ok
+        assert all(dead in f["error"] and "cannot store" in f["error"] for f in summary.failed), summary.failed
+        assert all(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG") == [] for s in studies)
+        summary = run(segmenter, PacsSource(orthanc.dicomweb, list(studies)), options)
+    assert (summary.processed, summary.skipped, summary.failed) == (count, 0, [])
+    assert all(len(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG")) == len(p) for s, p in studies.items())
