@@ -57,9 +57,9 @@ def main(out_dir: str) -> dict:
 def _full_image(module, torch) -> dict:
     """A DMID-size mammogram end to end on the GPU as MMSeg runs it: upload the uint8 image, resize to
     640x640, normalise, FP16 model, logits resized to 2864x4432 (align_corners=False), argmax, download."""
-    from bcdeploy.bench.timing import measure, summarize
-
     import torch.nn.functional as F
+
+    from bcdeploy.bench.timing import measure, summarize
 
     image = torch.randint(0, 256, (2864, 4432, 3), dtype=torch.uint8).pin_memory()
     mean = torch.tensor([123.675, 116.28, 103.53], device="cuda").view(1, 3, 1, 1)

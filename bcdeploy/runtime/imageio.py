@@ -42,7 +42,6 @@ from bcdeploy.runtime.image_headers import (
 MIN_SIDE = 32
 MAX_SIDE = 65_536
 MAX_PIXELS = 1 << 30  # OpenCV's own decode limit
-DEFAULT_MAX_PIXELS = 80_000_000  # largest mammogram ~30 MP; `--max-pixels` changes it
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
