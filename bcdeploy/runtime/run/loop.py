@@ -64,6 +64,34 @@ class RunSummary:
 
 def run(predictor: Predictor, inputs: Sequence[str], options: RunOptions) -> RunSummary:
     """Segment `inputs` into `options.out`; raises OutputError when outputs cannot be written at all."""
+
+    def threads(run: RunContext, summary: RunSummary, interrupts: _Interrupts) -> OutputError | None:
+        stages = Stages(predictor, run.ledger, run.out, run.run_id, ModelIdentity.of(run.model), run.rows, options)
+        return _run_pipeline(stages, run.named, summary, options, interrupts)
+
+    return execute(predictor.describe, list(predictor.classes), inputs, options, threads)
+
+
+@dataclass
+class RunContext:
+    """What a pipeline gets: the open ledger, this run's row id, the model's describe(), the ledger rows
+    by source as they were before the run, and the (item, output name) pairs to process."""
+
+    ledger: Ledger
+    run_id: int
+    model: dict
+    rows: dict[str, dict]
+    named: list
+    out: Path
+
+
+Pipeline = Callable[[RunContext, RunSummary, "_Interrupts"], "OutputError | None"]
+
+
+def execute(describe: Callable[[], dict], classes: list[str], inputs: Sequence[str], options: RunOptions,
+            pipeline: Pipeline) -> RunSummary:
+    """The run around a pipeline (local threads here, Ray in bcdeploy/scale/ray_infer.py): inputs and
+    names, the ledger's run row and input failures, Ctrl-C, then the closing row and the reports."""
     start = time.perf_counter()
     out = Path(options.out)
     refuse_overlap(out, [p for p in [*inputs, *options.extra_inputs] if _resolvable(p)])
@@ -71,7 +99,7 @@ def run(predictor: Predictor, inputs: Sequence[str], options: RunOptions) -> Run
     ledger = Ledger(out)
     summary = RunSummary(ledger_path=ledger.path)
     try:
-        model = predictor.describe()
+        model = describe()
         run_id = ledger.begin_run(model)
         for failure in input_failures:
             ledger.add_failure(run_id, failure.item, failure.error)
@@ -79,17 +107,16 @@ def run(predictor: Predictor, inputs: Sequence[str], options: RunOptions) -> Run
             ledger.add_failure(run_id, " ".join(map(str, inputs)), f"no images in {' '.join(map(str, inputs))}")
         rows = {r["source"]: r for r in ledger.rows()}
         named = assign_names(items, {source: r["name"] for source, r in rows.items()})
-        stages = Stages(predictor, ledger, out, run_id, ModelIdentity.of(model), rows, options)
         with _Interrupts() as interrupts:
-            fatal = _run_pipeline(stages, named, summary, options, interrupts)
+            fatal = pipeline(RunContext(ledger, run_id, model, rows, named, out), summary, interrupts)
             summary.interrupted = summary.interrupted or interrupts.hits > 0
-            return _close(ledger, run_id, summary, fatal, model, predictor, out, start)
+            return _close(ledger, run_id, summary, fatal, model, classes, out, start)
     finally:
         ledger.close()
 
 
 def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError | None, model: dict,
-           predictor: Predictor, out: Path, start: float) -> RunSummary:
+           classes: list[str], out: Path, start: float) -> RunSummary:
     """End the run's ledger row and regenerate the reports; raise the error that stopped the run."""
     status = "interrupted" if summary.interrupted else ("stopped" if fatal else "done")
     summary.seconds = time.perf_counter() - start
@@ -99,7 +126,7 @@ def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError 
         ledger.end_run(run_id, status, **counts, failed=len(summary.failed))
         summary.results_path = write_reports(out, ledger, run_id, {
             **counts, "failed": len(summary.failed), "seconds": round(summary.seconds, 2),
-            "interrupted": summary.interrupted}, model, predictor.classes)
+            "interrupted": summary.interrupted}, model, classes)
     if first.error:
         raise OutputError(f"{first.error}; {summary.processed} image(s) finished in this run are kept "
                           f"(ledger {ledger.path}); fix that and run the same command again")
@@ -124,7 +151,7 @@ def _run_pipeline(stages: Stages, named: list, summary: RunSummary, options: Run
 
     def collect(limit: int) -> None:
         while len(pending) > limit:
-            _count(pending.popleft().result(), summary, fatal)
+            count(pending.popleft().result(), summary, fatal)
 
     with ThreadPoolExecutor(1, "decode") as reader, ThreadPoolExecutor(1, "write") as writer:
         next_batch = reader.submit(stages.load_batch, batches[0]) if batches else None
@@ -154,7 +181,7 @@ def _run_pipeline(stages: Stages, named: list, summary: RunSummary, options: Run
     return fatal[0] if fatal else None
 
 
-def _count(outcome: Outcome, summary: RunSummary, fatal: list[OutputError]) -> None:
+def count(outcome: Outcome, summary: RunSummary, fatal: list[OutputError]) -> None:
     if outcome.status == "ok":
         summary.processed += 1
     elif outcome.status == "skipped":
