@@ -9,8 +9,8 @@ per-image work with the same stage code as a local run (runtime/run/stages.py):
   segment                            actor pool     stages.segment; each actor opens the model once
                                                     from bytes in the object store (no copy on nodes)
   encode, write outputs atomically   tasks          Stages.finish, its ledger row sent back
-Faults: a task lost with its node is retried (max_retries), an actor is restarted and its tasks
-retried (max_restarts / max_task_retries); outputs go atomically to deterministic paths, so a retried
+Faults: a task lost with its node is retried, an actor is restarted and its tasks retried (Ray
+Data's defaults, see _dataset); outputs go atomically to deterministic paths, so a retried
 write replaces, never doubles; the ledger is keyed by source, so every input has exactly one row.
 Paths travel as absolute paths: `--out` and the inputs must be the same paths on every node (shared
 storage), which is checked for `--out` at start by a probe write on each node.
@@ -35,7 +35,7 @@ from bcdeploy.runtime.run.loop import RunContext, RunOptions, RunSummary, count,
 from bcdeploy.runtime.run.stages import Outcome, Stages, segment
 
 TASK_CPUS = 0.25  # read/decode and encode/write tasks: codecs and I/O; the model actors hold the CPUs
-RETRIES = 5  # per task, for system failures (a node lost); a bad file is a failure line, not an error
+RETRIES = 5  # the one plain task (_describe), for system failures (a node lost)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -179,16 +179,19 @@ def _pipeline(run: RunContext, summary: RunSummary, interrupts: Any, options: Ru
 
 
 def _dataset(records: list[dict], shared: Any, batch_size: int, scale: RayOptions, blob: Any) -> Any:
+    """Ray Data's own fault tolerance is what we want: its tasks retry system failures (max_retries=-1),
+    its actors restart (max_restarts=-1) and retry their tasks (max_task_retries=-1); a Python exception
+    in our functions is not retried, but they turn every per-image exception into a failure record."""
     import ray
 
     low, high = scale.workers
     dataset = ray.data.from_items(records, override_num_blocks=min(len(records), 1000))
-    dataset = dataset.map(_load, fn_kwargs={"shared": shared}, num_cpus=TASK_CPUS, max_retries=RETRIES)
+    dataset = dataset.map(_load, fn_kwargs={"shared": shared}, num_cpus=TASK_CPUS)
     dataset = dataset.map_batches(
         _ModelActor, fn_constructor_kwargs={"blob": blob, "scale": scale}, batch_size=batch_size,
         concurrency=low if low == high else (low, high), num_cpus=scale.cpus_per_worker,
-        num_gpus=scale.gpus_per_worker, max_restarts=-1, max_task_retries=-1)
-    return dataset.map(_finish, fn_kwargs={"shared": shared}, num_cpus=TASK_CPUS, max_retries=RETRIES)
+        num_gpus=scale.gpus_per_worker)
+    return dataset.map(_finish, fn_kwargs={"shared": shared}, num_cpus=TASK_CPUS)
 
 
 def _stages(shared: Any, row: dict | None, source: str) -> Stages:
