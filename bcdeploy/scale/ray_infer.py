@@ -19,6 +19,7 @@ storage), which is checked for `--out` at start by a probe write on each node.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import pickle
 import tempfile
@@ -73,6 +74,8 @@ def run_on_ray(model_path: Path, inputs: Sequence[str], options: RunOptions, sca
     options = dataclasses.replace(options, out=Path(os.path.abspath(options.out)))
     connect(scale.address, max(256 * 2**20, 3 * model_path.stat().st_size), purpose="bcdeploy infer --ray")
     try:
+        if scale.address == "local":
+            _check_fits(scale)
         check_writable(options.out)
         blob = ModelBlob.put(model_path)
         described = ray.get(ray.remote(_describe).options(num_cpus=scale.cpus_per_worker, num_gpus=scale.gpus_per_worker,
@@ -85,6 +88,18 @@ def run_on_ray(model_path: Path, inputs: Sequence[str], options: RunOptions, sca
         return execute(lambda: described["model"], described["classes"], inputs, options, pipeline)
     finally:
         ray.shutdown()
+
+
+def _check_fits(scale: RayOptions) -> None:
+    """The private local Ray has this machine's CPUs: say so instead of waiting forever for an actor."""
+    import ray
+
+    wanted = scale.workers[0] * scale.cpus_per_worker + TASK_CPUS
+    available = ray.cluster_resources().get("CPU", 0)
+    if wanted > available:
+        raise InputError(f"--workers {scale.workers[0]} x --cpus-per-worker {scale.cpus_per_worker:g} plus "
+                         f"{TASK_CPUS:g} CPU for reading and writing is {wanted:g} CPUs, but the local Ray has "
+                         f"{available:g}; lower them or join a cluster with --ray ADDRESS")
 
 
 def check_writable(out: Path) -> None:
@@ -184,12 +199,17 @@ def _dataset(records: list[dict], shared: Any, batch_size: int, scale: RayOption
     in our functions is not retried, but they turn every per-image exception into a failure record."""
     import ray
 
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the CLI's bar shows done/total, rate and ETA from the driver
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": yes
+    logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(logging.WARNING)
     low, high = scale.workers
     dataset = ray.data.from_items(records, override_num_blocks=min(len(records), 1000))
     dataset = dataset.map(_load, fn_kwargs={"shared": shared}, num_cpus=TASK_CPUS)
     dataset = dataset.map_batches(
         _ModelActor, fn_constructor_kwargs={"blob": blob, "scale": scale}, batch_size=batch_size,
-        concurrency=low if low == high else (low, high), num_cpus=scale.cpus_per_worker,
+        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high), num_cpus=scale.cpus_per_worker,
         num_gpus=scale.gpus_per_worker)
     return dataset.map(_finish, fn_kwargs={"shared": shared}, num_cpus=TASK_CPUS)
 

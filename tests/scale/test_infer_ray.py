@@ -5,9 +5,11 @@ run: the run completes, every input is in the ledger exactly once, masks equal t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -133,15 +135,29 @@ def test_worker_node_lost_part_way(cluster, model, images, local_run, tmp_path):
 def test_out_a_worker_cannot_write_is_refused(cluster, model, images, tmp_path):
     """A folder the Ray workers cannot write (here, on one machine, nobody can: a worker-only view needs
     a second machine or user) is refused before any image is read, with one line naming a node."""
-    if os.geteuid() == 0:
-        pytest.skip("root writes anywhere")
     out = tmp_path / "ro"
     out.mkdir()
-    out.chmod(0o500)
-    try:
+    with read_only(out):
         result = infer(model, images, out, "--ray", cluster[0].address, *RAY_ARGS)
-    finally:
-        out.chmod(0o700)
     assert result.exit_code == 1
-    assert "cannot write there" in result.output and "shared file system" in result.output
+    assert "cannot write there" in result.output and "shared file system" in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
+    assert list(out.iterdir()) == []  # not even the ledger: refused before the run starts
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """chmod is enough for a normal user; root writes anyway, except into an immutable folder."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a file system without chattr +i: cannot make a folder unwritable")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
