@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 import tempfile
@@ -40,7 +41,8 @@ RAY_FLAGS = ("--workers", "2", "--cpus-per-worker", "0.75", "--threads", "1")
 def cpu_seconds() -> float:
     """User + system CPU of this process and all its descendants (the Ray nodes and workers)."""
     import ray  # noqa: F401 - puts Ray's bundled psutil on sys.path
-    import psutil
+
+    psutil = importlib.import_module("psutil")
 
     total = 0.0
     me = psutil.Process()
