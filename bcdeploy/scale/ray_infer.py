@@ -205,7 +205,9 @@ def _dataset(records: list[dict], shared: Any, batch_size: int, scale: RayOption
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": yes
     logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(logging.WARNING)
     low, high = scale.workers
-    dataset = ray.data.from_items(records, override_num_blocks=min(len(records), 1000))
+    # about one image per block (up to 20 000 blocks): a lost task redoes little, and a task holds one
+    # decoded image at a time
+    dataset = ray.data.from_items(records, override_num_blocks=min(len(records), 20_000))
     dataset = dataset.map(_load, fn_kwargs={"shared": shared}, num_cpus=TASK_CPUS)
     dataset = dataset.map_batches(
         _ModelActor, fn_constructor_kwargs={"blob": blob, "scale": scale}, batch_size=batch_size,
