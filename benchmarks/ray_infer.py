@@ -6,7 +6,7 @@ CPU-seconds per image, same run, same machine, then what a 100 000-image archive
 The model is serve_load.py's synthetic compute model (six 3x3 convolutions, 32 channels, at 384x384
 here), the images synthetic gray PNGs. Configurations, each over the same images into a fresh --out:
   local      `infer --threads 2` in this process (no Ray)
-  ray 1 node a loopback Ray node with 2 CPUs: `--workers 2 --cpus-per-worker 0.75 --threads 1`
+  ray 1 node a loopback Ray node with 2 CPUs: `--workers 2 --cpus-per-worker 0.5 --threads 1`
   ray 2 nodes head + worker node, 1 CPU each: the same flags (one actor per node, as Ray spreads them)
 CPU-seconds are those of this process and every process below it (the Ray nodes, their workers),
 read with psutil before and after; Ray's start-up is outside the timed part, its idle polling inside.
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from serve_load import cpu_flags, synthetic_model  # noqa: E402
 
 ARCHIVE = 100_000
-RAY_FLAGS = ("--workers", "2", "--cpus-per-worker", "0.75", "--threads", "1")
+RAY_FLAGS = ("--workers", "2", "--cpus-per-worker", "0.5", "--threads", "1")
 
 
 def cpu_seconds() -> float:

@@ -30,6 +30,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
+from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.backends import BackendOptions
 from bcdeploy.runtime.run.identity import ModelIdentity
 from bcdeploy.runtime.run.loop import RunContext, RunOptions, RunSummary, count, execute
@@ -72,14 +73,17 @@ def run_on_ray(model_path: Path, inputs: Sequence[str], options: RunOptions, sca
     if not model_path.is_file():
         raise InputError(f"{model_path}: model file not found")
     options = dataclasses.replace(options, out=Path(os.path.abspath(options.out)))
+    # before the probe creates --out: a folder inside the inputs is refused without touching them
+    refuse_overlap(options.out, [p for p in [*inputs, *options.extra_inputs] if os.path.lexists(p)])
     connect(scale.address, max(256 * 2**20, 3 * model_path.stat().st_size), purpose="bcdeploy infer --ray")
     try:
         if scale.address == "local":
             _check_fits(scale)
         check_writable(options.out)
         blob = ModelBlob.put(model_path)
-        described = ray.get(ray.remote(_describe).options(num_cpus=scale.cpus_per_worker, num_gpus=scale.gpus_per_worker,
-                                              max_retries=RETRIES).remote(blob, scale))
+        describe = ray.remote(_describe).options(num_cpus=scale.cpus_per_worker, num_gpus=scale.gpus_per_worker,
+                                                 max_retries=RETRIES)
+        described = ray.get(describe.remote(blob, scale))
         described["model"]["model"] = str(model_path)  # the file given, not the worker's private copy
 
         def pipeline(run: RunContext, summary: RunSummary, interrupts: Any) -> OutputError | None:

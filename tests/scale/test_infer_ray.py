@@ -161,3 +161,10 @@ def read_only(folder: Path):
         yield
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_out_inside_the_inputs_is_refused_before_ray_starts(model, images):
+    """The writability probe creates --out: an --out inside the inputs must be refused before it."""
+    result = infer(model, images, images / "out", "--ray", "local")
+    assert result.exit_code == 1 and "error:" in result.output
+    assert not (images / "out").exists()
