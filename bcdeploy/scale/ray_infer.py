@@ -192,6 +192,9 @@ def _pipeline(run: RunContext, summary: RunSummary, interrupts: Any, options: Ru
                 break
     except KeyboardInterrupt:
         summary.interrupted = True
+    except ray.exceptions.RayError as err:  # retries spent, the cluster gone: stop with one line, keep the rest
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        fatal.append(OutputError(f"the Ray pipeline stopped ({type(err).__name__}: {detail})"))
     finally:
         interrupts.armed = False
     return fatal[0] if fatal else None
