@@ -90,6 +90,8 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pi
 
     options = runner_options(model, **backend_values)
     sw = SlidingWindow(parse_hw(window), overlap, blend, batch_size) if sliding_window else None
+    if not ray_address and (workers, cpus_per_worker, gpus_per_worker) != ("1", 1.0, 0.0):
+        raise click.UsageError("--workers, --cpus-per-worker and --gpus-per-worker need --ray ADDRESS")
     if ray_address:
         from bcdeploy.scale.ray_infer import RayOptions, parse_workers, run_on_ray
 
