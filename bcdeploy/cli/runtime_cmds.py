@@ -28,8 +28,9 @@ def _common(fn):
 
 
 def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, label, extra_inputs,
-         dicom=None) -> None:
-    """Forward to the run loop, print its summary and set the exit status (130 after Ctrl-C)."""
+         dicom=None, on_ray=None) -> None:
+    """Forward to the run loop (or, with `on_ray(inputs, options)`, to Ray), print its summary and set
+    the exit status (130 after Ctrl-C)."""
     from pathlib import Path
 
     from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
@@ -41,10 +42,11 @@ def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max
 
         targets = image_targets(metadata)
     with progress(label) as tick:
-        summary = run(predictor, inputs, RunOptions(
+        options = RunOptions(
             out=Path(out), batch_size=batch_size, overwrite=overwrite, recursive=recursive, targets=targets,
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, on_progress=tick, extra_inputs=extra_inputs,
-            **(dicom.run_options() if dicom else {})))
+            **(dicom.run_options() if dicom else {}))
+        summary = on_ray(inputs, options) if on_ray else run(predictor, inputs, options)
     _report(summary, out)
 
 
@@ -75,10 +77,19 @@ def _report(summary, out) -> None:
 @click.option("--overlap", default=0.25, show_default=True, type=click.FloatRange(0.0, 0.95))
 @click.option("--blend", type=click.Choice(["gaussian", "constant"]), default="gaussian", show_default=True)
 @dicom_options(pacs=True)
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run on Ray: 'local' (a private loopback-only Ray), 'auto' or a cluster address. --out and "
+                   "INPUTS must be shared storage at the same paths on every node (README 'Scale out').")
+@click.option("--workers", default="1", show_default=True, metavar="N|MIN:MAX",
+              help="With --ray: model actors, N or MIN:MAX (autoscaling).")
+@click.option("--cpus-per-worker", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--gpus-per-worker", default=0.0, show_default=True, type=click.FloatRange(0))
 def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, sliding_window, window, overlap,
-          blend, **backend_values) -> None:
+          blend, ray_address, workers, cpus_per_worker, gpus_per_worker, **backend_values) -> None:
     """Segment mammograms with an exported model (no torch, no MMSeg); INPUTS are files, folders and
     patterns, or --dicomweb URL reads them from a PACS and stores a DICOM SEG for each back."""
+    from pathlib import Path
+
     from bcdeploy.runtime.segmenter import Segmenter, SlidingWindow
 
     dicom = pop_dicom_values(backend_values)
@@ -88,6 +99,18 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pi
         return
     options = runner_options(model, **backend_values)
     sw = SlidingWindow(parse_hw(window), overlap, blend, batch_size) if sliding_window else None
+    if not ray_address and (workers, cpus_per_worker, gpus_per_worker) != ("1", 1.0, 0.0):
+        raise click.UsageError("--workers, --cpus-per-worker and --gpus-per-worker need --ray ADDRESS")
+    if ray_address:
+        if not isinstance(source, tuple) or dicom.dicom_seg:
+            raise click.UsageError("--ray runs on files (INPUTS); --dicomweb and --dicom-seg run without --ray for now")
+        from bcdeploy.scale.ray_infer import RayOptions, parse_workers, run_on_ray
+
+        scale = RayOptions(address=ray_address, workers=parse_workers(workers), cpus_per_worker=cpus_per_worker,
+                           gpus_per_worker=gpus_per_worker, backend=options, sliding_window=sw)
+        _run(None, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, "infer", [model], dicom,
+             on_ray=lambda paths, run_options: run_on_ray(Path(model), paths, run_options, scale))
+        return
     with Segmenter(model, sw, options=options) as segmenter:
         _run(segmenter, source, out, batch_size, metadata, recursive, overwrite, max_pixels, "infer", [model], dicom)
 

@@ -57,15 +57,15 @@ class ServeOptions:
     scale: ScaleOptions = field(default_factory=ScaleOptions)
 
 
-def connect(address: str, object_store_bytes: int) -> None:
-    """Start a loopback-only local Ray, or join the cluster at `address`."""
+def connect(address: str, object_store_bytes: int, purpose: str = "bcdeploy serve") -> None:
+    """Start a loopback-only local Ray, or join the cluster at `address` (also `infer --ray`)."""
     if address == "local":
         # must be set before ray is imported: Ray reads it once, into a module constant
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from bcdeploy._imports import require
 
-    ray = require("ray", "bcdeploy serve")
+    ray = require("ray", purpose)
     if address == "local":
         ray.init(address="local", _node_ip_address=LOOPBACK, include_dashboard=False, log_to_driver=False,
                  object_store_memory=object_store_bytes, configure_logging=False)

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +32,7 @@ import ray
 from ray import serve
 from ray.exceptions import RayActorError
 
+from bcdeploy.scale.model_blob import ModelBlob
 from bcdeploy.serve.launch import ReplicaOptions, ScaleOptions
 
 log = logging.getLogger(__name__)
@@ -43,36 +42,6 @@ ROUTE = "/segment"
 # A replica that died mid-request is retried on another one this many times before a 503: node loss
 # takes Serve a moment to notice, so the waits grow (seconds).
 RETRY_WAITS_S = (0.2, 0.5, 1.0, 2.0)
-
-
-@dataclass(frozen=True)
-class ModelBlob:
-    """The model file and its sidecars in Ray's object store: replicas on any node open the same
-    bytes (checked by SHA-256) without a copy of the file on that node."""
-
-    name: str
-    files: dict[str, Any]  # file name -> ObjectRef of its bytes
-    sha256: dict[str, str]
-
-    @classmethod
-    def put(cls, model_path: Path) -> "ModelBlob":
-        from bcdeploy.runtime.metadata import sidecar_candidates
-
-        paths = [model_path] + [p for p in sidecar_candidates(model_path) if p.is_file()]
-        data = {p.name: p.read_bytes() for p in paths}
-        return cls(model_path.name, {n: ray.put(b) for n, b in data.items()},
-                   {n: hashlib.sha256(b).hexdigest() for n, b in data.items()})
-
-    def materialize(self, folder: Path) -> Path:
-        """Write the files into `folder` (private to the replica) after checking their hashes."""
-        from bcdeploy.errors import InputError
-
-        for name, ref in self.files.items():
-            data = ray.get(ref)
-            if hashlib.sha256(data).hexdigest() != self.sha256[name]:
-                raise InputError(f"{name}: bytes from the object store do not match the driver's SHA-256")
-            (folder / name).write_bytes(data)
-        return folder / self.name
 
 
 def bind_replica_grpc_to_loopback() -> None:

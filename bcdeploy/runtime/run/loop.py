@@ -69,6 +69,36 @@ class RunSummary:
 def run(predictor: Predictor, inputs: Sequence[str] | InputSource, options: RunOptions) -> RunSummary:
     """Segment `inputs` (files, folders, globs; or any InputSource, e.g. a PACS) into `options.out`;
     raises OutputError when outputs cannot be written at all."""
+
+    def threads(run: RunContext, summary: RunSummary, interrupts: _Interrupts) -> OutputError | None:
+        stages = Stages(predictor, run.ledger, run.out, run.run_id, model_identity(run.model, options), run.rows,
+                        options, run.source)
+        return _run_pipeline(stages, run.named, summary, options, interrupts)
+
+    return execute(predictor.describe, list(predictor.classes), inputs, options, threads)
+
+
+@dataclass
+class RunContext:
+    """What a pipeline gets: the open ledger, this run's row id, the model's describe(), the ledger rows
+    by source as they were before the run, the (item, output name) pairs to process and where they come from."""
+
+    ledger: Ledger
+    run_id: int
+    model: dict
+    rows: dict[str, dict]
+    named: list
+    out: Path
+    source: InputSource
+
+
+Pipeline = Callable[[RunContext, RunSummary, "_Interrupts"], "OutputError | None"]
+
+
+def execute(describe: Callable[[], dict], classes: list[str], inputs: Sequence[str] | InputSource,
+            options: RunOptions, pipeline: Pipeline) -> RunSummary:
+    """The run around a pipeline (local threads here, Ray in bcdeploy/scale/ray_infer.py): inputs and
+    names, the ledger's run row and input failures, Ctrl-C, then the closing row and the reports."""
     start = time.perf_counter()
     out = Path(options.out)
     source = inputs if isinstance(inputs, InputSource) else FileSource(inputs, options.recursive)
@@ -77,7 +107,7 @@ def run(predictor: Predictor, inputs: Sequence[str] | InputSource, options: RunO
     ledger = Ledger(out)
     summary = RunSummary(ledger_path=ledger.path)
     try:
-        model = predictor.describe()
+        model = describe()
         run_id = ledger.begin_run(model)
         for failure in input_failures:
             ledger.add_failure(run_id, failure.item, failure.error)
@@ -85,17 +115,16 @@ def run(predictor: Predictor, inputs: Sequence[str] | InputSource, options: RunO
             ledger.add_failure(run_id, source.describe(), f"no images in {source.describe()}")
         rows = {r["source"]: r for r in ledger.rows()}
         named = assign_names(items, {key: r["name"] for key, r in rows.items()})
-        stages = Stages(predictor, ledger, out, run_id, _identity(model, options), rows, options, source)
         with _Interrupts() as interrupts:
-            fatal = _run_pipeline(stages, named, summary, options, interrupts)
+            fatal = pipeline(RunContext(ledger, run_id, model, rows, named, out, source), summary, interrupts)
             summary.interrupted = summary.interrupted or interrupts.hits > 0
             reports = {"no_phi": options.no_phi, "identifiers": source.identifiers() if options.no_phi else set()}
-            return _close(ledger, run_id, summary, fatal, model, predictor, out, start, reports)
+            return _close(ledger, run_id, summary, fatal, model, classes, out, start, reports)
     finally:
         ledger.close()
 
 
-def _identity(model: dict, options: RunOptions) -> ModelIdentity:
+def model_identity(model: dict, options: RunOptions) -> ModelIdentity:
     """The model's identity, plus the run options that change what an image's outputs are: the frame
     decoded, and whether a SEG belongs to them (only when set, so older ledgers keep matching)."""
     identity = ModelIdentity.of(model)
@@ -106,7 +135,7 @@ def _identity(model: dict, options: RunOptions) -> ModelIdentity:
 
 
 def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError | None, model: dict,
-           predictor: Predictor, out: Path, start: float, reports: dict) -> RunSummary:
+           classes: list[str], out: Path, start: float, reports: dict) -> RunSummary:
     """End the run's ledger row and regenerate the reports; raise the error that stopped the run."""
     status = "interrupted" if summary.interrupted else ("stopped" if fatal else "done")
     summary.seconds = time.perf_counter() - start
@@ -116,7 +145,7 @@ def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError 
         ledger.end_run(run_id, status, **counts, failed=len(summary.failed))
         summary.results_path = write_reports(out, ledger, run_id, {
             **counts, "failed": len(summary.failed), "seconds": round(summary.seconds, 2),
-            "interrupted": summary.interrupted}, model, predictor.classes, **reports)
+            "interrupted": summary.interrupted}, model, classes, **reports)
     if first.error:
         raise OutputError(f"{first.error}; {summary.processed} image(s) finished in this run are kept "
                           f"(ledger {ledger.path}); fix that and run the same command again")
@@ -141,7 +170,7 @@ def _run_pipeline(stages: Stages, named: list, summary: RunSummary, options: Run
 
     def collect(limit: int) -> None:
         while len(pending) > limit:
-            _count(pending.popleft().result(), summary, fatal)
+            count(pending.popleft().result(), summary, fatal)
 
     with ThreadPoolExecutor(1, "decode") as reader, ThreadPoolExecutor(1, "write") as writer:
         next_batch = reader.submit(stages.load_batch, batches[0]) if batches else None
@@ -171,7 +200,7 @@ def _run_pipeline(stages: Stages, named: list, summary: RunSummary, options: Run
     return fatal[0] if fatal else None
 
 
-def _count(outcome: Outcome, summary: RunSummary, fatal: list[OutputError]) -> None:
+def count(outcome: Outcome, summary: RunSummary, fatal: list[OutputError]) -> None:
     if outcome.status == "ok":
         summary.processed += 1
     elif outcome.status == "skipped":

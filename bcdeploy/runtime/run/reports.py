@@ -59,7 +59,7 @@ def write_reports(out: Path, ledger: Ledger, run_id: int, summary: dict[str, Any
         "tool": "bcdeploy", "version": __version__, "model": model, "classes": classes,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__},
         "ledger": str(ledger.path),
-        "summary": {**summary, "listed": len(listed)},
+        "summary": {**summary, "listed": len(listed), **_per_node(listed)},
         "failed": ledger.run_failures(run_id),
         "outputs_missing": [{"name": e["name"], "file": e["file"]} for e in missing],
         "images": listed,
@@ -72,6 +72,16 @@ def write_reports(out: Path, ledger: Ledger, run_id: int, summary: dict[str, Any
     _write(out / "lesions.csv", lambda target: write_text(target, _lesions_csv(listed)))
     _write(path, lambda target: write_json(target, results))
     return path
+
+
+def _per_node(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """`infer --ray` records the node that segmented each image (its ledger row's image JSON): how many
+    of the listed images each node did; nothing for a local run."""
+    nodes: dict[str, int] = {}
+    for entry in entries:
+        if entry.get("node"):
+            nodes[entry["node"]] = nodes.get(entry["node"], 0) + 1
+    return {"per_node": dict(sorted(nodes.items()))} if nodes else {}
 
 
 def _present(out: Path, outputs: dict[str, dict]) -> bool:

@@ -59,6 +59,29 @@ def describe_error(path: Path, err: BaseException, doing: str) -> str:
     return f"{path}: {doing} failed ({type(err).__name__}: {err})"
 
 
+def segment(predictor: Predictor, loaded: list[Work]) -> list[tuple[Work, Prediction | None]]:
+    """Predict the decodable images as one batch; when it fails, one by one to find the culprit.
+    (A function: `infer --ray` calls it in its model actors, which hold a predictor but no ledger.)"""
+    ready = [w for w in loaded if w.image is not None and not w.error and not w.skipped]
+    predictions = dict(zip(map(id, ready), _predict(predictor, ready)))
+    return [(w, predictions.get(id(w))) for w in loaded]
+
+
+def _predict(predictor: Predictor, ready: list[Work]) -> list[Prediction | None]:
+    if not ready:
+        return []
+    try:
+        predictions = predictor.predict([w.image for w in ready])
+        if len(predictions) != len(ready):
+            raise RuntimeError(f"the predictor returned {len(predictions)} results for {len(ready)} images")
+        return predictions
+    except Exception as err:  # noqa: BLE001 - see segment()
+        if len(ready) > 1:
+            return [_predict(predictor, [w])[0] for w in ready]
+        ready[0].error = describe_error(ready[0].item.path, err, "segmenting")
+        return [None]
+
+
 class Stages:
     def __init__(self, predictor: Predictor, ledger: Ledger, out: Path, run_id: int, model: ModelIdentity,
                  rows: dict[str, dict[str, Any]], options: Any, source: InputSource) -> None:
@@ -97,24 +120,7 @@ class Stages:
 
     # --- main thread ----------------------------------------------------------------------------------
     def segment(self, loaded: list[Work]) -> list[tuple[Work, Prediction | None]]:
-        """Predict the decodable images as one batch; when it fails, one by one to find the culprit."""
-        ready = [w for w in loaded if w.image is not None and not w.error and not w.skipped]
-        predictions = dict(zip(map(id, ready), self._predict(ready)))
-        return [(w, predictions.get(id(w))) for w in loaded]
-
-    def _predict(self, ready: list[Work]) -> list[Prediction | None]:
-        if not ready:
-            return []
-        try:
-            predictions = self.predictor.predict([w.image for w in ready])
-            if len(predictions) != len(ready):
-                raise RuntimeError(f"the predictor returned {len(predictions)} results for {len(ready)} images")
-            return predictions
-        except Exception as err:  # noqa: BLE001 - see segment()
-            if len(ready) > 1:
-                return [self._predict([w])[0] for w in ready]
-            ready[0].error = describe_error(ready[0].item.path, err, "segmenting")
-            return [None]
+        return segment(self.predictor, loaded)
 
     # --- writer thread ---------------------------------------------------------------------------------
     def finish(self, work: Work, prediction: Prediction | None) -> Outcome:

@@ -1,0 +1,178 @@
+"""`bcdeploy infer --ray ADDRESS` on a real two-node Ray cluster on 127.0.0.1 (head + worker, 1 CPU
+each): the same masks, ledger and report as a local run; the worker node killed part-way through a
+run: the run completes, every input is in the ledger exactly once, masks equal the local run's; an
+--out a worker cannot write is refused at start with one line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bcdeploy.cli import cli
+from tests.ray_cluster import add_loopback_node, loopback_cluster
+from tests.serve.conftest import build_tiny_onnx, synthetic_png
+
+pytestmark = [pytest.mark.slow]
+ray = pytest.importorskip("ray.data", reason="needs Ray Data (the serve extra)")
+
+IMAGES = 12
+# 0.25 CPU per model actor: both actors fit on the head alone once the worker node is gone, beside
+# the read/write tasks (0.25 CPU each), so the run can finish on one node.
+RAY_ARGS = ("--workers", "2", "--cpus-per-worker", "0.25")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ray_images")
+    for seed in range(IMAGES):
+        (folder / f"img_{seed:02d}.png").write_bytes(synthetic_png(seed, height=400, width=320))
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # a bad file: one failure line
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return build_tiny_onnx(tmp_path_factory.mktemp("ray_model"))
+
+
+@pytest.fixture(scope="module")
+def local_run(model, images, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "out"
+    result = infer(model, images, out)
+    assert result.exit_code == 1, result.output  # the broken file fails the run, as it should
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with loopback_cluster(worker_cpus=(1,), head_cpus=1) as (cluster, workers):
+        yield cluster, workers
+
+
+def infer(model: Path, images: Path, out: Path, *extra: str):
+    return CliRunner().invoke(cli, ["infer", "--model", str(model), str(images), "--out", str(out), *extra])
+
+
+def masks(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "masks").glob("*.png"))}
+
+
+def ledger_rows(out: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        return db.execute("SELECT source, status FROM images ORDER BY source").fetchall()
+
+
+def check_like_local(out: Path, local: Path, images: Path) -> dict:
+    assert masks(out) == masks(local) and len(masks(out)) == IMAGES
+    rows = ledger_rows(out)
+    assert [source for source, _ in rows] == sorted(str(p.resolve()) for p in images.iterdir())  # once each
+    assert dict(rows)[str((images / "broken.png").resolve())] == "failed"
+    results = json.loads((out / "results.json").read_text())
+    local_results = json.loads((local / "results.json").read_text())
+    assert [e["name"] for e in results["images"]] == [e["name"] for e in local_results["images"]]
+    assert [e["lesions"] for e in results["images"]] == [e["lesions"] for e in local_results["images"]]
+    assert (out / "lesions.csv").read_text() == (local / "lesions.csv").read_text()
+    assert len(results["failed"]) == 1 and "broken.png" in results["failed"][0]["file"]
+    return results
+
+
+def test_two_nodes_give_the_local_masks_and_report(cluster, model, images, local_run, tmp_path):
+    out = tmp_path / "out"
+    result = infer(model, images, out, "--ray", cluster[0].address, *RAY_ARGS)
+    assert result.exit_code == 1, result.output
+    assert "processed 12, skipped 0 (done earlier), failed 1" in result.output
+    results = check_like_local(out, local_run, images)
+    nodes = results["summary"]["per_node"]
+    print("per node:", nodes)
+    assert sum(nodes.values()) == IMAGES
+    # the ledger binds results exactly as a local run does: a local re-run skips every image
+    again = infer(model, images, out)
+    assert "processed 0, skipped 12 (done earlier), failed 1" in again.output, again.output
+
+
+def test_worker_node_lost_part_way(cluster, model, images, local_run, tmp_path):
+    """The worker node is killed once a few images are in the ledger; its tasks and actor are retried on
+    the head, and a worker node comes back for the next test."""
+    ray_cluster, workers = cluster
+    out = tmp_path / "out"
+    killed = threading.Event()
+    written_at_kill: list[int] = []
+
+    def kill_when_started() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed.is_set():
+            written = len(list((out / "masks").glob("*.png"))) if (out / "masks").is_dir() else 0
+            if written >= 2:
+                ray_cluster.remove_node(workers[0], allow_graceful=False)
+                written_at_kill.append(written)
+                killed.set()
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_when_started, daemon=True)
+    killer.start()
+    try:
+        result = infer(model, images, out, "--ray", ray_cluster.address, "--batch-size", "1", *RAY_ARGS)
+    finally:
+        killed.set()
+        killer.join(10)
+    assert written_at_kill and written_at_kill[0] < IMAGES, "the node must be lost part-way through the run"
+    assert result.exit_code == 1, result.output
+    results = check_like_local(out, local_run, images)
+    print("per node:", results["summary"]["per_node"], "masks written when the node was killed:", written_at_kill)
+    workers[0] = add_loopback_node(ray_cluster, 1)
+
+
+def test_out_a_worker_cannot_write_is_refused(cluster, model, images, tmp_path):
+    """A folder the Ray workers cannot write (here, on one machine, nobody can: a worker-only view needs
+    a second machine or user) is refused before any image is read, with one line naming a node."""
+    out = tmp_path / "ro"
+    out.mkdir()
+    with read_only(out):
+        result = infer(model, images, out, "--ray", cluster[0].address, *RAY_ARGS)
+    assert result.exit_code == 1
+    assert "cannot write there" in result.output and "shared file system" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert list(out.iterdir()) == []  # not even the ledger: refused before the run starts
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """chmod is enough for a normal user; root writes anyway, except into an immutable folder."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a file system without chattr +i: cannot make a folder unwritable")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_out_inside_the_inputs_is_refused_before_ray_starts(model, images):
+    """The writability probe creates --out: an --out inside the inputs must be refused before it."""
+    result = infer(model, images, images / "out", "--ray", "local")
+    assert result.exit_code == 1 and "error:" in result.output
+    assert not (images / "out").exists()
+
+
+def test_worker_options_without_ray_are_refused(model, images, tmp_path):
+    result = infer(model, images, tmp_path / "out", "--workers", "2")
+    assert result.exit_code == 2 and "need --ray" in result.output
+    assert not (tmp_path / "out").exists()
+    bad = infer(model, images, tmp_path / "out", "--ray", "local", "--workers", "3:1")
+    assert bad.exit_code == 1 and "MIN:MAX" in bad.output
