@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
@@ -109,8 +109,25 @@ class Ledger:
 
     # --- reads --------------------------------------------------------------------------------------
     def rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Every row, checked: the names and output paths it holds are later written, hashed and deleted
+        under --out, so a copied-in or edited ledger naming `../x` or `/x` is refused, never followed."""
         sql = "SELECT * FROM images" + (" WHERE status = ?" if status else "") + " ORDER BY name"
-        return [dict(r) for r in self.db.execute(sql, (status,) if status else ())]
+        rows = [dict(r) for r in self.db.execute(sql, (status,) if status else ())]
+        for row in rows:
+            self._check_paths(row)
+        return rows
+
+    def _check_paths(self, row: dict[str, Any]) -> None:
+        try:
+            outputs = json.loads(row["outputs"] or "{}")
+            paths = [row["name"], *(record["path"] for record in outputs.values())]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            paths = [None]
+        bad = next((p for p in paths if not _inside(p)), "")
+        if bad != "":
+            raise InputError(f"{self.path}: the run ledger cannot be trusted: the row for {row['source']} names "
+                             f"{bad!r}, which is not a path inside the output folder; move the ledger away to "
+                             "start a new one (every image in this folder is then recomputed)")
 
     def run_failures(self, run_id: int) -> list[dict[str, str]]:
         images = self.db.execute("SELECT path, error FROM images WHERE run_id = ? AND status = 'failed' ORDER BY name",
@@ -146,6 +163,15 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _inside(path: Any) -> bool:
+    """A relative path that stays below the folder it is joined to: no root, no `..`, no empty part."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        return False
+    parts = PurePosixPath(path).parts
+    return not PurePosixPath(path).is_absolute() and all(p not in ("", ".", "..") for p in parts) \
+        and "/".join(parts) == path
 
 
 class _Transaction:

@@ -1,0 +1,64 @@
+"""A crafted or corrupt ledger.sqlite must never make `infer` delete, read or write a file outside --out.
+
+The ledger's rows name each image's output name and output paths; a ledger copied in from elsewhere
+(or edited) could name `../victim` or `/abs/path`. The resume check hashes what the row names, a
+failed re-run deletes what the row names, and a re-run writes to masks/<name>.png.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+
+from tests.redteam.conftest import infer, write_png
+
+
+def _tamper(out, **columns) -> None:
+    with closing(sqlite3.connect(out / "ledger.sqlite")) as db, db:
+        for column, value in columns.items():
+            db.execute(f"UPDATE images SET {column} = ?", (value,))
+
+
+def _first_run(tmp_path, tiny_model):
+    images, out = tmp_path / "images", tmp_path / "out"
+    write_png(images / "a.png")
+    code, output = infer(tiny_model, images, "--out", out)
+    assert code == 0, output
+    return images, out
+
+
+def test_crafted_output_paths_in_the_ledger_are_never_deleted(tmp_path, tiny_model):
+    images, out = _first_run(tmp_path, tiny_model)
+    victim, absolute = tmp_path / "victim.txt", tmp_path / "absolute.txt"
+    victim.write_text("precious")
+    absolute.write_text("precious")
+    _tamper(out, outputs=json.dumps({"mask": {"path": "../victim.txt", "size": 8, "sha256": "0" * 64},
+                                     "vis": {"path": str(absolute), "size": 8, "sha256": "0" * 64}}))
+    (images / "a.png").write_bytes(b"not a png any more")  # the re-run fails on it: its old outputs are removed
+    code, output = infer(tiny_model, images, "--out", out)
+    assert code != 0
+    assert victim.read_text() == "precious" and absolute.read_text() == "precious"
+
+
+def test_crafted_output_name_in_the_ledger_never_writes_outside_out(tmp_path, tiny_model):
+    images, out = _first_run(tmp_path, tiny_model)
+    _tamper(out, name="../../escaped", sha256="0" * 64)  # another hash: the re-run recomputes a.png
+    code, output = infer(tiny_model, images, "--out", out)
+    assert not list(tmp_path.glob("escaped*")), output
+    assert not (out / "escaped.png").exists()
+    assert code != 0 and "ledger" in output
+
+
+def test_glob_with_dotdot_never_writes_outside_out(tmp_path, tiny_model, monkeypatch):
+    # From tmp/work/sub, `*/../../../victims/*.png` matches tmp/victims/x.png; the path below the glob's
+    # fixed folders is `a/../../../victims/x`, and masks/<that>.png lies outside --out.
+    work = tmp_path / "work" / "sub"
+    (work / "a").mkdir(parents=True)
+    write_png(tmp_path / "victims" / "x.png")
+    monkeypatch.chdir(work)
+    code, output = infer(tiny_model, "*/../../../victims/*.png", "--out", "out")
+    assert code == 0, output
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.suffix in (".png", ".jpg"))
+    out = "work/sub/out"
+    assert written == ["victims/x.png", f"{out}/biner/x.png", f"{out}/masks/x.png", f"{out}/vis/x.jpg"], written
