@@ -129,6 +129,8 @@ def _add_file(path: Path, relative: Path, argument: str, items: list, failures: 
     if problem:
         failures.append(InputFailure(argument, f"{path}: {problem}"))
         return
+    if ".." in relative.parts:  # a glob such as `*/../../x/*.tif`: a name with `..` would write outside --out
+        relative = Path(path.name)
     items.append(InputItem(path, path.resolve(), PurePosixPath(relative.with_suffix("").as_posix()), argument))
 
 
