@@ -1,0 +1,55 @@
+"""`prepare` with a mask saved as 0/1 (or 0/100) instead of DMID's 0/255: at the default threshold 128
+every lesion pixel became background, exit 0, and the image entered the training set as lesion-free."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from bcdeploy.cli import cli
+
+
+@pytest.fixture
+def dmid_copy(dmid, tmp_path):
+    root = tmp_path / "dmid"
+    shutil.copytree(dmid, root)
+    return root
+
+
+def _prepare(root, out, *extra):
+    args = ["prepare", "--images-dir", root / "TIFF Images", "--masks-dir", root / "ROI Masks",
+            "--metadata", root / "Info.txt", "--output-dir", out, "--workers", "1", *extra]
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _lesion_mask(root):
+    for path in sorted((root / "ROI Masks").iterdir()):
+        mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if mask is not None and mask.max() > 0:
+            return path, mask
+    raise AssertionError("the generated data set has no lesion mask")
+
+
+@pytest.mark.parametrize("value", [1, 100])
+def test_mask_with_all_values_below_threshold_is_refused_not_emptied(dmid_copy, tmp_path, value):
+    path, mask = _lesion_mask(dmid_copy)
+    cv2.imwrite(str(path), np.where(mask > 0, value, 0).astype(np.uint8))
+    result = _prepare(dmid_copy, tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and path.name in errors[0] and f"--mask-threshold {value}" in errors[0], result.output
+    assert not (tmp_path / "out").exists()
+    skipped = _prepare(dmid_copy, tmp_path / "skip", "--skip-bad")
+    assert skipped.exit_code == 0, skipped.output
+    manifest = json.loads((tmp_path / "skip" / "manifest.json").read_text())
+    assert path.stem not in manifest["images"]
+    assert any(s["id"] == path.stem and "--mask-threshold" in s["reason"] for s in manifest["skipped"])
+    lowered = _prepare(dmid_copy, tmp_path / "low", "--mask-threshold", str(value))
+    assert lowered.exit_code == 0, lowered.output
+    record = json.loads((tmp_path / "low" / "manifest.json").read_text())["images"][path.stem]
+    assert record["components"] >= 1
