@@ -30,7 +30,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
+    # The stem is cut (32 characters, at most 128 bytes) so the temporary name fits the 255-byte name limit.
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem[:32]}.", suffix=f".part{target.suffix[:16]}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
