@@ -10,7 +10,9 @@ output name bound to a source never changes and is never given to another source
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path, PurePosixPath
@@ -19,6 +21,7 @@ from typing import Any
 from bcdeploy.errors import InputError, OutputError
 
 LEDGER_NAME = "ledger.sqlite"
+LOCK_NAME = ".ledger.lock"
 SCHEMA_VERSION = 1
 STAGES = ("read", "hash", "decode", "preprocess", "infer", "postprocess", "write")
 
@@ -70,16 +73,18 @@ class Ledger:
         except OSError as err:
             raise OutputError(f"{err.filename or self.path.parent}: cannot create the output folder "
                               f"({err.strerror})") from None
+        self._lock = _lock_folder(self.path.with_name(LOCK_NAME))
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as err:
+            os.close(self._lock)
             raise OutputError(f"{self.path}: cannot open the run ledger ({_cause(err)})") from None
         self.db.row_factory = sqlite3.Row
         try:
             self._check(existed)
         except BaseException:
-            self.db.close()
+            self.close()
             raise
 
     def _check(self, existed: bool) -> None:
@@ -163,6 +168,24 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+        os.close(self._lock)  # releases the folder lock
+
+
+def _lock_folder(lock: Path) -> int:
+    """One run per output folder: two runs writing the same masks interleave, and a row can then describe
+    the other run's file (another model's mask under this model's lesions). The lock is the kernel's
+    (flock on a file beside the ledger): it goes with the process, so a crashed run never leaves it held."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise OutputError(f"{lock}: cannot create the run lock ({err.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(f"{lock.parent}: another bcdeploy run is writing into this folder (it holds {lock}); "
+                          "wait for it to finish or choose another --out") from None
+    return fd
 
 
 def _inside(path: Any) -> bool:
