@@ -11,6 +11,10 @@ import json
 import sqlite3
 from contextlib import closing
 
+import pytest
+from click.testing import CliRunner
+
+from bcdeploy.cli import cli
 from tests.redteam.conftest import infer, write_png
 
 
@@ -62,3 +66,14 @@ def test_glob_with_dotdot_never_writes_outside_out(tmp_path, tiny_model, monkeyp
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.suffix in (".png", ".jpg"))
     out = "work/sub/out"
     assert written == ["victims/x.png", f"{out}/biner/x.png", f"{out}/masks/x.png", f"{out}/vis/x.jpg"], written
+
+
+@pytest.mark.parametrize("lesions", ['[{}]', "not json", '{"id": 1}', "[1]"])
+def test_malformed_rows_are_one_error_line_naming_the_ledger(tmp_path, tiny_model, lesions):
+    images, out = _first_run(tmp_path, tiny_model)
+    _tamper(out, lesions=lesions)
+    result = CliRunner().invoke(cli, ["infer", "--engine", str(tiny_model), str(images), "--out", str(out)])
+    assert isinstance(result.exception, SystemExit), result.exc_info  # not a traceback
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(out / "ledger.sqlite") in errors[0], result.output
