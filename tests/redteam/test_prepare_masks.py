@@ -53,3 +53,23 @@ def test_mask_with_all_values_below_threshold_is_refused_not_emptied(dmid_copy, 
     assert lowered.exit_code == 0, lowered.output
     record = json.loads((tmp_path / "low" / "manifest.json").read_text())["images"][path.stem]
     assert record["components"] >= 1
+
+
+def test_16_bit_mask_is_binarised_at_the_threshold_not_at_any_non_zero(dmid_copy, tmp_path):
+    """A 16-bit mask (0/65535) with a 6x6 speck of value 1: read_mask mapped every non-zero 16-bit
+    value to 255, so the speck became a 36-pixel lesion, whatever --mask-threshold said."""
+    path, mask = _lesion_mask(dmid_copy)
+    clean = _prepare(dmid_copy, tmp_path / "clean")
+    assert clean.exit_code == 0, clean.output
+    clean_record = json.loads((tmp_path / "clean" / "manifest.json").read_text())["images"][path.stem]
+    wide = np.where(mask > 0, 65535, 0).astype(np.uint16)
+    ys, xs = np.nonzero(mask == 0)
+    y, x = next((y, x) for y, x in zip(ys, xs) if not mask[max(0, y - 10):y + 16, max(0, x - 10):x + 16].any()
+                and y + 6 <= mask.shape[0] and x + 6 <= mask.shape[1])
+    wide[y:y + 6, x:x + 6] = 1
+    path.unlink()
+    assert cv2.imwrite(str(path.with_suffix(".png")), wide)
+    result = _prepare(dmid_copy, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "out" / "manifest.json").read_text())["images"][path.stem]
+    assert record["components"] == clean_record["components"], (record, clean_record)
