@@ -77,3 +77,16 @@ def test_malformed_rows_are_one_error_line_naming_the_ledger(tmp_path, tiny_mode
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(out / "ledger.sqlite") in errors[0], result.output
+
+
+@pytest.mark.parametrize("name", ["..png", "...png", "a..png"])
+def test_dot_names_are_ordinary_inputs(tmp_path, tiny_model, name):
+    """`..png` has the stem `.` and `...png` the stem `..`: their output names must still be plain names
+    below the folder they mirror (and ones the ledger's own check accepts on the next run)."""
+    images, out = tmp_path / "images", tmp_path / "out"
+    write_png(images / "sub" / name)
+    for _ in range(2):
+        code, output = infer(tiny_model, images, "-r", "--out", out)
+        assert code == 0, output
+    masks = [p.relative_to(out).as_posix() for p in (out / "masks").rglob("*") if p.is_file()]
+    assert len(masks) == 1 and masks[0].startswith("masks/sub/"), masks

@@ -131,7 +131,8 @@ def _add_file(path: Path, relative: Path, argument: str, items: list, failures: 
         return
     if ".." in relative.parts:  # a glob such as `*/../../x/*.tif`: a name with `..` would write outside --out
         relative = Path(path.name)
-    items.append(InputItem(path, path.resolve(), PurePosixPath(relative.with_suffix("").as_posix()), argument))
+    name = relative.with_suffix("") if relative.stem not in (".", "..") else relative  # `..png`: stem `.`
+    items.append(InputItem(path, path.resolve(), PurePosixPath(name.as_posix()), argument))
 
 
 def _link_problem(path: Path) -> str | None:
