@@ -90,3 +90,15 @@ def test_dot_names_are_ordinary_inputs(tmp_path, tiny_model, name):
         assert code == 0, output
     masks = [p.relative_to(out).as_posix() for p in (out / "masks").rglob("*") if p.is_file()]
     assert len(masks) == 1 and masks[0].startswith("masks/sub/"), masks
+
+
+def test_undecodable_text_in_the_ledger_is_one_error_line(tmp_path, tiny_model):
+    """A damaged page can leave bytes that are not UTF-8 in a text column: sqlite3 raises while the rows
+    are read, which was a traceback."""
+    images, out = _first_run(tmp_path, tiny_model)
+    with closing(sqlite3.connect(out / "ledger.sqlite")) as db, db:
+        db.execute("UPDATE images SET lesions = CAST(X'5bff' AS TEXT)")
+    result = CliRunner().invoke(cli, ["infer", "--engine", str(tiny_model), str(images), "--out", str(out)])
+    assert isinstance(result.exception, SystemExit), result.exc_info
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 1 and len(errors) == 1 and "cannot be read" in errors[0], result.output

@@ -96,7 +96,9 @@ class Ledger:
                 version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 if version is None or int(version[0]) > SCHEMA_VERSION:
                     raise sqlite3.DatabaseError(f"schema version {version and version[0]} is not {SCHEMA_VERSION}")
-                self.db.execute("PRAGMA quick_check").fetchone()
+                verdict = self.db.execute("PRAGMA quick_check").fetchone()[0]
+                if verdict != "ok":  # quick_check reports damage as rows, it does not raise
+                    raise sqlite3.DatabaseError(" ".join(str(verdict).split())[:200])
         except (sqlite3.DatabaseError, ValueError) as err:
             raise InputError(f"{self.path}: the run ledger cannot be read ({err}); move it away to start a new "
                              "ledger (every image in this folder is then recomputed)") from None
@@ -117,7 +119,11 @@ class Ledger:
         """Every row, checked: the names and output paths it holds are later written, hashed and deleted
         under --out, so a copied-in or edited ledger naming `../x` or `/x` is refused, never followed."""
         sql = "SELECT * FROM images" + (" WHERE status = ?" if status else "") + " ORDER BY name"
-        rows = [dict(r) for r in self.db.execute(sql, (status,) if status else ())]
+        try:
+            rows = [dict(r) for r in self.db.execute(sql, (status,) if status else ())]
+        except sqlite3.Error as err:  # a damaged page: not UTF-8 text, a malformed b-tree
+            raise InputError(f"{self.path}: the run ledger cannot be read ({err}); move it away to start a new "
+                             "ledger (every image in this folder is then recomputed)") from None
         for row in rows:
             self._check_paths(row)
         return rows
