@@ -30,7 +30,8 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
+    # The stem is cut (32 characters, at most 128 bytes) so the temporary name fits the 255-byte name limit.
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem[:32]}.", suffix=f".part{target.suffix[:16]}", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -115,11 +116,30 @@ def refuse_overlap(output: str | os.PathLike[str], inputs: Iterable[str | os.Pat
     from bcdeploy.errors import InputError
 
     out = Path(output).expanduser().resolve()
+    out_ids = _folder_ids(out)
     for item in inputs:
         if item is None:
             continue
         src = Path(item).expanduser().resolve()
-        if out == src or out in src.parents or src in out.parents:
-            relation = "is" if out == src else ("contains" if out in src.parents else "lies inside")
+        src_ids = _folder_ids(src)
+        same = out == src or (out.exists() and src.exists() and out_ids[0] == src_ids[0])
+        contains = out in src.parents or (out.exists() and out_ids[0] in src_ids[1:])
+        inside = src in out.parents or (src.exists() and src_ids[0] in out_ids[1:])
+        if same or contains or inside:
+            relation = "is" if same else ("contains" if contains else "lies inside")
             raise InputError(f"{what} {output} {relation} the input {item}: refusing to write where inputs are read "
                              f"(resolved: {out} vs {src}); choose another output folder")
+
+
+def _folder_ids(path: Path) -> list[tuple[int, int]]:
+    """(device, inode) of `path` and of each existing folder above it: one folder reached by two paths
+    that resolve() cannot relate (a bind mount of the data set) has the same ids under both."""
+    ids = []
+    for candidate in (path, *path.parents):
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            ids.append((-1, -1))  # does not exist (yet): matches nothing
+            continue
+        ids.append((st.st_dev, st.st_ino))
+    return ids

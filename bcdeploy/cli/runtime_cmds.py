@@ -50,11 +50,15 @@ def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max
     _report(summary, out)
 
 
+# A file name may hold a newline (POSIX allows it): escaped, so one failure is one line and cannot forge ours.
+_CONTROL = {code: f"\\x{code:02x}" for code in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t"}
+
+
 def _report(summary, out) -> None:
     click.echo(f"processed {summary.processed}, skipped {summary.skipped} (done earlier), failed {len(summary.failed)} "
                f"in {summary.seconds:.1f} s")
     for failure in summary.failed:
-        click.echo(f"  failed: {failure['error']}", err=True)
+        click.echo(f"  failed: {failure['error'].translate(_CONTROL)}", err=True)
     if summary.processed + summary.skipped == 0 and not summary.interrupted:
         click.echo("  failed: no image was processed", err=True)
     click.echo(f"masks: {out}/masks/  overlays: {out}/vis/  report: {summary.results_path}, {out}/lesions.csv  "

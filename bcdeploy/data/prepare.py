@@ -245,6 +245,7 @@ def _prepare_one_checked(options, cid, image_path, mask_path, rows, split, y_ori
         if mask.shape != (height, width):
             raise DataError(f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} but image {image_path.name} is {width}x{height}")
         lesion, stats = binarize_mask(mask, options.mask_threshold, options.min_lesion_area)
+        _refuse_all_below_threshold(mask_path, mask, rows, options.mask_threshold)
         count, labels, _ = label_components(lesion)
         match = match_rows(rows, labels, count, y_origin)
         lut = np.zeros(count, np.uint8)
@@ -281,6 +282,17 @@ def _prepare_one_checked(options, cid, image_path, mask_path, rows, split, y_ori
             "annotation": {"path": str(ann_out.relative_to(staging)), "sha256": sha256_file(ann_out)},
         },
     }
+
+
+def _refuse_all_below_threshold(mask_path: Path, mask: np.ndarray, rows: list[LesionRow], threshold: int) -> None:
+    """A mask that marks pixels, none of them at the threshold, for an image whose metadata lists lesions,
+    is a mask stored another way (0/1, 0/100), not an empty one: binarising it would silently turn every
+    lesion into background, so it is refused (one line; `--skip-bad` skips it and lists it)."""
+    top = int(mask.max())
+    if 0 < top < threshold and any(not r.is_normal for r in rows):
+        raise DataError(f"{mask_path}: mask values are 0..{top}, all below --mask-threshold {threshold}, but the "
+                        f"metadata lists lesions for this image: every lesion would be dropped (a mask saved as "
+                        f"0/{top}?); pass --mask-threshold {top} if {top} marks lesion pixels")
 
 
 def _write_image(path: Path, array: np.ndarray) -> None:

@@ -8,6 +8,7 @@ written, so no path is rewritten after the folder commits, and the input files c
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -260,7 +261,13 @@ def _write_triton(repo: str, artifacts: Sequence[Artifact]) -> tuple[Path, ...]:
     from bcdeploy.serve.triton_repo import write_triton_repo
 
     names = {"onnx": "bcdeploy_segmenter_onnx", "engine": "bcdeploy_segmenter_trt"}
-    return tuple(write_triton_repo(repo, a.path, a.meta, names[a.name]) for a in artifacts if a.name in names)
+    written = tuple(write_triton_repo(repo, a.path, a.meta, names[a.name]) for a in artifacts if a.name in names)
+    # As in --out: a model folder of ours that this export did not write holds another checkpoint's model,
+    # which Triton would go on serving. Only folders with our bcdeploy.json are ours; the rest of REPO stays.
+    for name in set(names.values()) - {folder.name for folder in written}:
+        if (Path(repo) / name / "bcdeploy.json").is_file():
+            shutil.rmtree(Path(repo) / name)
+    return written
 
 
 def build_engine_from_onnx(onnx_path: str | Path, out: str | Path | None, deploy_config: str | None,

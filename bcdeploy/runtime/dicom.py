@@ -24,6 +24,7 @@ pylibjpeg-libjpeg by name.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def decode_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
     ds = read_dataset(data, origin, max_pixels=max_pixels)
     index = check_header(ds, origin, max_pixels=max_pixels, frame=frame)
     raw = _decode_frame(ds, origin, index)
-    gray, mapping = window_to_uint8(ds, raw)
+    gray, mapping = window_to_uint8(ds, raw, origin=origin)
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
         gray = 255 - gray
         mapping += ", MONOCHROME1 inverted"
@@ -211,7 +212,7 @@ def _usable_plugins(decoder: Any) -> set[str]:
     return names
 
 
-def window_to_uint8(ds: Any, pixels: np.ndarray) -> tuple[np.ndarray, str]:
+def window_to_uint8(ds: Any, pixels: np.ndarray, *, origin: str | Path = "<bytes>") -> tuple[np.ndarray, str]:
     """Modality LUT, then the scanner's VOI LUT or window (the radiologist's view), stretched to 0..255.
 
     Integer pixels go through a lookup table: the same pydicom functions applied to every stored value
@@ -224,13 +225,22 @@ def window_to_uint8(ds: Any, pixels: np.ndarray) -> tuple[np.ndarray, str]:
     lo, hi = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
     if pixels.dtype.kind not in "ui" or hi - lo > LUT_MAX_ENTRIES:
         values = _voi(ds, pixels, has_voi)
-        low, high = float(values.min()), float(values.max())
+        low, high = _finite_range(ds, origin, float(values.min()), float(values.max()))
         return _scale(values, low, high), f"{how}, {low:g}..{high:g} -> 0..255"
     index = np.subtract(pixels, lo, dtype=np.int32) if lo else pixels
     table = _voi(ds, np.arange(lo, hi + 1).astype(pixels.dtype), has_voi)
     present = table[np.bincount(index.ravel(), minlength=table.size) > 0]
-    low, high = float(present.min()), float(present.max())
+    low, high = _finite_range(ds, origin, float(present.min()), float(present.max()))
     return _scale(table, low, high)[index], f"{how}, {low:g}..{high:g} -> 0..255"
+
+
+def _finite_range(ds: Any, origin: str | Path, low: float, high: float) -> tuple[float, float]:
+    """A Rescale Slope of NaN (or values that overflow to inf) leaves every pixel undefined: casting
+    them to uint8 gives an arbitrary image that would be segmented and reported as if it were real."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InputError(f"{origin}: the modality/VOI LUT (Rescale Slope {ds.get('RescaleSlope')}, Intercept "
+                         f"{ds.get('RescaleIntercept')}) gives non-finite pixel values ({low:g}..{high:g}); not used")
+    return low, high
 
 
 def _voi(ds: Any, values: np.ndarray, has_voi: bool) -> np.ndarray:

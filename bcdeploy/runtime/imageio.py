@@ -118,7 +118,12 @@ def read_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     arr = _decode_pixels(path, data, fmt, max_pixels).pixels
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
-    if arr.dtype != np.uint8:
+    if arr.dtype.kind == "u" and arr.dtype != np.uint8:
+        # 16-bit (or wider) masks keep their scale, so the caller's threshold means the same as for 8 bits
+        # (0/65535 -> 0/255); rounding up keeps a faint non-zero value non-zero, for the caller to report.
+        top = int(np.iinfo(arr.dtype).max)
+        arr = ((arr.astype(np.uint64) * 255 + top - 1) // top).astype(np.uint8)
+    elif arr.dtype != np.uint8:
         arr = (arr > 0).astype(np.uint8) * 255
     _check_dimensions(path, arr.shape[:2])
     return np.ascontiguousarray(arr)

@@ -42,6 +42,7 @@ ROUTE = "/segment"
 # A replica that died mid-request is retried on another one this many times before a 503: node loss
 # takes Serve a moment to notice, so the waits grow (seconds).
 RETRY_WAITS_S = (0.2, 0.5, 1.0, 2.0)
+BODY_IDLE_S = 30.0  # longest silence between two chunks of an upload: a live client, however slow, keeps sending
 
 
 def bind_replica_grpc_to_loopback() -> None:
@@ -165,6 +166,13 @@ class BodyTooLarge(Exception):
     status = 413
 
 
+class BodyStalled(BodyTooLarge):
+    """A body whose next bytes do not come within BODY_IDLE_S (a slowloris client): refused like an
+    oversized one, so its request slot and connection are freed."""
+
+    status = 408
+
+
 async def read_capped(request: Any, limit: int) -> bytes:
     """The request body, refused (413) as soon as it is known to exceed `limit` bytes: by its
     Content-Length before a byte is read, else while streaming, never after buffering it whole."""
@@ -173,7 +181,15 @@ async def read_capped(request: Any, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body is {int(declared)} bytes; {advice}")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), BODY_IDLE_S)
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise BodyStalled(f"request body stalled: no bytes for {BODY_IDLE_S:g} s after {size} bytes; "
+                              "send the whole file at once") from None
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(f"request body exceeds {limit} bytes; {advice}")

@@ -242,7 +242,10 @@ def _reason(err: Exception) -> str:
     if marker in text:
         text = text.split(marker, 1)[1]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    reason = lines[0] if lines else type(err).__name__
+    # A global from a blocked module (os.system) comes without the marker, after torch's paragraph on
+    # the weights_only default: the line that names the global is the one to show.
+    named = [line for line in lines if "GLOBAL" in line]
+    reason = (named or lines or [type(err).__name__])[0]
     return reason.split(". Please use `torch.serialization", 1)[0][:200]
 
 

@@ -118,12 +118,12 @@ def test_specks_below_min_area_are_dropped_and_counted(dmid_copy, prepared, tmp_
 
 
 def test_mask_threshold_option(dmid_copy, prepared, tmp_path):
-    """A mask stored at 100 is background at the default threshold and lesion at --mask-threshold 100."""
+    """A mask stored at 100 is refused at the default threshold (all its lesions would be dropped; see
+    tests/redteam/test_prepare_masks.py) and is lesion at --mask-threshold 100."""
     cid, mask_path, clean_annotation, clean_record = _lesion_case(dmid_copy, prepared)
     cv2.imwrite(str(mask_path), np.where(_read_gray(mask_path) > 0, 100, 0).astype(np.uint8))
-    assert _prepare(dmid_copy, tmp_path / "default").exit_code == 0
-    _, record, _ = _result_for(tmp_path / "default", cid)
-    assert record["components"] == 0
+    refused = _prepare(dmid_copy, tmp_path / "default")
+    assert refused.exit_code == 1 and "--mask-threshold 100" in refused.output, refused.output
     assert _prepare(dmid_copy, tmp_path / "low", "--mask-threshold", "100").exit_code == 0
     _, record, annotation = _result_for(tmp_path / "low", cid)
     assert record["components"] == clean_record["components"] and np.array_equal(annotation, clean_annotation)

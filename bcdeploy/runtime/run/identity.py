@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +51,12 @@ def read_source(path: Path, source: Path) -> tuple[bytes, SourceIdentity, dict[s
     bytes that were read even if the file is replaced meanwhile."""
     start = time.perf_counter()
     try:
-        with open(path, "rb") as fh:
+        # O_NONBLOCK: opening a FIFO named like an image must not wait for a writer (it would hang the
+        # run); only a regular file is read, never a pipe or a device such as /dev/zero (endless bytes).
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
             st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{path}: not a regular file (a pipe, socket or device); not read")
             data = fh.read()
     except FileNotFoundError:
         raise InputError(f"{path}: no such file (removed during the run?)") from None

@@ -129,7 +129,10 @@ def _add_file(path: Path, relative: Path, argument: str, items: list, failures: 
     if problem:
         failures.append(InputFailure(argument, f"{path}: {problem}"))
         return
-    items.append(InputItem(path, path.resolve(), PurePosixPath(relative.with_suffix("").as_posix()), argument))
+    if ".." in relative.parts:  # a glob such as `*/../../x/*.tif`: a name with `..` would write outside --out
+        relative = Path(path.name)
+    name = relative.with_suffix("") if relative.stem not in (".", "..") else relative  # `..png`: stem `.`
+    items.append(InputItem(path, path.resolve(), PurePosixPath(name.as_posix()), argument))
 
 
 def _link_problem(path: Path) -> str | None:

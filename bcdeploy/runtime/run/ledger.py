@@ -10,15 +10,18 @@ output name bound to a source never changes and is never given to another source
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
 
 LEDGER_NAME = "ledger.sqlite"
+LOCK_NAME = ".ledger.lock"
 SCHEMA_VERSION = 1
 STAGES = ("read", "hash", "decode", "preprocess", "infer", "postprocess", "write")
 
@@ -70,16 +73,18 @@ class Ledger:
         except OSError as err:
             raise OutputError(f"{err.filename or self.path.parent}: cannot create the output folder "
                               f"({err.strerror})") from None
+        self._lock = _lock_folder(self.path.with_name(LOCK_NAME))
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as err:
+            os.close(self._lock)
             raise OutputError(f"{self.path}: cannot open the run ledger ({_cause(err)})") from None
         self.db.row_factory = sqlite3.Row
         try:
             self._check(existed)
         except BaseException:
-            self.db.close()
+            self.close()
             raise
 
     def _check(self, existed: bool) -> None:
@@ -91,7 +96,9 @@ class Ledger:
                 version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
                 if version is None or int(version[0]) > SCHEMA_VERSION:
                     raise sqlite3.DatabaseError(f"schema version {version and version[0]} is not {SCHEMA_VERSION}")
-                self.db.execute("PRAGMA quick_check").fetchone()
+                verdict = self.db.execute("PRAGMA quick_check").fetchone()[0]
+                if verdict != "ok":  # quick_check reports damage as rows, it does not raise
+                    raise sqlite3.DatabaseError(" ".join(str(verdict).split())[:200])
         except (sqlite3.DatabaseError, ValueError) as err:
             raise InputError(f"{self.path}: the run ledger cannot be read ({err}); move it away to start a new "
                              "ledger (every image in this folder is then recomputed)") from None
@@ -109,8 +116,29 @@ class Ledger:
 
     # --- reads --------------------------------------------------------------------------------------
     def rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Every row, checked: the names and output paths it holds are later written, hashed and deleted
+        under --out, so a copied-in or edited ledger naming `../x` or `/x` is refused, never followed."""
         sql = "SELECT * FROM images" + (" WHERE status = ?" if status else "") + " ORDER BY name"
-        return [dict(r) for r in self.db.execute(sql, (status,) if status else ())]
+        try:
+            rows = [dict(r) for r in self.db.execute(sql, (status,) if status else ())]
+        except sqlite3.Error as err:  # a damaged page: not UTF-8 text, a malformed b-tree
+            raise InputError(f"{self.path}: the run ledger cannot be read ({err}); move it away to start a new "
+                             "ledger (every image in this folder is then recomputed)") from None
+        for row in rows:
+            self._check_paths(row)
+        return rows
+
+    def _check_paths(self, row: dict[str, Any]) -> None:
+        try:
+            outputs = json.loads(row["outputs"] or "{}")
+            paths = [row["name"], *(record["path"] for record in outputs.values())]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            paths = [None]
+        bad = next((p for p in paths if not _inside(p)), "")
+        if bad != "":
+            raise InputError(f"{self.path}: the run ledger cannot be trusted: the row for {row['source']} names "
+                             f"{bad!r}, which is not a path inside the output folder; move the ledger away to "
+                             "start a new one (every image in this folder is then recomputed)")
 
     def run_failures(self, run_id: int) -> list[dict[str, str]]:
         images = self.db.execute("SELECT path, error FROM images WHERE run_id = ? AND status = 'failed' ORDER BY name",
@@ -146,6 +174,33 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+        os.close(self._lock)  # releases the folder lock
+
+
+def _lock_folder(lock: Path) -> int:
+    """One run per output folder: two runs writing the same masks interleave, and a row can then describe
+    the other run's file (another model's mask under this model's lesions). The lock is the kernel's
+    (flock on a file beside the ledger): it goes with the process, so a crashed run never leaves it held."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise OutputError(f"{lock}: cannot create the run lock ({err.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(f"{lock.parent}: another bcdeploy run is writing into this folder (it holds {lock}); "
+                          "wait for it to finish or choose another --out") from None
+    return fd
+
+
+def _inside(path: Any) -> bool:
+    """A relative path that stays below the folder it is joined to: no root, no `..`, no empty part."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        return False
+    parts = PurePosixPath(path).parts
+    return not PurePosixPath(path).is_absolute() and all(p not in ("", ".", "..") for p in parts) \
+        and "/".join(parts) == path
 
 
 class _Transaction:

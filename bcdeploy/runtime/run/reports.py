@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bcdeploy import __version__
-from bcdeploy.errors import OutputError
+from bcdeploy.errors import InputError, OutputError
 from bcdeploy.fileio import write_json, write_text
 from bcdeploy.runtime.run.ledger import STAGES, Ledger
 from bcdeploy.runtime.run.phi import row_identifiers, scrub
@@ -52,9 +52,14 @@ def write_reports(out: Path, ledger: Ledger, run_id: int, summary: dict[str, Any
 
     rows = ledger.rows("ok")
     listed, missing = [], []
-    for row in rows:
-        entry = image_entry(row)
-        (listed if _present(out, entry["outputs"]) else missing).append(entry)
+    try:
+        for row in rows:
+            entry = image_entry(row)
+            (listed if _present(out, entry["outputs"]) else missing).append(entry)
+        lesions_csv = _lesions_csv(listed)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:  # a row this code never wrote
+        raise InputError(f"{ledger.path}: the run ledger cannot be read (a row holds {type(err).__name__}: {err}); "
+                         "move it away to start a new ledger (every image in this folder is then recomputed)") from None
     results = {
         "tool": "bcdeploy", "version": __version__, "model": model, "classes": classes,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__},
@@ -67,9 +72,9 @@ def write_reports(out: Path, ledger: Ledger, run_id: int, summary: dict[str, Any
     if no_phi:
         results = scrub(results, {*row_identifiers(rows), *identifiers})
         results["no_phi"] = True
-        listed = results["images"]
+        lesions_csv = _lesions_csv(results["images"])
     path = out / "results.json"
-    _write(out / "lesions.csv", lambda target: write_text(target, _lesions_csv(listed)))
+    _write(out / "lesions.csv", lambda target: write_text(target, lesions_csv))
     _write(path, lambda target: write_json(target, results))
     return path
 
