@@ -16,6 +16,8 @@ _COMMON = [
     click.option("--metadata", type=click.Path(dir_okay=False), help="DMID metadata: overlays show `| Target: B`."),
     click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of INPUTS."),
     click.option("--overwrite", is_flag=True, help="Recompute images the ledger says are done and unchanged."),
+    click.option("--save", default=None, metavar="masks,biner,vis",
+                 help="Which pictures to write per image (comma-separated) [default: all]; reports always."),
     click.option("--max-pixels", default=None, type=click.IntRange(1),
                  help="Refuse images larger than this many pixels before decoding them [default: 80000000]."),
 ]
@@ -27,13 +29,14 @@ def _common(fn):
     return fn
 
 
-def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, label, extra_inputs,
+def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, save, label, extra_inputs,
          dicom=None, on_ray=None) -> None:
     """Forward to the run loop (or, with `on_ray(inputs, options)`, to Ray), print its summary and set
     the exit status (130 after Ctrl-C)."""
     from pathlib import Path
 
     from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+    from bcdeploy.runtime.outputs import parse_save
     from bcdeploy.runtime.run import RunOptions, run
 
     targets = {}
@@ -44,7 +47,7 @@ def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max
     with progress(label) as tick:
         options = RunOptions(
             out=Path(out), batch_size=batch_size, overwrite=overwrite, recursive=recursive, targets=targets,
-            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, on_progress=tick, extra_inputs=extra_inputs,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, save=parse_save(save), on_progress=tick, extra_inputs=extra_inputs,
             **(dicom.run_options() if dicom else {}))
         summary = on_ray(inputs, options) if on_ray else run(predictor, inputs, options)
     _report(summary, out)
@@ -88,7 +91,7 @@ def _report(summary, out) -> None:
               help="With --ray: model actors, N or MIN:MAX (autoscaling).")
 @click.option("--cpus-per-worker", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True))
 @click.option("--gpus-per-worker", default=0.0, show_default=True, type=click.FloatRange(0))
-def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, sliding_window, window, overlap,
+def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, save, max_pixels, sliding_window, window, overlap,
           blend, ray_address, workers, cpus_per_worker, gpus_per_worker, **backend_values) -> None:
     """Segment mammograms with an exported model (no torch, no MMSeg); INPUTS are files, folders and
     patterns, or --dicomweb URL reads them from a PACS and stores a DICOM SEG for each back."""
@@ -112,11 +115,11 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pi
 
         scale = RayOptions(address=ray_address, workers=parse_workers(workers), cpus_per_worker=cpus_per_worker,
                            gpus_per_worker=gpus_per_worker, backend=options, sliding_window=sw)
-        _run(None, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, "infer", [model], dicom,
+        _run(None, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "infer", [model], dicom,
              on_ray=lambda paths, run_options: run_on_ray(Path(model), paths, run_options, scale))
         return
     with Segmenter(model, sw, options=options) as segmenter:
-        _run(segmenter, source, out, batch_size, metadata, recursive, overwrite, max_pixels, "infer", [model], dicom)
+        _run(segmenter, source, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "infer", [model], dicom)
 
 
 @click.command()
@@ -126,7 +129,7 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, max_pi
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--trust-checkpoint", is_flag=True)
 @dicom_options(pacs=False)
-def predict(config, ckpt, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, device,
+def predict(config, ckpt, inputs, out, batch_size, metadata, recursive, overwrite, save, max_pixels, device,
             trust_checkpoint, **dicom_values) -> None:
     """Segment mammograms through PyTorch/MMSeg, writing the same files as `infer` (for comparison)."""
     from bcdeploy.train.predict import TorchPredictor
@@ -134,7 +137,7 @@ def predict(config, ckpt, inputs, out, batch_size, metadata, recursive, overwrit
     dicom = pop_dicom_values(dicom_values)
     inputs = input_source(inputs, dicom)
     predictor = TorchPredictor(config, ckpt, device, trust_checkpoint)
-    _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, "predict",
+    _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "predict",
          [ckpt, predictor.config], dicom)
 
 

@@ -20,6 +20,7 @@ from bcdeploy.fileio import write_bytes
 
 # `--save` names -> the keys of the run loop's output_paths(): masks/ holds the class-index PNGs.
 SAVE_CHOICES = {"masks": "mask", "biner": "biner", "vis": "vis"}
+ALL_OUTPUTS = frozenset(SAVE_CHOICES.values())
 # deflate level 1, no row filter, run-length matching: masks are long runs of one value. The row
 # filters cost ~4x the time and give nothing on masks; Z_RLE makes the file ~4x smaller at the same
 # speed (benchmarks/encode_bench.py).
@@ -35,11 +36,11 @@ def parse_save(value: str | Iterable[str] | None) -> frozenset[str]:
     an unknown or empty selection is an error, not a silent run that writes nothing.
     """
     if value is None:
-        return frozenset(SAVE_CHOICES.values())
+        return ALL_OUTPUTS
     items = value.split(",") if isinstance(value, str) else [part for v in value for part in str(v).split(",")]
     names = {item.strip().lower() for item in items if item.strip()}
     if names == {"all"}:
-        return frozenset(SAVE_CHOICES.values())
+        return ALL_OUTPUTS
     unknown = sorted(names - set(SAVE_CHOICES))
     if unknown or not names:
         asked = ",".join(sorted(names)) or "nothing"

@@ -24,6 +24,7 @@ from pathlib import Path
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+from bcdeploy.runtime.outputs import ALL_OUTPUTS
 from bcdeploy.runtime.predictor import Predictor
 from bcdeploy.runtime.run.identity import ModelIdentity, canonical
 from bcdeploy.runtime.run.inputs import assign_names
@@ -48,6 +49,7 @@ class RunOptions:
     frame: int | None = None  # frame of multi-frame DICOM objects (0-based); None refuses them
     dicom_seg: bool = False  # a DICOM SEG per DICOM input (seg/<name>.dcm)
     no_phi: bool = False  # reports without patient/study/series/instance identifiers (phi.py)
+    save: frozenset[str] = ALL_OUTPUTS  # which pictures to write: mask, biner, vis (`--save`)
 
 
 @dataclass
@@ -126,9 +128,12 @@ def execute(describe: Callable[[], dict], classes: list[str], inputs: Sequence[s
 
 def model_identity(model: dict, options: RunOptions) -> ModelIdentity:
     """The model's identity, plus the run options that change what an image's outputs are: the frame
-    decoded, and whether a SEG belongs to them (only when set, so older ledgers keep matching)."""
+    decoded, whether a SEG belongs to them, which pictures are saved (each only when not the default,
+    so older ledgers keep matching)."""
     identity = ModelIdentity.of(model)
-    extra = {k: v for k, v in (("frame", options.frame), ("dicom_seg", options.dicom_seg)) if v not in (None, False)}
+    save = sorted(options.save) if options.save != ALL_OUTPUTS else None
+    extra = {k: v for k, v in (("frame", options.frame), ("dicom_seg", options.dicom_seg), ("save", save))
+             if v not in (None, False)}
     if not extra:
         return identity
     return ModelIdentity(identity.sha256, canonical({**model.get("mask_options", {}), "run": extra}))

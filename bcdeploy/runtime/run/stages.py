@@ -139,13 +139,15 @@ class Stages:
         target = self.out
         try:
             lesions = _with_mm(extract_lesions(prediction.mask, self.classes, prediction.probs), work.image)
-            pictures = {"mask": prediction.mask, "biner": biner(prediction.mask, len(self.classes)),
-                        "vis": overlay(work.image.bgr, prediction.mask, self.palette, self.classes, lesions,
-                                       self.target(work.item))}
+            pictures = {"mask": lambda: prediction.mask, "biner": lambda: biner(prediction.mask, len(self.classes)),
+                        "vis": lambda: overlay(work.image.bgr, prediction.mask, self.palette, self.classes, lesions,
+                                               self.target(work.item))}
             outputs = {}
             for kind, folder, suffix in OUTPUTS:
+                if kind not in self.options.save:  # `--save`: a picture nobody wants is not even drawn
+                    continue
                 relative = f"{folder}/{work.name}{suffix}"
-                data = encode(pictures[kind], suffix)
+                data = encode(pictures[kind](), suffix)
                 target = self.out / relative
                 write_bytes(target, data)
                 outputs[kind] = output_record(relative, data)
