@@ -65,6 +65,39 @@ def staged_dir(target_dir: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def replaced_dir(target_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder beside `target_dir`; if the block succeeds the staging folder
+    becomes `target_dir` as a whole, else it is deleted.
+
+    For a folder that is one product (a prepared data set and its manifest): readers never see half
+    of it, and a failure leaves the previous one as it was. Unlike `staged_dir`, nothing of the old
+    folder survives. A non-empty `target_dir` is replaced only with `overwrite` (InputError otherwise).
+    """
+    target = Path(target_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        yield stage
+        _swap_in(stage, target, overwrite)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _swap_in(stage: Path, target: Path, overwrite: bool) -> None:
+    if not target.exists():
+        os.replace(stage, target)
+        return
+    if any(target.iterdir()) and not overwrite:
+        from bcdeploy.errors import InputError
+
+        raise InputError(f"{target}: output directory is not empty; pass --overwrite to replace it")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, old)  # two renames: the target is missing only between them, never half-written
+    os.replace(stage, target)
+    shutil.rmtree(old)
+
+
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)

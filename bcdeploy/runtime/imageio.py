@@ -105,7 +105,7 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>", *,
 def read_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a lesion mask as (H, W) uint8; any non-zero channel marks lesion.
 
-    DMID masks are 0/255 RGBA TIFF (LZW); the seed's are 0/255 or index PNGs. Values are kept, the
+    DMID masks are 0/255 RGBA TIFF (LZW); the original project's are 0/255 or index PNGs. Values are kept, the
     caller decides how to binarise.
     """
     path = Path(path)
