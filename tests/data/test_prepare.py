@@ -120,7 +120,7 @@ def _break_tiff(root):
     victim = sorted((root / "ROI Masks").glob("*.tif"))[0].stem
     path = root / "TIFF Images" / f"{victim}.tif"
     path.write_bytes(path.read_bytes()[:300])
-    return victim, "cannot decode"
+    return victim, "cannot read the TIFF header"  # refused at the header, before any decode
 
 
 def _mismatch(root):
