@@ -128,6 +128,24 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def read_input(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
+    """An input file's bytes and the stat of the open file they were read from (so size and mtime
+    describe these bytes even if the file is replaced meanwhile); InputError naming the file if it
+    cannot be read. The one place input reads turn OS errors into a user's line."""
+    from bcdeploy.errors import InputError
+
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            return fh.read(), st
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected an image file") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
-from importlib import metadata
+
+from bcdeploy.versions import package_versions
 
 
 def cpu_model() -> str:
@@ -28,13 +29,8 @@ def gpu_name() -> str | None:
 
 
 def describe() -> dict:
-    packages = {}
-    for name in ("bcdeploy", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "openvino",
-                 "tensorrt", "torch", "mmsegmentation"):
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    packages = package_versions("bcdeploy", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu",
+                                "openvino", "tensorrt", "torch", "mmsegmentation")
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),

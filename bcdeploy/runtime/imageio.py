@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bcdeploy.errors import InputError
+from bcdeploy.fileio import read_input
 from bcdeploy.runtime.image_headers import (
     DEFAULT_MAX_PIXELS,
     check_decoded_size,
@@ -123,14 +124,7 @@ def read_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected an image file") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    data, _ = read_input(path)
     if not data:
         raise InputError(f"{path}: file is empty (0 bytes)")
     return data
