@@ -107,14 +107,24 @@ def prepared(dmid, tmp_path_factory) -> Path:
 def trained(prepared, tmp_path_factory) -> Path:
     """Train the tiny config for a few iterations through `bcdeploy train` (in-process); returns the
     checkpoint. Data loading stays in this process (num_workers=0): no forked loader workers outlive
-    the fixture inside the test process."""
+    the fixture inside the test process. A fixed seed gives the same model in every session, so a
+    test on its thin logit margins cannot pass or fail by the draw. MMEngine sets OpenCV's thread
+    count for the whole process (to 0); it is put back, since later tests (synth's "same seed, same
+    bytes" across worker processes) depend on it."""
     if not _has("mmseg"):
         pytest.skip("needs the train extra (torch, mmseg)")
+    import cv2
+
     work = tmp_path_factory.mktemp("work")
-    loaders = [arg for loader in ("train_dataloader", "val_dataloader")
-               for key in ("num_workers=0", "persistent_workers=False") for arg in ("--cfg-options", f"{loader}.{key}")]
-    run_cli("train", TINY_CONFIG, "--data-root", prepared, "--work-dir", work, "--max-iters", TRAIN_ITERS,
-            "--cfg-options", "default_hooks.logger.interval=5", *loaders)
+    options = ["default_hooks.logger.interval=5", "randomness.seed=0"] + [
+        f"{loader}.{key}" for loader in ("train_dataloader", "val_dataloader")
+        for key in ("num_workers=0", "persistent_workers=False")]
+    threads = cv2.getNumThreads()
+    try:
+        run_cli("train", TINY_CONFIG, "--data-root", prepared, "--work-dir", work, "--max-iters", TRAIN_ITERS,
+                *[arg for option in options for arg in ("--cfg-options", option)])
+    finally:
+        cv2.setNumThreads(threads)
     ckpt = work / f"iter_{TRAIN_ITERS}.pth"
     assert ckpt.is_file()
     return ckpt
