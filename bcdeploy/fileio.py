@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -66,6 +67,39 @@ def staged_dir(target_dir: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def replaced_dir(target_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder beside `target_dir`; if the block succeeds the staging folder
+    becomes `target_dir` as a whole, else it is deleted.
+
+    For a folder that is one product (a prepared data set and its manifest): readers never see half
+    of it, and a failure leaves the previous one as it was. Unlike `staged_dir`, nothing of the old
+    folder survives. A non-empty `target_dir` is replaced only with `overwrite` (InputError otherwise).
+    """
+    target = Path(target_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    try:
+        yield stage
+        _swap_in(stage, target, overwrite)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _swap_in(stage: Path, target: Path, overwrite: bool) -> None:
+    if not target.exists():
+        os.replace(stage, target)
+        return
+    if any(target.iterdir()) and not overwrite:
+        from bcdeploy.errors import InputError
+
+        raise InputError(f"{target}: output directory is not empty; pass --overwrite to replace it")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    os.replace(target, old)  # two renames: the target is missing only between them, never half-written
+    os.replace(stage, target)
+    shutil.rmtree(old)
+
+
 def write_bytes(target: str | os.PathLike[str], data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
@@ -94,6 +128,28 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def read_input(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
+    """An input file's bytes and the stat of the open file they were read from (so size and mtime
+    describe these bytes even if the file is replaced meanwhile); InputError naming the file if it
+    cannot be read. The one place input reads turn OS errors into a user's line."""
+    from bcdeploy.errors import InputError
+
+    try:
+        # O_NONBLOCK: opening a FIFO named like an image must not wait for a writer (it would hang the
+        # run); only a regular file is read, never a pipe or a device such as /dev/zero (endless bytes).
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{path}: not a regular file (a pipe, socket or device); not read")
+            return fh.read(), st
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, expected an image file") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror})") from None
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -47,8 +47,35 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
-def run_cli(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run the real `bcdeploy` console entry point in a subprocess."""
+@dataclass(frozen=True)
+class CliResult:
+    """What a `bcdeploy` run gave: the shape of subprocess.CompletedProcess the tests read."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, check: bool = True) -> CliResult:
+    """`bcdeploy ARGS` in-process through click's runner (a subprocess pays ~4 s to import torch).
+
+    A bug (any exception but the CLI's own exit) is raised, not turned into an exit code, so a test
+    that expects exit 1 cannot pass on a crash. The entry point itself is smoke-tested in a real
+    process by run_cli_subprocess (tests/cli/test_cli.py, tests/cli/test_quiet.py)."""
+    from click.testing import CliRunner
+
+    from bcdeploy.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], prog_name="bcdeploy")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    if check and result.exit_code != 0:
+        raise AssertionError(f"bcdeploy {' '.join(map(str, args))} failed ({result.exit_code}):\n"
+                             f"{result.stdout}\n{result.stderr}")
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def run_cli_subprocess(*args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real `bcdeploy` console entry point in a subprocess (entry-point smoke tests only)."""
     proc = subprocess.run([sys.executable, "-m", "bcdeploy.cli", *map(str, args)], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if check and proc.returncode != 0:
@@ -78,12 +105,26 @@ def prepared(dmid, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(prepared, tmp_path_factory) -> Path:
-    """Train the tiny config for a few iterations through the CLI; returns the checkpoint."""
+    """Train the tiny config for a few iterations through `bcdeploy train` (in-process); returns the
+    checkpoint. Data loading stays in this process (num_workers=0): no forked loader workers outlive
+    the fixture inside the test process. A fixed seed gives the same model in every session, so a
+    test on its thin logit margins cannot pass or fail by the draw. MMEngine sets OpenCV's thread
+    count for the whole process (to 0); it is put back, since later tests (synth's "same seed, same
+    bytes" across worker processes) depend on it."""
     if not _has("mmseg"):
         pytest.skip("needs the train extra (torch, mmseg)")
+    import cv2
+
     work = tmp_path_factory.mktemp("work")
-    run_cli("train", TINY_CONFIG, "--data-root", prepared, "--work-dir", work, "--max-iters", TRAIN_ITERS,
-            "--cfg-options", "default_hooks.logger.interval=5")
+    options = ["default_hooks.logger.interval=5", "randomness.seed=0"] + [
+        f"{loader}.{key}" for loader in ("train_dataloader", "val_dataloader")
+        for key in ("num_workers=0", "persistent_workers=False")]
+    threads = cv2.getNumThreads()
+    try:
+        run_cli("train", TINY_CONFIG, "--data-root", prepared, "--work-dir", work, "--max-iters", TRAIN_ITERS,
+                *[arg for option in options for arg in ("--cfg-options", option)])
+    finally:
+        cv2.setNumThreads(threads)
     ckpt = work / f"iter_{TRAIN_ITERS}.pth"
     assert ckpt.is_file()
     return ckpt

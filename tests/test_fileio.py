@@ -63,3 +63,23 @@ def test_refuse_overlap_allows_siblings(tmp_path):
 
     (tmp_path / "in").mkdir()
     refuse_overlap(tmp_path / "in-out", [tmp_path / "in", None])  # a shared name prefix is not nesting
+
+
+def test_replaced_dir_swaps_the_whole_folder_or_nothing(tmp_path):
+    from bcdeploy.errors import InputError
+    from bcdeploy.fileio import replaced_dir
+
+    target = tmp_path / "ds"
+    with replaced_dir(target) as stage:
+        (stage / "a.txt").write_text("1")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]
+    with pytest.raises(RuntimeError), replaced_dir(target, overwrite=True) as stage:
+        (stage / "b.txt").write_text("2")
+        raise RuntimeError("failed half-way")
+    assert sorted(p.name for p in target.iterdir()) == ["a.txt"]  # the old folder, untouched
+    with pytest.raises(InputError, match="--overwrite"), replaced_dir(target) as stage:
+        (stage / "b.txt").write_text("2")
+    with replaced_dir(target, overwrite=True) as stage:
+        (stage / "b.txt").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]  # nothing of the old one survives
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no staging or old folder left

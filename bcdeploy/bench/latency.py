@@ -6,6 +6,7 @@ the ONNX graph) over its median time, beside the FP32 matmul peak measured at st
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -122,21 +123,23 @@ def _random_batch(batch: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def _end_to_end(segmenter, images: Sequence[Path], min_seconds: float) -> dict:
-    """decode -> preprocess -> infer -> postprocess per image (batch 1), over the image set until
-    `min_seconds`; the first image is a warm-up."""
-    segmenter.predict([read_image(images[0]).bgr])
-    totals, stages = [], {s: [] for s in STAGES}
-    start = time.perf_counter()
-    while not totals or time.perf_counter() - start < min_seconds:
-        for path in images:
-            t0 = time.perf_counter()
-            image = read_image(path)
-            decode_ms = (time.perf_counter() - t0) * 1000
-            pred = segmenter.predict([image.bgr])[0]
-            totals.append((time.perf_counter() - t0) * 1000)
-            stages["decode"].append(decode_ms)
-            for stage in STAGES[1:]:
-                stages[stage].append(pred.timings_ms.get(stage, 0.0))
+    """decode -> preprocess -> infer -> postprocess per image (batch 1), cycling over the image set
+    (each image at least once) until `min_seconds`; one warm-up call first."""
+    stages: dict[str, list[float]] = {s: [] for s in STAGES}
+    paths = itertools.cycle(images)
+
+    def one() -> None:
+        t0 = time.perf_counter()
+        image = read_image(next(paths))
+        stages["decode"].append((time.perf_counter() - t0) * 1000)
+        pred = segmenter.predict([image.bgr])[0]
+        for stage in STAGES[1:]:
+            stages[stage].append(pred.timings_ms.get(stage, 0.0))
+
+    one()
+    for samples in stages.values():
+        samples.clear()  # the warm-up's stages are not measurements
+    totals = measure(one, warmup=0, min_runs=len(images), min_seconds=min_seconds)
     return {"status": "ok", "images": len(images), **summarize(totals),
             "stages_ms": {s: round(float(np.mean(v)), 2) for s, v in stages.items()}}
 
@@ -178,12 +181,6 @@ def _mmseg_end_to_end(checkpoint, config, images, min_seconds) -> dict:
     def one(path):
         with torch.no_grad():
             inference_model(model, str(path))
-    one(images[0])
-    samples = []
-    start = time.perf_counter()
-    while not samples or time.perf_counter() - start < min_seconds:
-        for path in images:
-            t0 = time.perf_counter()
-            one(path)
-            samples.append((time.perf_counter() - t0) * 1000)
+    paths = itertools.cycle(images)
+    samples = measure(lambda: one(next(paths)), warmup=1, min_runs=len(images), min_seconds=min_seconds)
     return {"model": "mmseg inference_model (pytorch)", "images": len(images), **summarize(samples)}

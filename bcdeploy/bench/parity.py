@@ -17,6 +17,7 @@ import numpy as np
 
 from bcdeploy.bench.models import ModelSpec, file_size_mb, open_segmenter, precision_of
 from bcdeploy.bench.sysinfo import describe
+from bcdeploy.eval.labels import read_label_png
 from bcdeploy.eval.lesions import LesionMetrics
 from bcdeploy.eval.segmentation import ConfusionMatrix, dice_per_class
 from bcdeploy.runtime.imageio import read_image
@@ -55,13 +56,8 @@ def run_parity(checkpoint: str, specs: Sequence[ModelSpec], images: Sequence[Pat
 
 
 def _labels(labels: str, images: Sequence[Path]) -> list[np.ndarray | None]:
-    import cv2
-
-    out = []
-    for path in images:
-        ann = Path(labels) / f"{path.stem}.png"
-        out.append(cv2.imread(str(ann), cv2.IMREAD_UNCHANGED) if ann.is_file() else None)
-    return out
+    """Each image's label map, None where it has none; a label file that exists must read."""
+    return [read_label_png(ann) if (ann := Path(labels) / f"{path.stem}.png").is_file() else None for path in images]
 
 
 def _vs_ground_truth(masks, gts, classes) -> dict:

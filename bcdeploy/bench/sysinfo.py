@@ -8,9 +8,10 @@ from __future__ import annotations
 import os
 import platform
 import time
-from importlib import metadata
 
 import numpy as np
+
+from bcdeploy.versions import package_versions
 
 # What decides the fastest correct backend on a CPU: AVX2 (baseline), AVX-512 (FP32 width), VNNI
 # (INT8 dot products), AVX-512 BF16 and AMX (BF16/INT8 tiles). Names as Linux's /proc/cpuinfo spells them.
@@ -101,13 +102,8 @@ def _ort_matmul(n: int):
 
 def describe(peak: bool = False) -> dict:
     """The machine line of every bench JSON; `peak=True` also measures the FP32 matmul peak (~1 s)."""
-    packages = {}
-    for name in ("bcdeploy", "numpy", "opencv-python-headless", "imagecodecs", "onnxruntime", "onnxruntime-gpu",
-                 "openvino", "tensorrt", "torch", "mmsegmentation"):
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    packages = package_versions("bcdeploy", "numpy", "opencv-python-headless", "imagecodecs", "onnxruntime",
+                                "onnxruntime-gpu", "openvino", "tensorrt", "torch", "mmsegmentation")
     info = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),

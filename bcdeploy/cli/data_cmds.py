@@ -17,7 +17,8 @@ def data() -> None:
 @click.option("--count", default=20, show_default=True, type=click.IntRange(1, 5000))
 @click.option("--min-size", default=1000, show_default=True, type=int, help="Smallest long side in px.")
 @click.option("--max-size", default=1400, show_default=True, type=int, help="Largest long side in px (DMID: ~6000).")
-@click.option("--layout", type=click.Choice(["figshare", "seed"]), default="figshare", show_default=True)
+@click.option("--layout", type=click.Choice(["figshare", "original", "seed"]), default="figshare", show_default=True,
+              help="figshare: DMID as published; original: the original project's folders (`seed` is its old name).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--y-origin", type=click.Choice(["top", "bottom"]), default="bottom", show_default=True,
               help="Origin of y in the metadata (MIAS counts from the bottom).")

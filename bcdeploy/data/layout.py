@@ -1,4 +1,4 @@
-"""Find DMID images and masks on disk, whichever layout (figshare or the seed's) they come in."""
+"""Find DMID images and masks on disk, whichever layout (figshare or the original project's) they come in."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """`bcdeploy prepare`: turn DMID (either layout) into an MMSeg training set with a manifest.
 
-Fixes over the seed's tools/dmid/prepare_dataset.py:
+Fixes over the original project's tools/dmid/prepare_dataset.py:
 * classes come from the metadata row whose centre lies in each mask component, with the y origin
   detected from the data (see lesion_matching.py) instead of assumed;
 * the split is decided from metadata before anything is written, and everything is written into a
@@ -16,9 +16,6 @@ Fixes over the seed's tools/dmid/prepare_dataset.py:
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -40,7 +37,7 @@ from bcdeploy.data.metadata import group_by_image, read_metadata
 from bcdeploy.data.records import LesionRow
 from bcdeploy.data.split import stratified_split
 from bcdeploy.errors import BcDeployError, DataError, InputError
-from bcdeploy.fileio import atomic_path, refuse_overlap, sha256_file, write_json
+from bcdeploy.fileio import atomic_path, refuse_overlap, replaced_dir, sha256_file, write_json
 from bcdeploy.runtime.imageio import read_image, read_mask
 
 MANIFEST_VERSION = 1
@@ -108,8 +105,7 @@ def prepare(options: PrepareOptions, on_progress: Callable[[str, int], None] | N
     split = stratified_split({cid: _stratum(rows) for cid, _, _, rows in cases}, options.train_ratio, options.seed)
 
     output = Path(options.output_dir)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.staging-", dir=output.parent))
-    try:
+    with replaced_dir(output, overwrite=options.overwrite) as staging:
         jobs = [(options, cid, img, mask, rows, split[cid], y_origin, str(staging)) for cid, img, mask, rows in cases]
         records = {}
         for cid, record in _pool_map(_prepare_one, jobs, options.workers):
@@ -124,10 +120,6 @@ def prepare(options: PrepareOptions, on_progress: Callable[[str, int], None] | N
         manifest = _manifest(options, records, skipped, y_origin, evidence)
         _check_no_leak(staging, manifest)
         write_json(staging / "manifest.json", manifest)
-        _replace_dir(staging, output, options.overwrite)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return PrepareReport(
         manifest_path=str(output / "manifest.json"),
         y_origin=y_origin,
@@ -337,7 +329,7 @@ def _manifest(options, records, skipped, y_origin, evidence) -> dict:
 
 
 def _check_no_leak(staging: Path, manifest: dict) -> None:
-    """Every file sits in its own image's split, and no id is in both splits (the seed's bug)."""
+    """Every file sits in its own image's split, and no id is in both splits (the original tools' bug)."""
     train, val = set(manifest["splits"]["train"]), set(manifest["splits"]["val"])
     if train & val:
         raise BcDeployError(f"internal error: ids in both splits: {sorted(train & val)}")
@@ -347,15 +339,4 @@ def _check_no_leak(staging: Path, manifest: dict) -> None:
             if stems - ids:
                 raise BcDeployError(f"internal error: {kind}/{split} holds files of another split: {sorted(stems - ids)}")
 
-
-def _replace_dir(staging: Path, output: Path, overwrite: bool) -> None:
-    if output.exists():
-        if any(output.iterdir()) and not overwrite:
-            raise InputError(f"{output}: output directory is not empty; pass --overwrite to replace it")
-        old = output.with_name(f".{output.name}.old-{os.getpid()}")
-        os.replace(output, old)
-        os.replace(staging, output)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, output)
 

@@ -3,7 +3,7 @@
 No DMID image can be downloaded where bcdeploy is developed, so we make data of the same form and
 scale: 8-bit RGBA TIFFs with R=G=B, a bright half-ellipse breast against the chest wall, a pectoral
 triangle on MLO views, a dark film background with burned-in label rectangles; 0/255 RGBA LZW masks
-only for abnormal images; MIAS-style Info.txt + Metadata.xlsx (figshare layout) or the seed
+only for abnormal images; MIAS-style Info.txt + Metadata.xlsx (figshare layout) or the original
 project's ground_truth/ + metadata.csv. Lesions are drawn so that a small model can learn them:
 benign masses are round with soft edges, malignant ones spiculated and denser, calcification
 clusters are bright specks (whose coordinates are sometimes missing, as in DMID).
@@ -29,9 +29,10 @@ from bcdeploy.data.records import LesionRow
 from bcdeploy.errors import InputError
 from bcdeploy.fileio import atomic_path, write_bytes, write_text
 
-LAYOUTS = ("figshare", "seed")
+LAYOUTS = ("figshare", "original")
+LAYOUT_ALIASES = {"seed": "original"}  # the name `--layout` had before "seed" only meant the random seed
 FIGSHARE_DIRS = ("TIFF Images", "ROI Masks")
-SEED_DIRS = ("tiff_images", "ground_truth")
+ORIGINAL_DIRS = ("tiff_images", "ground_truth")
 XLSX_COLUMNS = ("Image", "View", "Background Tissue", "Abnormality", "Class", "X", "Y", "Radius")
 CSV_COLUMNS = ("filename", "mammogram_view", "background", "abnormality", "class_abnormality", "x", "y", "radius")
 
@@ -60,6 +61,7 @@ def synthesize(
     on_image: Callable[[SynthCase], None] | None = None,
 ) -> list[SynthCase]:
     """Write a DMID-like data set of `count` images whose long side lies in [min_size, max_size]."""
+    layout = LAYOUT_ALIASES.get(layout, layout)
     if layout not in LAYOUTS:
         raise InputError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if y_origin not in ("top", "bottom"):
@@ -67,7 +69,7 @@ def synthesize(
     if count < 1 or min_size < 256 or max_size < min_size:
         raise InputError(f"need count >= 1 and 256 <= min_size <= max_size (got {count}, {min_size}, {max_size})")
     out = Path(out)
-    image_dir, mask_dir = (out / d for d in (FIGSHARE_DIRS if layout == "figshare" else SEED_DIRS))
+    image_dir, mask_dir = (out / d for d in (FIGSHARE_DIRS if layout == "figshare" else ORIGINAL_DIRS))
     mask_suffix = ".tif" if layout == "figshare" else ".png"
     jobs = [(seed, i, min_size, max_size, image_dir, mask_dir, mask_suffix) for i in range(count)]
     cases: list[SynthCase] = []

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from bcdeploy.errors import InputError
+from bcdeploy.eval.labels import read_label_png
 from bcdeploy.eval.segmentation import ConfusionMatrix
 from bcdeploy.fileio import atomic_path, write_json, write_text
 
 
 def confusion_from_dirs(preds: str | Path, labels: str | Path, num_classes: int) -> np.ndarray:
-    import cv2
-
     pred_files = sorted(Path(preds).glob("*.png"))
     if not pred_files:
         raise InputError(f"{preds}: no predicted masks (*.png)")
@@ -24,10 +23,10 @@ def confusion_from_dirs(preds: str | Path, labels: str | Path, num_classes: int)
         gt_path = Path(labels) / pred_path.name
         if not gt_path.is_file():
             raise InputError(f"{gt_path}: no ground truth for prediction {pred_path.name}")
-        pred = cv2.imread(str(pred_path), cv2.IMREAD_UNCHANGED)
-        gt = cv2.imread(str(gt_path), cv2.IMREAD_UNCHANGED)
-        if pred is None or gt is None or pred.shape != gt.shape:
-            raise InputError(f"{pred_path}: unreadable or of another size than {gt_path}")
+        pred, gt = read_label_png(pred_path), read_label_png(gt_path)
+        if pred.shape != gt.shape:
+            raise InputError(f"{pred_path}: {pred.shape[1]}x{pred.shape[0]}, but its label {gt_path} is "
+                             f"{gt.shape[1]}x{gt.shape[0]}")
         matrix.update(pred, gt)
     return matrix.matrix
 

@@ -45,7 +45,7 @@ class ConfusionMatrix:
             "mDice": _pct(np.nanmean(dice)) if np.isfinite(dice).any() else None,
             "mAcc": _pct(np.nanmean(acc)) if np.isfinite(acc).any() else None,
             "mIoU": _pct(np.nanmean(iou)) if np.isfinite(iou).any() else None,
-            # The seed's headline includes background, which dominates every pixel mean; these don't.
+            # The original project's headline includes background, which dominates every pixel mean; these don't.
             "mDice_lesion": _pct(np.nanmean(dice[lesion])) if np.isfinite(dice[lesion]).any() else None,
             "mAcc_lesion": _pct(np.nanmean(acc[lesion])) if np.isfinite(acc[lesion]).any() else None,
             "per_class": per_class,

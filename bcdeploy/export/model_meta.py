@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 from bcdeploy.errors import ConfigError
 from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.versions import package_versions
 
 
 def resize_from_cfg(cfg) -> tuple[list[int], bool]:
@@ -39,16 +39,6 @@ def size_divisor_from_cfg(pre) -> int:
     return int(test_cfg.get("size_divisor") or DEFAULT_SIZE_DIVISOR)
 
 
-def versions(*packages: str) -> dict[str, str]:
-    out = {}
-    for name in packages:
-        try:
-            out[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return out
-
-
 def meta_from_segmentor(segmentor, cfg, checkpoint: str | Path | None, checkpoint_sha256: str | None,
                         config_path: str | Path, argmax: bool) -> ModelMeta:
     pre = cfg.model.data_preprocessor
@@ -70,7 +60,7 @@ def meta_from_segmentor(segmentor, cfg, checkpoint: str | Path | None, checkpoin
         output_kind="argmax" if argmax else "logits",
         align_corners=bool(getattr(segmentor.decode_head, "align_corners", False)),
         output_dtype=("uint8" if num_classes <= 255 else "int32") if argmax else "float32",
-        versions=versions("bcdeploy", "torch", "mmsegmentation", "mmengine", "mmcv-lite", "mmcv", "onnx"),
+        versions=package_versions("bcdeploy", "torch", "mmsegmentation", "mmengine", "mmcv-lite", "mmcv", "onnx"),
         source={
             "config": Path(config_path).name,
             "checkpoint": Path(checkpoint).name if checkpoint else None,

@@ -136,9 +136,6 @@ def _code(hd: Any, concept: tuple[str, ...]) -> Any:
 
 
 def _bcdeploy_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from bcdeploy.versions import package_versions
 
-    try:
-        return f"bcdeploy {version('bcdeploy')}"
-    except PackageNotFoundError:
-        return "bcdeploy"
+    return " ".join(["bcdeploy", *package_versions("bcdeploy").values()])

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from bcdeploy.errors import InputError
+from bcdeploy.fileio import read_input
 from bcdeploy.runtime.image_headers import (
     DEFAULT_MAX_PIXELS,
     check_decoded_size,
@@ -107,7 +108,7 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>", *,
 def read_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read a lesion mask as (H, W) uint8; any non-zero channel marks lesion.
 
-    DMID masks are 0/255 RGBA TIFF (LZW); the seed's are 0/255 or index PNGs. Values are kept, the
+    DMID masks are 0/255 RGBA TIFF (LZW); the original project's are 0/255 or index PNGs. Values are kept, the
     caller decides how to binarise.
     """
     path = Path(path)
@@ -130,14 +131,7 @@ def read_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected an image file") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    data, _ = read_input(path)
     if not data:
         raise InputError(f"{path}: file is empty (0 bytes)")
     return data

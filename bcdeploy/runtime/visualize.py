@@ -1,4 +1,4 @@
-"""Pictures for people: the seed's 'biner' mask and an overlay with contours and labels."""
+"""Pictures for people: the original project's 'biner' mask and an overlay with contours and labels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ GREEN, RED, WHITE = (0, 200, 0), (0, 0, 255), (255, 255, 255)
 
 
 def biner(mask: np.ndarray, num_classes: int) -> np.ndarray:
-    """Class indices scaled to be visible (0, 127, 255 for three classes), as the seed wrote them."""
+    """Class indices scaled to be visible (0, 127, 255 for three classes), as the original tools wrote them."""
     step = 255 // max(1, num_classes - 1)
     return (mask.astype(np.uint16) * step).clip(0, 255).astype(np.uint8)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bcdeploy.errors import ConfigError
+from bcdeploy.eval.labels import read_label_png
 from bcdeploy.eval.lesions import LesionMetrics
 from bcdeploy.eval.segmentation import ConfusionMatrix
 from bcdeploy.fileio import refuse_overlap, write_json
@@ -42,7 +43,6 @@ def evaluate(
     trust: bool = False,
     on_progress: Callable[[str, int], None] | None = None,
 ) -> dict:
-    import cv2
     from mmseg.apis import inference_model
 
     from bcdeploy.train.config import load_config
@@ -60,9 +60,7 @@ def evaluate(
     pred_dir = Path(out) / "preds" if out else None
     for img_path, ann_path in pairs:
         pred = inference_model(model, str(img_path)).pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
-        gt = cv2.imread(str(ann_path), cv2.IMREAD_UNCHANGED)
-        if gt is None:
-            raise ConfigError(f"{ann_path}: annotation missing or unreadable")
+        gt = read_label_png(ann_path)
         confusion.update(pred, gt)
         lesions.update(pred, gt, img_path.stem)
         if pred_dir is not None:
@@ -87,7 +85,7 @@ def evaluate(
 
 
 def format_table(metrics: dict) -> str:
-    """The per-class table as the seed's MMSeg log prints it, then the headline and lesion lines."""
+    """The per-class table as the original project's MMSeg log prints it, then the headline and lesion lines."""
     lines = ["+------------+--------+--------+--------+", "|   Class    |  Dice  |  Acc   |  IoU   |",
              "+------------+--------+--------+--------+"]
     for name, row in metrics["per_class"].items():

@@ -19,6 +19,7 @@ def test_measure_respects_minimum_count_and_time():
 
 
 @pytest.mark.mmseg
+@pytest.mark.slow
 def test_parity_report_and_gates(exported, trained, prepared, tmp_path):
     val = prepared / "images" / "val"
     labels = prepared / "annotations" / "val"
@@ -42,6 +43,7 @@ def test_parity_report_and_gates(exported, trained, prepared, tmp_path):
 
 
 @pytest.mark.mmseg
+@pytest.mark.slow
 def test_latency_report(exported, trained, prepared, tmp_path):
     out = tmp_path / "latency"
     run_cli("bench", "latency", "--models", exported / "model.onnx", "--ckpt", trained, "--sizes", "64x96",

@@ -40,3 +40,25 @@ def test_user_error_is_one_line_and_exit_1(tmp_path):
 def test_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and "bcdeploy" in result.output
+
+
+def test_entry_points_in_a_real_process(tmp_path):
+    """Smoke test of what users run: the `bcdeploy` console script and `python -m bcdeploy.cli` (every
+    other CLI test goes through click's runner in-process): version, and a user error as exit 1 with
+    one `error:` line on stderr."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import run_cli_subprocess
+
+    script = Path(sys.executable).with_name("bcdeploy")
+    if not script.is_file():
+        pytest.skip(f"no console script beside {sys.executable} (package not installed)")
+    version = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.startswith("bcdeploy"), version.stderr
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"x")
+    proc = run_cli_subprocess("infer", "--engine", model, tmp_path, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr

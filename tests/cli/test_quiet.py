@@ -55,6 +55,7 @@ def tiny_onnx(path):
     return path
 
 
+@pytest.mark.slow
 def test_infer_on_files_the_decoders_complain_about(tmp_path):
     model = tiny_onnx(tmp_path / "tiny.onnx")
     corrupt = hostile.corrupt_png(tmp_path / "corrupt.png")  # libpng: "libpng error: IDAT: ..."

@@ -65,9 +65,9 @@ def test_origin_detected_both_ways(tmp_path):
         assert manifest["y_origin"] == origin
 
 
-def test_reads_seed_layout_with_csv_and_png_masks(tmp_path):
-    synthesize(tmp_path / "seed", count=8, min_size=300, max_size=340, seed=2, layout="seed", workers=1)
-    root = tmp_path / "seed"
+def test_reads_original_layout_with_csv_and_png_masks(tmp_path):
+    synthesize(tmp_path / "original", count=8, min_size=300, max_size=340, seed=2, layout="original", workers=1)
+    root = tmp_path / "original"
     report = prepare(PrepareOptions(images_dir=str(root / "tiff_images"), masks_dir=str(root / "ground_truth"),
                                     metadata=str(root / "metadata" / "metadata.csv"),
                                     output_dir=str(tmp_path / "out"), workers=1))
@@ -120,7 +120,7 @@ def _break_tiff(root):
     victim = sorted((root / "ROI Masks").glob("*.tif"))[0].stem
     path = root / "TIFF Images" / f"{victim}.tif"
     path.write_bytes(path.read_bytes()[:300])
-    return victim, "cannot read the TIFF header"
+    return victim, "cannot read the TIFF header"  # refused at the header, before any decode
 
 
 def _mismatch(root):

@@ -40,8 +40,9 @@ def test_xlsx_and_info_txt_agree(dmid):
     assert all(r.view for r in xlsx)
 
 
-def test_seed_layout(tmp_path):
-    synthesize(tmp_path, count=6, min_size=300, max_size=340, layout="seed", seed=3, workers=1)
+@pytest.mark.parametrize("layout", ["original", "seed"])  # `seed`: the old name, kept for old command lines
+def test_original_layout(tmp_path, layout):
+    synthesize(tmp_path, count=6, min_size=300, max_size=340, layout=layout, seed=3, workers=1)
     assert len(list((tmp_path / "tiff_images").glob("*.tif"))) == 6
     rows = read_metadata(tmp_path / "metadata" / "metadata.csv")
     with_lesion = {r.image_id for r in rows if not r.is_normal}

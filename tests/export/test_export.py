@@ -60,6 +60,7 @@ def test_sidecar_and_embedded_metadata(exported, trained):
 
 
 @pytest.mark.mmseg
+@pytest.mark.slow
 def test_onnx_matches_pytorch_at_every_size_and_batch(exported, trained):
     from bcdeploy.export.parity import parity_batches
     from bcdeploy.runtime.backends.onnxruntime import OnnxRuntimeRunner
@@ -92,6 +93,7 @@ def test_fp16_onnx_parity_on_cpu(exported, trained):
 
 
 @pytest.mark.mmseg
+@pytest.mark.slow
 def test_argmax_and_simplified_export(trained, tmp_path):
     result = _export("--ckpt", trained, "--out", tmp_path, "--argmax", "--simplify")
     assert result.exit_code == 0, result.output
@@ -156,6 +158,7 @@ def test_int8_onnx_is_quantized_and_parity_checked(exported):
 
 
 @pytest.mark.mmseg
+@pytest.mark.slow
 def test_int8_for_tensorrt_is_symmetric_and_still_runs_on_cpu(exported, tmp_path):
     """What `export --engine --precision int8` builds from: every Q/DQ zero point 0 and int8, biases FP32
     (TensorRT refuses anything else), parity as good as the CPU recipe's on the same gate."""
@@ -206,6 +209,7 @@ def test_parity_tolerates_rare_fp32_reordering_noise_but_not_a_large_or_common_e
 
 
 @pytest.mark.mmseg
+@pytest.mark.slow
 def test_keep_ratio_and_align_corners_models_give_mmseg_masks(trained, prepared, tmp_path):
     """A config whose test Resize keeps the aspect ratio and whose heads align corners: the exported
     model, run by the runtime, gives the masks `mmseg.apis.inference_model` gives for that config."""

@@ -66,6 +66,7 @@ def test_export_refuses_an_out_inside_its_images_folder_before_writing(trained, 
 
 
 @pytest.mark.mmseg
+@pytest.mark.slow
 def test_reexport_removes_the_variants_of_the_earlier_checkpoint(exported, trained, tmp_path):
     """Export A (--fp16 --int8 --openvino) lies in the work dir; export B without variants into it: only B's
     model files remain, every one with a sidecar naming B's SHA-256, and nothing else there is touched."""

@@ -173,6 +173,7 @@ def _strip_timings(report: dict) -> list[dict]:
     return [{k: v for k, v in e.items() if k not in ("time_ms", "started", "finished", "run")} for e in report["images"]]
 
 
+@pytest.mark.slow
 def test_sigint_part_way_then_rerun_equals_an_uninterrupted_run(model, tmp_path):
     rng = __import__("numpy").random.default_rng(7)
     images = tmp_path / "in"
@@ -256,6 +257,7 @@ def _tmpfs(path: Path, size: str, *flags: str) -> bool:
     return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
 
 
+@pytest.mark.slow
 def test_read_only_and_full_file_systems(model, tmp_path):
     rng = __import__("numpy").random.default_rng(12)
     images = [write_tiff(tmp_path / "in" / f"{i}.tif", mammogram(rng, 480, 400)) for i in range(6)]

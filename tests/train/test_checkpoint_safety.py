@@ -161,6 +161,7 @@ def test_train_resume_refuses(hostile, marker, prepared, tmp_path):
     _refused_in_one_line(result, work / f"iter_{TRAIN_ITERS}.pth", marker)
 
 
+@pytest.mark.slow
 def test_train_resume_never_runs_the_checkpoints_config_text(trained, prepared, tmp_path, marker):
     """MMEngine's resume parses meta['config'] as a Python config (it runs it); we drop that key."""
     import torch

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bcdeploy.errors import InputError
+from bcdeploy.fileio import read_input
 
 
 @dataclass(frozen=True)
@@ -50,20 +48,7 @@ def read_source(path: Path, source: Path) -> tuple[bytes, SourceIdentity, dict[s
     """The file's bytes and identity; size and mtime come from the open file, so they describe the
     bytes that were read even if the file is replaced meanwhile."""
     start = time.perf_counter()
-    try:
-        # O_NONBLOCK: opening a FIFO named like an image must not wait for a writer (it would hang the
-        # run); only a regular file is read, never a pipe or a device such as /dev/zero (endless bytes).
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                raise InputError(f"{path}: not a regular file (a pipe, socket or device); not read")
-            data = fh.read()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file (removed during the run?)") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected an image file") from None
-    except OSError as err:
-        raise InputError(f"{path}: cannot read ({err.strerror})") from None
+    data, st = read_input(path)
     read_ms = (time.perf_counter() - start) * 1000
     start = time.perf_counter()
     digest = hashlib.sha256(data).hexdigest()

@@ -1,5 +1,5 @@
 # UNet-S5-D16 backbone + ASPP decode head + FCN auxiliary head (MMSeg's deeplabv3_unet_s5-d16),
-# with the seed's CE (1.0) + Dice (3.0) losses. SyncBN becomes BN on a single device.
+# with the original project's CE (1.0) + Dice (3.0) losses. SyncBN becomes BN on a single device.
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 num_classes = 3
 data_preprocessor = dict(
