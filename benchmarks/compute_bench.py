@@ -18,9 +18,8 @@ import numpy as np
 
 from bcdeploy.bench.latency import achieved, model_gflop
 from bcdeploy.bench.models import open_segmenter, parse_spec, precision_of
-from bcdeploy.bench.report import machine_line
+from bcdeploy.bench.report import machine_line, write_report
 from bcdeploy.bench.sysinfo import describe
-from bcdeploy.fileio import write_json, write_text
 
 
 def main() -> None:
@@ -69,11 +68,7 @@ def main() -> None:
                      **achieved(model_gflop(spec.path, size), 1, statistics.median(ms), peak)})
         segmenter.close()
     report = {"machine": machine, "size": list(size), "rounds": args.rounds, "runs": args.runs, "rows": rows}
-    table = markdown(report)
-    print(table)
-    if args.out:
-        write_json(args.out.with_suffix(".json"), report)
-        write_text(args.out.with_suffix(".md"), table)
+    write_report(args.out, report, markdown(report))
 
 
 def markdown(report: dict) -> str:

@@ -17,9 +17,8 @@ import cv2
 import imagecodecs
 import numpy as np
 
-from bcdeploy.bench.report import machine_line
+from bcdeploy.bench.report import machine_line, write_report
 from bcdeploy.bench.sysinfo import describe
-from bcdeploy.fileio import write_json, write_text
 from bcdeploy.runtime.outputs import encode, encode_opencv
 from bcdeploy.runtime.visualize import biner, downscale, overlay
 
@@ -90,11 +89,7 @@ def main() -> None:
     report = {"machine": describe(), "mask": list(mask.shape), "rounds": args.rounds, "rows": rows,
               "packages": {"imagecodecs": imagecodecs.__version__, "libpng": imagecodecs.png_version(),
                            "opencv": cv2.__version__}}
-    table = markdown(report)
-    print(table)
-    if args.out:
-        write_json(args.out.with_suffix(".json"), report)
-        write_text(args.out.with_suffix(".md"), table)
+    write_report(args.out, report, markdown(report))
 
 
 def markdown(report: dict) -> str:

@@ -160,8 +160,8 @@ def main() -> None:
     parser.add_argument("--cores-per-node", type=int, default=16, help="for the archive estimate")
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args()
+    from bcdeploy.bench.report import write_report
     from bcdeploy.bench.sysinfo import describe
-    from bcdeploy.fileio import write_json, write_text
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -179,11 +179,7 @@ def main() -> None:
               "archive": [*archive_costs(basis, args.cores_per_node, "measured, 2 Ray nodes"),
                           *archive_costs(REFERENCE_S_PER_IMAGE + overhead, args.cores_per_node,
                                          "reference model + Ray overhead")], "note": note}
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "ray_infer.json", report)
-    write_text(out / "ray_infer.md", markdown(report))
-    print(markdown(report))
+    write_report(Path(args.out_dir) / "ray_infer", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -180,13 +180,9 @@ def main() -> None:
     report = {"model": args.model or "synthetic (6x conv3x3, 32 ch, 512x512)", "image": args.image or
               "synthetic 2000x1600 gray PNG", "max_batch": args.max_batch, "machine": machine, "results": results,
               "note": note}
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    from bcdeploy.fileio import write_json, write_text
+    from bcdeploy.bench.report import write_report
 
-    write_json(out / "serve_load.json", report)
-    write_text(out / "serve_load.md", markdown(report))
-    print(markdown(report))
+    write_report(Path(args.out_dir) / "serve_load", report, markdown(report))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,18 @@ from pathlib import Path
 from bcdeploy.fileio import atomic_path
 
 
+def write_report(stem: Path | None, report: dict, table: str) -> None:
+    """`stem`.json (the data) and `stem`.md (the table) for a benchmark, then the table on stdout; with no
+    stem only the table. One writer for every benchmark script and `bcdeploy bench`."""
+    from bcdeploy.fileio import write_json, write_text
+
+    if stem is not None:
+        stem = Path(stem)
+        write_json(stem.with_suffix(".json"), report)
+        write_text(stem.with_suffix(".md"), table)
+    print(table)
+
+
 def _fmt(value, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
