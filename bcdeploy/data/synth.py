@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -276,11 +277,14 @@ def metadata_xlsx(cases: list[SynthCase], y_origin: str) -> bytes:
     for case, row, (x, y, r) in _rows(cases, y_origin):
         values = [case.image_id, case.view, case.background, row.abnormality, row.severity or "-", x, y, r]
         sheet.append([int(v) if v.isdigit() else v for v in values])
-    fixed = datetime.datetime(2024, 1, 1)
-    book.properties.created = book.properties.modified = fixed
+    book.properties.created = datetime.datetime(2024, 1, 1)
     raw = io.BytesIO()
     book.save(raw)
     return _zip_with_fixed_dates(raw.getvalue())
+
+
+# openpyxl stamps docProps/core.xml's `modified` with the time of saving, whatever the workbook says.
+_MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
 
 
 def _zip_with_fixed_dates(data: bytes) -> bytes:
@@ -289,5 +293,8 @@ def _zip_with_fixed_dates(data: bytes) -> bytes:
         for info in src.infolist():
             fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
             fixed.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(fixed, src.read(info.filename))
+            content = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = _MODIFIED.sub(rb"\g<1>2024-01-01T00:00:00Z\g<2>", content)
+            dst.writestr(fixed, content)
     return out.getvalue()

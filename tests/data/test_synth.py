@@ -67,3 +67,14 @@ def test_size_range_is_respected(tmp_path):
 def test_bad_options(tmp_path, kwargs):
     with pytest.raises(InputError):
         synthesize(tmp_path, **{"count": 1, **kwargs})
+
+
+def test_metadata_xlsx_does_not_carry_the_time_of_writing():
+    """openpyxl stamps the save time into docProps/core.xml; two writes a second apart must still be equal."""
+    import time
+
+    from bcdeploy.data.synth import metadata_xlsx
+
+    first = metadata_xlsx([], "top")
+    time.sleep(1.1)
+    assert metadata_xlsx([], "top") == first
