@@ -8,7 +8,7 @@ import pytest
 
 from bcdeploy.errors import ParityError
 from bcdeploy.export.artifacts import Artifact, ExportResult
-from bcdeploy.export.parity import FP16_TOLERANCES, INT8_TOLERANCES, compare, require_parity
+from bcdeploy.export.parity import FP16_TOLERANCES, INT8_TOLERANCES, Tolerances, compare, require_parity
 from bcdeploy.runtime.metadata import ModelMeta
 
 META = ModelMeta(classes=["background", "benign", "malignant"], palette=[[0, 0, 0], [0, 255, 0], [255, 0, 0]],
@@ -83,3 +83,28 @@ def test_model_meta_is_immutable():
     with pytest.raises(FrozenInstanceError):
         META.precision = "fp16"
     assert replace(META, precision="fp16").precision == "fp16" and META.precision == "fp32"
+
+
+def _labels_to_logits(labels: np.ndarray, classes: int = 3) -> np.ndarray:
+    return (np.arange(classes)[None, :, None, None] == labels[:, None]).astype(np.float32) * 4.0
+
+
+def test_dice_gate_ignores_a_few_flipped_pixels_of_a_rare_class_but_not_a_lost_lesion():
+    """One flipped pixel of an 8-pixel class costs 7 % of that class's Dice: noise, not a lost lesion (it
+    failed a random-init reference export at 100.000 % agreement). Losing half of a 400-pixel lesion fails."""
+
+
+    ref = np.zeros((1, 256, 256), np.int64)
+    ref[0, 10:12, 10:14] = 2  # a rare class: 8 pixels
+    ref[0, 100:120, 100:120] = 1  # a lesion: 400 pixels
+    batch = np.zeros((1, 3, 256, 256), np.float32)
+    flipped = ref.copy()
+    flipped[0, 10, 10] = 0
+    report = compare(lambda _: _labels_to_logits(ref), lambda _: _labels_to_logits(flipped), [batch], "logits",
+                     Tolerances(max_abs_logit=None, min_agreement=0.999, max_dice_drop=0.01))
+    assert report.passed and report.rows[0].dice < 0.99  # the table still shows the raw Dice
+    lost = ref.copy()
+    lost[0, 100:110, 100:120] = 0  # half the lesion gone: 200 px, agreement still 99.7 %
+    report = compare(lambda _: _labels_to_logits(ref), lambda _: _labels_to_logits(lost), [batch], "logits",
+                     Tolerances(max_abs_logit=None, min_agreement=0.99, max_dice_drop=0.01))
+    assert not report.passed and any("dice" in f for f in report.rows[0].failures)
