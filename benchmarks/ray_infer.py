@@ -33,7 +33,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from serve_load import cpu_flags, synthetic_model  # noqa: E402
+from serve_load import machine_header, machine_with_load, synthetic_model  # noqa: E402
 
 ARCHIVE = 100_000
 REFERENCE_S_PER_IMAGE = 4.38  # README "Benchmarks": the reference model, onnxruntime FP32, one DMID-size image
@@ -136,9 +136,7 @@ def archive_costs(cpu_s_per_image: float, cores_per_node: int, basis: str) -> li
 def markdown(report: dict) -> str:
     m = report["machine"]
     lines = ["# bcdeploy infer --ray: 1 vs 2 local Ray nodes (same run, same machine)", "",
-             f"CPU: {m['cpu']} ({m['cores']} cores; flags: {', '.join(m['cpu_flags']) or 'n/a'}; 1-min load "
-             f"average before/after: {m['load_average_1m']}). Model: {report['model']}; "
-             f"{report['images']} images {report['size']} PNG.", "",
+             machine_header(m) + f" Model: {report['model']}; {report['images']} images {report['size']} PNG.", "",
              "| configuration | images | seconds | images/min | CPU-s/image |", "|---|---|---|---|---|"]
     lines += [f"| {r['config']} | {r['images']} | {r['seconds']} | {r['images_per_minute']} | {r['cpu_s_per_image']} |"
               for r in report["results"]]
@@ -161,13 +159,11 @@ def main() -> None:
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args()
     from bcdeploy.bench.report import write_report
-    from bcdeploy.bench.sysinfo import describe
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         results = run_all(args, Path(tmp))
-    machine = {**describe(), "cpu_flags": cpu_flags(),
-               "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
+    machine = machine_with_load(load_before)
     basis = results[-1]["cpu_s_per_image"]
     overhead = max(0.0, basis - results[0]["cpu_s_per_image"])
     note = (f"On {machine['cores']} cores every configuration shares the same cores: the ratios show what Ray "

@@ -29,16 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+def machine_with_load(load_before: float) -> dict:
+    """bench.sysinfo's machine description (CPU flags included) plus the 1-minute load average before and
+    after the run: how much else ran on these cores (a shared machine makes numbers noisy)."""
+    from bcdeploy.bench.sysinfo import describe
+
+    return {**describe(), "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
-def cpu_flags() -> list[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    return [f for f in FLAGS_OF_INTEREST if f in flags]
+def machine_header(machine: dict) -> str:
+    from bcdeploy.bench.report import machine_line
+
+    return f"Machine: {machine_line(machine)}; 1-min load average before/after: {machine['load_average_1m']}."
 
 
 def synthetic_model(folder: Path, size: int = 512, width: int = 32, depth: int = 6) -> Path:
@@ -144,9 +147,7 @@ def run_replicas(model: str, payload: bytes, replicas: int, args: argparse.Names
 
 def markdown(report: dict) -> str:
     lines = ["# bcdeploy serve: 1 vs 2 replicas (same run, same machine)", "",
-             f"CPU: {report['machine']['cpu']} ({report['machine']['cores']} cores; flags: "
-             f"{', '.join(report['machine']['cpu_flags']) or 'n/a'}; 1-min load average before/after: "
-             f"{report['machine']['load_average_1m']}). Model: {report['model']}; image: {report['image']}.",
+             machine_header(report["machine"]) + f" Model: {report['model']}; image: {report['image']}.",
              "", "| replicas | threads/replica | clients | requests | img/s | p50 ms | p95 ms |", "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['replicas']} | {r['threads_per_replica']} | {r['clients']} | {r['requests']} | {r['throughput_rps']} "
               f"| {r['p50_ms']} | {r['p95_ms']} |" for r in report["results"]]
@@ -164,7 +165,6 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--out-dir", default="benchmarks/results")
     args = parser.parse_args()
-    from bcdeploy.bench.sysinfo import describe
 
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,9 +172,7 @@ def main() -> None:
         image = args.image or str(synthetic_image(Path(tmp)))
         payload = Path(image).read_bytes()
         results = [row for r in args.replicas for row in run_replicas(model, payload, r, args)]
-    # the load average says how much else ran on these cores (a shared machine makes numbers noisy)
-    machine = {**describe(), "cpu_flags": cpu_flags(), "load_average_1m": [round(load_before, 2),
-                                                                           round(os.getloadavg()[0], 2)]}
+    machine = machine_with_load(load_before)
     note = (f"On {machine['cores']} cores both configurations share the same cores: the ratio shows what "
             "Serve's extra replica costs or saves, not a scale-out speed-up (that needs more machines).")
     report = {"model": args.model or "synthetic (6x conv3x3, 32 ch, 512x512)", "image": args.image or
