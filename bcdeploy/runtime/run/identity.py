@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bcdeploy.fileio import read_input
+from bcdeploy.fileio import read_input, sha256_file
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def outputs_intact(out: Path, outputs: dict[str, dict] | None) -> bool:
         try:
             if path.stat().st_size != record["size"]:
                 return False
-            if hashlib.sha256(path.read_bytes()).hexdigest() != record["sha256"]:
+            if sha256_file(path) != record["sha256"]:
                 return False
         except OSError:
             return False
