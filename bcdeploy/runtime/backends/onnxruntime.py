@@ -52,6 +52,8 @@ class OnnxRuntimeRunner(Runner):
         opts = ort.SessionOptions()
         if self.options.threads:
             opts.intra_op_num_threads = self.options.threads
+        if not self.options.spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.model_path), opts, providers=self._providers(ort))

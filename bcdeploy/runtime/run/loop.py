@@ -30,6 +30,7 @@ from bcdeploy.runtime.run.identity import ModelIdentity, canonical
 from bcdeploy.runtime.run.inputs import assign_names
 from bcdeploy.runtime.run.ledger import Ledger
 from bcdeploy.runtime.run.reports import write_reports
+from bcdeploy.runtime.run.scheduling import background_thread
 from bcdeploy.runtime.run.sources import FileSource, InputSource
 from bcdeploy.runtime.run.stages import Outcome, Stages
 
@@ -177,7 +178,8 @@ def _run_pipeline(stages: Stages, named: list, summary: RunSummary, options: Run
         while len(pending) > limit:
             count(pending.popleft().result(), summary, fatal)
 
-    with ThreadPoolExecutor(1, "decode") as reader, ThreadPoolExecutor(1, "write") as writer:
+    with ThreadPoolExecutor(1, "decode", background_thread) as reader, \
+            ThreadPoolExecutor(1, "write", background_thread) as writer:
         next_batch = reader.submit(stages.load_batch, batches[0]) if batches else None
         interrupts.armed = True
         try:
