@@ -46,6 +46,8 @@ def draw_run_timeline(out_dir: str | Path, png: str | Path, run: int | None = No
     """Draw run `run` (default: the last) of the run folder `out_dir` as a Gantt chart at `png`, write its
     figures as JSON beside it (same name, .json) and return them. Refuses a `png` inside `out_dir`."""
     png = Path(png)
+    if png.suffix.lower() == ".json":
+        raise InputError(f"--png {png}: its figures are written beside it as .json; give the picture another suffix")
     refuse_overlap(png, [out_dir], "--png")
     found = read_run_spans(out_dir, run)
     stats = plot_timeline(found.spans, png, title=f"{Path(out_dir).name}, run {found.run['id']}")
