@@ -9,7 +9,8 @@
 #  4. model compute at 640x640 with GFLOP/s beside the measured FP32 matmul peak, FP32 vs INT8 alternating;
 #  5. the write stage's encoders on a full-size mask;
 #  6. whole process per image on the DMID-size directory: MMSeg inference_model vs `bcdeploy infer`
-#     FP32 vs INT8, alternating, repeated.
+#     FP32 vs INT8, alternating, repeated; then the per-stage Gantt chart of each last run
+#     (timeline_fp32/int8.png + .json: stage medians, each thread's busy share, images/s).
 # Every result file records the CPU model and flags (avx2, avx512f, avx512_vnni, avx512_bf16, amx).
 #
 # Knobs (environment): BENCH_WORK (default bench_work/), RESULTS (benchmarks/results/cpu),
@@ -66,4 +67,8 @@ python benchmarks/alternate.py --images "$IMAGES" --repeat "${REPEAT:-3}" --out 
   --run mmseg "python benchmarks/mmseg_baseline.py --ckpt $CKPT $D" \
   --run ort-fp32 "bcdeploy infer --engine $E/model.onnx $D --out $O/fp32 --overwrite" \
   --run ort-int8 "bcdeploy infer --engine $E/model.int8.onnx $D --out $O/int8 --overwrite"
+# the per-stage Gantt chart of the last FP32 and INT8 runs (read from their ledgers; $O is left as it is)
+for p in fp32 int8; do
+  bcdeploy bench timeline "$O/$p" --png "$R/timeline_$p.png" | tee "$R/timeline_$p.md"
+done
 echo "results in $R"

@@ -2,9 +2,9 @@
 overlapped, so a scheduling change (decode and write filling the gaps around inference) can be seen,
 not only summed.
 
-Input is what the run loop's ledger records per image and stage: start and end timestamps (any one
-clock, e.g. time.perf_counter()), optionally the thread that ran it. One row per stage, or per
-stage/thread when a stage ran on several threads.
+Input is what the run loop's ledger records per image and stage (its `spans` column, see
+runtime/spans.py; bench/run_timeline.py reads it): start and end timestamps on any one clock, optionally
+the thread that ran it. One row per stage and thread.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from bcdeploy.errors import InputError
 from bcdeploy.fileio import atomic_path
+from bcdeploy.runtime.run.ledger import STAGES as STAGE_ORDER
 
-STAGE_ORDER = ("decode", "preprocess", "infer", "postprocess", "write")
-COLOURS = {"decode": "#4C72B0", "preprocess": "#8172B2", "infer": "#C44E52", "postprocess": "#CCB974",
-           "write": "#55A868"}
+COLOURS = {"read": "#64B5CD", "hash": "#8C8C8C", "decode": "#4C72B0", "preprocess": "#8172B2", "infer": "#C44E52",
+           "postprocess": "#CCB974", "write": "#55A868"}
 
 
 @dataclass(frozen=True)
@@ -55,16 +55,20 @@ def rows(spans: list[Span]) -> list[str]:
 
 
 def summarize(spans: list[Span]) -> dict:
-    """Wall time covered, busy seconds per row and its share of the wall time (1.0: never idle)."""
+    """Wall time covered, busy seconds per row and per thread and their share of the wall time (1.0: never
+    idle; a thread's share says how much of the run it worked, whichever of its stages it ran)."""
     if not spans:
-        return {"wall_s": 0.0, "rows": {}}
+        return {"wall_s": 0.0, "rows": {}, "threads": {}}
     t0, t1 = min(s.start for s in spans), max(s.end for s in spans)
     wall = t1 - t0
-    out = {}
-    for row in rows(spans):
-        busy = _union_length([(s.start, s.end) for s in spans if s.row == row])
-        out[row] = {"busy_s": round(busy, 4), "share": round(busy / wall, 4) if wall > 0 else None}
-    return {"wall_s": round(wall, 4), "rows": out}
+
+    def busy(mine: list[Span]) -> dict:
+        seconds = _union_length([(s.start, s.end) for s in mine])
+        return {"busy_s": round(seconds, 4), "share": round(seconds / wall, 4) if wall > 0 else None}
+
+    threads = sorted({s.thread for s in spans if s.thread})
+    return {"wall_s": round(wall, 4), "rows": {row: busy([s for s in spans if s.row == row]) for row in rows(spans)},
+            "threads": {t: busy([s for s in spans if s.thread == t]) for t in threads}}
 
 
 def _union_length(intervals: list[tuple[float, float]]) -> float:

@@ -1,4 +1,4 @@
-"""`bcdeploy bench parity` and `bcdeploy bench latency`."""
+"""`bcdeploy bench parity`, `bcdeploy bench latency` and `bcdeploy bench timeline`."""
 
 from __future__ import annotations
 
@@ -108,3 +108,18 @@ def latency(models, ckpt, config, sizes, batch_sizes, images, mmseg_baseline, mi
         report = run_latency(specs, sizes, batch_sizes, ckpt, config, image_paths, mmseg_baseline, min_seconds,
                              threads or 0, tick)
     _write_report(out, "latency", report, latency_markdown, plot_latency)
+
+
+@bench.command("timeline")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--run", "run_id", type=click.IntRange(min=1), help="Which run of the folder's ledger  [default: the last]")
+@click.option("--png", default="timeline.png", show_default=True, type=click.Path(dir_okay=False),
+              help="The Gantt chart; its figures go beside it as .json. Never inside OUT_DIR.")
+def timeline(out_dir, run_id, png) -> None:
+    """Per-stage Gantt chart of a `bcdeploy infer` run, from OUT_DIR's ledger (read only: OUT_DIR is left
+    as it is): which stages overlapped, each stage's median ms, each thread's busy share, images/s."""
+    from bcdeploy.bench.run_timeline import draw_run_timeline, timeline_markdown
+
+    report = draw_run_timeline(out_dir, png, run_id)
+    click.echo(timeline_markdown(report))
+    click.echo(f"wrote {png}, {Path(png).with_suffix('.json')}")

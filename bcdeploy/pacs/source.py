@@ -15,13 +15,13 @@ fetched over DICOMweb instead of read from files, each SEG stored back to the se
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from bcdeploy.pacs.dicomweb import DicomWebPacs, InstanceRef, plan_fetch
 from bcdeploy.runtime.run.identity import SourceIdentity
 from bcdeploy.runtime.run.inputs import InputFailure, InputItem
+from bcdeploy.runtime.spans import StageSpan, stage_span
 
 KEY_PREFIX = "dicomweb:"
 
@@ -61,14 +61,13 @@ class PacsSource:
             items.append(InputItem(PurePosixPath(display), key, PurePosixPath(name), self.url))
         return items, failures
 
-    def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, dict[str, float]]:
-        start = time.perf_counter()
-        data = self._fetcher.fetch(self._refs[str(item.source)])
-        fetch_ms = (time.perf_counter() - start) * 1000
-        start = time.perf_counter()
-        digest = hashlib.sha256(data).hexdigest()
-        hash_ms = (time.perf_counter() - start) * 1000
-        return data, SourceIdentity(str(item.source), len(data), 0, digest), {"read": fetch_ms, "hash": hash_ms}
+    def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, list[StageSpan]]:
+        spans: list[StageSpan] = []
+        with stage_span("read", spans):  # the fetch from the PACS is this source's read
+            data = self._fetcher.fetch(self._refs[str(item.source)])
+        with stage_span("hash", spans):
+            digest = hashlib.sha256(data).hexdigest()
+        return data, SourceIdentity(str(item.source), len(data), 0, digest), spans
 
     def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None:
         """STOW-RS the image's SEG (raises PacsError: that image's failure line)."""

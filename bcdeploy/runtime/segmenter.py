@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from bcdeploy.runtime.model_check import check_model_io
 from bcdeploy.runtime.postprocess import crop_padding, labels_to_mask, logits_to_mask, softmax
 from bcdeploy.runtime.preprocess import PreprocessInfo, preprocess
 from bcdeploy.runtime.sliding_window import sliding_window_inference
+from bcdeploy.runtime.spans import StageSpan, durations_ms, stage_span
 
 
 @dataclass
@@ -40,7 +40,8 @@ class SlidingWindow:
 class Prediction:
     mask: np.ndarray  # (H, W) uint8 class indices at the original size
     probs: np.ndarray | None  # (C, h, w) softmax at model resolution, padding cropped; None for argmax models
-    timings_ms: dict[str, float] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage; from `spans` where the predictor has them
+    spans: list[StageSpan] = field(default_factory=list)  # when each stage ran (runtime/spans.py)
 
 
 class Segmenter:
@@ -110,58 +111,55 @@ class Segmenter:
         images = [img.bgr if isinstance(img, DecodedImage) else img for img in images]
         if self.sliding_window:
             return [self._predict_sliding(img) for img in images]
-        start = time.perf_counter()
-        tensors, infos = zip(*(preprocess(_check_image(img), self.meta) for img in images))
-        pre_ms = (time.perf_counter() - start) * 1000 / len(images)
+        spans: list[list[StageSpan]] = [[] for _ in images]
+        prepared = []
+        for image, mine in zip(images, spans):
+            with stage_span("preprocess", mine):
+                prepared.append(preprocess(_check_image(image), self.meta))
+        tensors, infos = zip(*prepared)
         # A keep_ratio model gives each aspect ratio its own size. MMSeg refuses mixed sizes in one test
         # batch rather than pad them (padding would change the logits near the border), so neither do we:
-        # one backend call per size.
+        # one backend call per size, whose span each image of that call shares.
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for index, tensor in enumerate(tensors):
             by_shape.setdefault(tensor.shape, []).append(index)
         outputs: list[np.ndarray | None] = [None] * len(images)
-        infer_ms = 0.0
         for indices in by_shape.values():
-            out = self.runner.infer(np.stack([tensors[i] for i in indices]))
-            infer_ms += self.runner.last_infer_ms
+            batch, call = np.stack([tensors[i] for i in indices]), []
+            with stage_span("infer", call):
+                out = self.runner.infer(batch)
             for i, o in zip(indices, out):
                 outputs[i] = o
-        infer_ms /= len(images)
-        return [self._postprocess(o, info, {"preprocess": pre_ms, "infer": infer_ms}) for o, info in zip(outputs, infos)]
+                spans[i].append(call[0].for_batch(len(indices)))
+        return [self._postprocess(o, info, mine) for o, info, mine in zip(outputs, infos, spans)]
 
     def raw_logits(self, batch: np.ndarray) -> np.ndarray:
         """Backend output for an already preprocessed batch (parity checks compare these)."""
         return self.runner.infer(batch)
 
-    def _postprocess(self, output: np.ndarray, info: PreprocessInfo, timings: dict[str, float]) -> Prediction:
-        start = time.perf_counter()
-        if self.meta.output_kind == "argmax":
-            mask, probs = labels_to_mask(output, info), None
-        else:
-            logits = output.astype(np.float32, copy=False)
-            mask = logits_to_mask(logits, info, self.meta.align_corners)
-            probs = softmax(crop_padding(logits, info))
-        timings["postprocess"] = (time.perf_counter() - start) * 1000
-        return Prediction(mask, probs, timings)
+    def _postprocess(self, output: np.ndarray, info: PreprocessInfo, spans: list[StageSpan]) -> Prediction:
+        with stage_span("postprocess", spans):
+            if self.meta.output_kind == "argmax":
+                mask, probs = labels_to_mask(output, info), None
+            else:
+                logits = output.astype(np.float32, copy=False)
+                mask = logits_to_mask(logits, info, self.meta.align_corners)
+                probs = softmax(crop_padding(logits, info))
+        return Prediction(mask, probs, durations_ms(spans), spans)
 
     def _predict_sliding(self, image: np.ndarray) -> Prediction:
+        """One image at its original resolution; `infer` spans every window and their blending."""
         cfg = self.sliding_window
-        start = time.perf_counter()
-        chw, info = preprocess(_check_image(image), self.meta, resize=False)
-        pre_ms = (time.perf_counter() - start) * 1000
+        spans: list[StageSpan] = []
+        with stage_span("preprocess", spans):
+            chw, info = preprocess(_check_image(image), self.meta, resize=False)
         window = tuple(cfg.size or self.meta.input_size)
         if any(w % self.meta.size_divisor for w in window):
             raise InputError(f"sliding window {window} must be divisible by {self.meta.size_divisor}")
-        infer_ms = 0.0
-
-        def predictor(tiles: np.ndarray) -> np.ndarray:
-            nonlocal infer_ms
-            out = self.runner.infer(np.ascontiguousarray(tiles))
-            infer_ms += self.runner.last_infer_ms
-            return out
-
-        logits = sliding_window_inference(chw[None], window, predictor, cfg.overlap, cfg.mode, cfg.batch_size, self.meta.pad_value)[0]
-        return self._postprocess(logits, info, {"preprocess": pre_ms, "infer": infer_ms})
+        with stage_span("infer", spans):
+            logits = sliding_window_inference(chw[None], window, self.runner.infer, cfg.overlap, cfg.mode,
+                                              cfg.batch_size, self.meta.pad_value)[0]
+        return self._postprocess(logits, info, spans)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bcdeploy.fileio import read_input, sha256_file
+from bcdeploy.runtime.spans import StageSpan, stage_span
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,15 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def read_source(path: Path, source: Path) -> tuple[bytes, SourceIdentity, dict[str, float]]:
-    """The file's bytes and identity; size and mtime come from the open file, so they describe the
-    bytes that were read even if the file is replaced meanwhile."""
-    start = time.perf_counter()
-    data, st = read_input(path)
-    read_ms = (time.perf_counter() - start) * 1000
-    start = time.perf_counter()
-    digest = hashlib.sha256(data).hexdigest()
-    hash_ms = (time.perf_counter() - start) * 1000
-    return data, SourceIdentity(str(source), len(data), st.st_mtime_ns, digest), {"read": read_ms, "hash": hash_ms}
+def read_source(path: Path, source: Path) -> tuple[bytes, SourceIdentity, list[StageSpan]]:
+    """The file's bytes, identity and the read and hash spans; size and mtime come from the open file, so
+    they describe the bytes that were read even if the file is replaced meanwhile."""
+    spans: list[StageSpan] = []
+    with stage_span("read", spans):
+        data, st = read_input(path)
+    with stage_span("hash", spans):
+        digest = hashlib.sha256(data).hexdigest()
+    return data, SourceIdentity(str(source), len(data), st.st_mtime_ns, digest), spans
 
 
 def output_record(relative: str, data: bytes) -> dict[str, Any]:

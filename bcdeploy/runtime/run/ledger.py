@@ -22,7 +22,7 @@ from bcdeploy.errors import InputError, OutputError
 
 LEDGER_NAME = "ledger.sqlite"
 LOCK_NAME = ".ledger.lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STAGES = ("read", "hash", "decode", "preprocess", "infer", "postprocess", "write")
 
 SCHEMA = f"""
@@ -47,14 +47,18 @@ CREATE TABLE IF NOT EXISTS images (
     lesions TEXT,                              -- JSON list, as in results.json
     outputs TEXT,                              -- JSON: {{mask|biner|vis: {{path, size, sha256}}}}
     started REAL, finished REAL,               -- epoch seconds, for a Gantt chart of the pipeline
-    {", ".join(f"{stage}_ms REAL" for stage in STAGES)});
+    {", ".join(f"{stage}_ms REAL" for stage in STAGES)},  -- each stage's duration (the image's share of a batch)
+    spans TEXT);                               -- JSON [{{stage, start, end, thread[, shared]}}]: when each stage ran (v2)
 CREATE TABLE IF NOT EXISTS failures (            -- arguments that gave nothing (no source file to bind to)
     run_id INTEGER NOT NULL REFERENCES runs(id), item TEXT NOT NULL, error TEXT NOT NULL);
 """
 
 COLUMNS = ("source", "name", "argument", "path", "size", "mtime_ns", "sha256", "model_sha256", "mask_options", "target",
            "status", "error", "run_id", "image", "lesions", "outputs", "started", "finished",
-           *(f"{stage}_ms" for stage in STAGES))
+           *(f"{stage}_ms" for stage in STAGES), "spans")
+# What brings a ledger of version N-1 to version N. Columns are only ever added, so an older ledger's rows
+# stay (NULL in the new columns) and its images are not recomputed.
+MIGRATIONS = {2: ("ALTER TABLE images ADD COLUMN spans TEXT",)}
 
 
 def _cause(err: sqlite3.Error) -> str:
@@ -94,8 +98,9 @@ class Ledger:
                 if not {"meta", "runs", "images", "failures"} <= tables:
                     raise sqlite3.DatabaseError(f"tables {sorted(tables)} are not a bcdeploy run ledger")
                 version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if version is None or int(version[0]) > SCHEMA_VERSION:
-                    raise sqlite3.DatabaseError(f"schema version {version and version[0]} is not {SCHEMA_VERSION}")
+                if version is None or not 1 <= int(version[0]) <= SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(f"schema version {version and version[0]} is not one this bcdeploy "
+                                                f"reads (1 to {SCHEMA_VERSION})")
                 verdict = self.db.execute("PRAGMA quick_check").fetchone()[0]
                 if verdict != "ok":  # quick_check reports damage as rows, it does not raise
                     raise sqlite3.DatabaseError(" ".join(str(verdict).split())[:200])
@@ -106,10 +111,18 @@ class Ledger:
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a crash loses no committed row
             self.db.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
-            with self.transaction():
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._migrate()
         except sqlite3.Error as err:
             raise OutputError(f"{self.path}: cannot write the run ledger ({_cause(err)})") from None
+
+    def _migrate(self) -> None:
+        """Bring an older ledger up to SCHEMA_VERSION in one transaction (a new one is only stamped)."""
+        with self.transaction():
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            for version in range(int(row[0]) + 1 if row else SCHEMA_VERSION + 1, SCHEMA_VERSION + 1):
+                for sql in MIGRATIONS[version]:
+                    self.db.execute(sql)
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def transaction(self):
         return _Transaction(self)

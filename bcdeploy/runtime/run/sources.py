@@ -4,7 +4,8 @@ The run loop knows only this protocol, so the stages, the ledger, the resume rul
 the same whatever the origin:
 - `find()` lists the images (each with a stable output name before disambiguation) and one failure
   per argument that gives nothing;
-- `read(item)` returns the bytes to decode and their identity (what a result is bound to);
+- `read(item)` returns the bytes to decode, their identity (what a result is bound to) and the
+  spans of its `read` and `hash` stages (runtime/spans.py);
 - `deliver(item, written)` hands the finished outputs back where the source wants them (a PACS stores
   the DICOM SEG); it runs before the image's ledger row is committed, so a refused delivery is that
   image's failure and the next run tries again;
@@ -21,13 +22,14 @@ from typing import Protocol, runtime_checkable
 
 from bcdeploy.runtime.run.identity import SourceIdentity, read_source
 from bcdeploy.runtime.run.inputs import InputFailure, InputItem, find_inputs
+from bcdeploy.runtime.spans import StageSpan
 
 
 @runtime_checkable
 class InputSource(Protocol):
     def find(self) -> tuple[list[InputItem], list[InputFailure]]: ...
 
-    def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, dict[str, float]]: ...
+    def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, list[StageSpan]]: ...
 
     def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None: ...
 
@@ -47,7 +49,7 @@ class FileSource:
     def find(self) -> tuple[list[InputItem], list[InputFailure]]:
         return find_inputs(self.arguments, self.recursive)
 
-    def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, dict[str, float]]:
+    def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, list[StageSpan]]:
         return read_source(item.path, Path(item.source))
 
     def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None:

@@ -7,7 +7,7 @@ import errno
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from bcdeploy.runtime.run.inputs import InputItem
 from bcdeploy.runtime.run.ledger import Ledger
 from bcdeploy.runtime.run.sources import InputSource
 from bcdeploy.runtime.segmenter import Prediction
+from bcdeploy.runtime.spans import StageSpan, durations_ms, stage_span
 from bcdeploy.runtime.visualize import biner, overlay
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Work:
     data: bytes | None = None  # kept only when an output needs the source itself (--dicom-seg)
     skipped: bool = False
     error: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    spans: list[StageSpan] = field(default_factory=list)  # read, hash, decode; then segment's and write's
 
 
 @dataclass
@@ -71,10 +72,14 @@ def _predict(predictor: Predictor, ready: list[Work]) -> list[Prediction | None]
     if not ready:
         return []
     try:
-        predictions = predictor.predict([w.image for w in ready])
+        call: list[StageSpan] = []
+        with stage_span("infer", call):
+            predictions = predictor.predict([w.image for w in ready])
         if len(predictions) != len(ready):
             raise RuntimeError(f"the predictor returned {len(predictions)} results for {len(ready)} images")
-        return predictions
+        # A predictor that times no stage of its own (PyTorch's inference_model does all in one call) is
+        # shown as one `infer` span over its call, shared by the batch.
+        return [p if p.spans else replace(p, spans=[call[0].for_batch(len(ready))]) for p in predictions]
     except Exception as err:  # noqa: BLE001 - see segment()
         if len(ready) > 1:
             return [_predict(predictor, [w])[0] for w in ready]
@@ -101,14 +106,13 @@ class Stages:
     def load(self, item: InputItem, name: str) -> Work:
         work = Work(item, name)
         try:
-            data, work.identity, work.timings = self.source.read(item)
+            data, work.identity, work.spans = self.source.read(item)
             row = self.rows.get(str(item.source))
             if not self.options.overwrite and can_skip(row, work.identity, self.model, self.target(item), self.out):
                 work.skipped = True
                 return work
-            start = time.perf_counter()
-            work.image = decode_image(data, item.path, max_pixels=self.options.max_pixels, frame=self.options.frame)
-            work.timings["decode"] = (time.perf_counter() - start) * 1000
+            with stage_span("decode", work.spans):
+                work.image = decode_image(data, item.path, max_pixels=self.options.max_pixels, frame=self.options.frame)
             if self.seg_algorithm is not None and work.image.format == "dicom":
                 work.data = data
         except Exception as err:  # noqa: BLE001 - one odd file is one failure line, whatever it raised
@@ -135,25 +139,26 @@ class Stages:
             return Outcome("fatal", err)
 
     def _write(self, work: Work, prediction: Prediction) -> Outcome:
-        start = time.perf_counter()
+        work.spans += prediction.spans
         target = self.out
         try:
-            lesions = _with_mm(extract_lesions(prediction.mask, self.classes, prediction.probs), work.image)
-            pictures = {"mask": lambda: prediction.mask, "biner": lambda: biner(prediction.mask, len(self.classes)),
-                        "vis": lambda: overlay(work.image.bgr, prediction.mask, self.palette, self.classes, lesions,
-                                               self.target(work.item))}
-            outputs = {}
-            for kind, folder, suffix in OUTPUTS:
-                if kind not in self.options.save:  # `--save`: a picture nobody wants is not even drawn
-                    continue
-                relative = f"{folder}/{work.name}{suffix}"
-                data = encode(pictures[kind](), suffix)
-                target = self.out / relative
-                write_bytes(target, data)
-                outputs[kind] = output_record(relative, data)
-            if work.data is not None:
-                outputs["seg"] = self._write_seg(work, prediction)
-            self.source.deliver(work.item, {kind: self.out / record["path"] for kind, record in outputs.items()})
+            with stage_span("write", work.spans):
+                lesions = _with_mm(extract_lesions(prediction.mask, self.classes, prediction.probs), work.image)
+                pictures = {"mask": lambda: prediction.mask, "biner": lambda: biner(prediction.mask, len(self.classes)),
+                            "vis": lambda: overlay(work.image.bgr, prediction.mask, self.palette, self.classes, lesions,
+                                                   self.target(work.item))}
+                outputs = {}
+                for kind, folder, suffix in OUTPUTS:
+                    if kind not in self.options.save:  # `--save`: a picture nobody wants is not even drawn
+                        continue
+                    relative = f"{folder}/{work.name}{suffix}"
+                    data = encode(pictures[kind](), suffix)
+                    target = self.out / relative
+                    write_bytes(target, data)
+                    outputs[kind] = output_record(relative, data)
+                if work.data is not None:
+                    outputs["seg"] = self._write_seg(work, prediction)
+                self.source.deliver(work.item, {kind: self.out / record["path"] for kind, record in outputs.items()})
         except OSError as err:
             if err.errno in FATAL_ERRNOS:
                 raise OutputError(f"{target}: cannot write ({err.strerror})") from None
@@ -162,8 +167,6 @@ class Stages:
         except Exception as err:  # noqa: BLE001 - one odd image is one failure line
             self._record_failure(work, describe_error(work.item.path, err, "writing outputs"))
             return Outcome("failed")
-        work.timings.update(prediction.timings_ms)
-        work.timings["write"] = (time.perf_counter() - start) * 1000
         image = work.image
         info = {"size": [image.shape[1], image.shape[0]], "format": image.format, "source_dtype": image.source_dtype,
                 "intensity_map": image.intensity_map}
@@ -188,7 +191,8 @@ class Stages:
                 "sha256": ident and ident.sha256, "model_sha256": self.model.sha256,
                 "mask_options": self.model.mask_options, "target": self.target(work.item), "status": status,
                 "run_id": self.run_id, "started": work.started, "finished": time.time(),
-                **{f"{stage}_ms": ms for stage, ms in work.timings.items()}}
+                "spans": json.dumps([span.to_dict() for span in work.spans]),
+                **{f"{stage}_ms": ms for stage, ms in durations_ms(work.spans).items()}}
 
     def _record_failure(self, work: Work, error: str) -> None:
         """A failed image's row; outputs left from an earlier success described other bytes or another
