@@ -66,7 +66,11 @@ def _detected(row: dict) -> str:
 
 
 def latency_markdown(report: dict) -> str:
-    lines = ["# Latency", "", machine_line(report["machine"]), "", "## Model compute (ms per batch)", "",
+    from bcdeploy.runtime.cpu import advise
+
+    advice = advise(report["machine"].get("cpu_flags")).text()  # which variant to try on this CPU
+    lines = ["# Latency", "", machine_line(report["machine"]), "", f"CPU advice: {advice}", "",
+             "## Model compute (ms per batch)", "",
              "| format | backend | precision | batch | size | mean | p50 | p90 | p99 | images/s | GFLOP/s | of FP32 peak |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in report["entries"]:

@@ -1,7 +1,8 @@
 """Describe the machine and software a benchmark ran on (numbers mean nothing without it): CPU model,
 the instruction-set flags that decide which precision pays (AVX2, AVX-512, VNNI for INT8, BF16/AMX),
 and the FP32 matrix-multiply peak measured here, so every table can say how close to the limit a
-backend runs."""
+backend runs. The flags are read by bcdeploy.runtime.cpu, the one place that knows them (`infer`
+uses it too)."""
 
 from __future__ import annotations
 
@@ -11,44 +12,10 @@ import time
 
 import numpy as np
 
+from bcdeploy.runtime.cpu import CPU_FLAGS, cpu_flags, cpu_model, flags_line
 from bcdeploy.versions import package_versions
 
-# What decides the fastest correct backend on a CPU: AVX2 (baseline), AVX-512 (FP32 width), VNNI
-# (INT8 dot products), AVX-512 BF16 and AMX (BF16/INT8 tiles). Names as Linux's /proc/cpuinfo spells them.
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
-
-
-def _cpuinfo() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            return fh.read()
-    except OSError:
-        return ""
-
-
-def cpu_model() -> str:
-    for line in _cpuinfo().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def cpu_flags(cpuinfo: str | None = None) -> dict[str, bool] | None:
-    """{flag: present} for CPU_FLAGS, from the first processor's `flags` line; None where the
-    platform does not say (no /proc/cpuinfo), which is not the same as 'absent'."""
-    text = _cpuinfo() if cpuinfo is None else cpuinfo
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            present = set(line.split(":", 1)[1].split())
-            return {flag: flag in present for flag in CPU_FLAGS}
-    return None
-
-
-def flags_line(flags: dict[str, bool] | None) -> str:
-    if flags is None:
-        return "CPU flags unknown"
-    have = [f for f, on in flags.items() if on]
-    return "CPU flags: " + (" ".join(have) if have else "none of " + " ".join(CPU_FLAGS))
+__all__ = ["CPU_FLAGS", "cpu_flags", "cpu_model", "describe", "flags_line", "gpu_name", "matmul_peak"]
 
 
 def gpu_name() -> str | None:

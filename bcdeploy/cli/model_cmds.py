@@ -80,7 +80,8 @@ COMMANDS = [train, test_cmd, confusion_matrix]
               help="TensorRT engine precision, built from model.onnx / model.fp16.onnx / model.int8.onnx (int8 implies "
                    "--int8, quantised for TensorRT). Default: the deploy config's fp16_mode/int8_mode, else fp16.")
 @click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim (parity-checked like the rest).")
-@click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (model.xml/.bin), parity-checked.")
+@click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (model.xml/.bin; with --int8 also the INT8 IR "
+              "model.int8.xml/.bin, the fastest CPU variant), parity-checked.")
 @click.option("--images", multiple=True, type=click.Path(exists=True),
               help="Real images (files or folders) for the parity check and INT8 calibration.")
 @click.option("--atol", default=5e-4, show_default=True, type=float,

@@ -119,7 +119,16 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, save, 
              on_ray=lambda paths, run_options: run_on_ray(Path(model), paths, run_options, scale))
         return
     with Segmenter(model, sw, options=options) as segmenter:
+        _cpu_line(segmenter)
         _run(segmenter, source, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "infer", [model], dicom)
+
+
+def _cpu_line(segmenter) -> None:
+    """One stderr line: what this CPU runs fast, and a faster variant of the same export beside the model
+    if there is one. Named only: the model asked for is the model that runs. Not in the reports."""
+    from bcdeploy.runtime.variants import start_line
+
+    click.echo(start_line(segmenter.model_path, segmenter.meta, segmenter.runner.options), err=True)
 
 
 @click.command()

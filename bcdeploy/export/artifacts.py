@@ -13,7 +13,7 @@ from bcdeploy.runtime.metadata import ModelMeta
 class Artifact:
     """`parity` and `not_checked` exclude each other: every artifact is checked or says why it is not."""
 
-    name: str  # onnx, fp16, int8, openvino, engine
+    name: str  # onnx, fp16, int8, openvino, openvino_int8, engine
     precision: str
     path: Path  # where it is once the export committed (final, never the staging folder)
     sidecar: Path

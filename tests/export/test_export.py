@@ -158,6 +158,27 @@ def test_int8_onnx_is_quantized_and_parity_checked(exported):
 
 
 @pytest.mark.mmseg
+def test_int8_openvino_ir_is_converted_from_the_int8_onnx_and_parity_checked(exported, export_run):
+    """The shared export ran --int8 --openvino: model.int8.xml/.bin beside model.int8.onnx, still INT8 inside
+    (FakeQuantize), checked against PyTorch by the runtime's OpenVINO runner on the INT8 gate, recipe recorded."""
+    ov = pytest.importorskip("openvino")
+    from bcdeploy.runtime.backends.registry import backend_for
+
+    xml = exported / "model.int8.xml"
+    assert xml.is_file() and (exported / "model.int8.bin").is_file() and backend_for(xml).name == "openvino"
+    sidecar = json.loads((exported / "model.int8.xml.bcdeploy.json").read_text())
+    onnx_sidecar = json.loads((exported / "model.int8.bcdeploy.json").read_text())
+    parity = sidecar["export"]["parity"]
+    assert sidecar["precision"] == "int8" and parity["checked"] and parity["passed"]
+    assert parity["candidate"] == "openvino int8" and parity["tolerances"] == onnx_sidecar["export"]["parity"]["tolerances"]
+    assert sidecar["export"]["quantization"] == onnx_sidecar["export"]["quantization"]
+    assert sidecar["export"]["source"] == "model.int8.onnx" and sidecar["source"] == onnx_sidecar["source"]
+    ops = {op.get_type_name() for op in ov.Core().read_model(str(xml)).get_ops()}
+    assert "FakeQuantize" in ops, sorted(ops)
+    assert any(line.split()[:3] == ["openvino_int8", "int8", "ok"] for line in export_run.stdout.splitlines())
+
+
+@pytest.mark.mmseg
 @pytest.mark.slow
 def test_int8_for_tensorrt_is_symmetric_and_still_runs_on_cpu(exported, tmp_path):
     """What `export --engine --precision int8` builds from: every Q/DQ zero point 0 and int8, biases FP32

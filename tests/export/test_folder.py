@@ -34,6 +34,20 @@ def test_stale_model_files_are_models_and_sidecars_only(tmp_path):
                      "other.trt.bcdeploy.json", "net.engine", "net.plan"}  # weights.bin has no .xml: not a model
 
 
+def test_int8_openvino_ir_is_written_with_its_weights_and_is_stale_without_int8(tmp_path):
+    """`--int8 --openvino` writes model.int8.xml and model.int8.bin; an export without them removes both."""
+    from bcdeploy.export.api import ExportOptions, planned_steps, written_names
+
+    steps = planned_steps(ExportOptions(checkpoint="c", int8=True, openvino=True), "fp32")
+    assert steps == ("onnx", "int8", "openvino", "openvino_int8")
+    assert {"model.int8.xml", "model.int8.bin", "model.int8.xml.bcdeploy.json", "model.bin"} <= set(written_names(steps))
+    assert "openvino_int8" not in planned_steps(ExportOptions(checkpoint="c", openvino=True), "fp32")
+    _touch(tmp_path, "model.onnx", "model.bcdeploy.json", "model.int8.xml", "model.int8.bin",
+           "model.int8.xml.bcdeploy.json")
+    stale = {p.name for p in stale_model_files(tmp_path, written_names(("onnx",)))}
+    assert stale == {"model.int8.xml", "model.int8.bin", "model.int8.xml.bcdeploy.json"}
+
+
 def test_inputs_the_export_would_replace_or_remove_are_refused(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -83,7 +97,7 @@ def test_reexport_removes_the_variants_of_the_earlier_checkpoint(exported, train
     torch.save({"state_dict": state, "meta": {}}, ckpt_b)
     _touch(work, "notes.txt", "weights.bin")
     before = {p.name: sha256_file(p) for p in work.iterdir() if p.suffix in (".pth", ".py", ".txt") or p.name == "weights.bin"}
-    assert (work / "model.fp16.onnx").is_file() and (work / "model.xml").is_file()
+    assert (work / "model.fp16.onnx").is_file() and (work / "model.xml").is_file() and (work / "model.int8.bin").is_file()
 
     result = _export("--ckpt", ckpt_b, "--config", config, "--out", work)
     assert result.exit_code == 0, result.output
@@ -93,4 +107,6 @@ def test_reexport_removes_the_variants_of_the_earlier_checkpoint(exported, train
     assert sidecars == ["model.bcdeploy.json"]
     assert json.loads((work / "model.bcdeploy.json").read_text())["source"]["checkpoint_sha256"] == sha256_file(ckpt_b)
     assert "removed stale model.fp16.onnx" in result.output
+    assert "removed stale model.int8.xml" in result.output and "removed stale model.int8.bin" in result.output
+    assert not (work / "model.int8.bin").exists()  # the INT8 IR's weights go with it
     assert {name: sha256_file(work / name) for name in before} == before

@@ -38,8 +38,9 @@ def infer(model: Path, *args) -> tuple[int, str, str]:
 
 
 def messages(stderr: str) -> list[str]:
-    """stderr without the progress bar's label line."""
-    return [line for line in stderr.strip().splitlines() if line.strip() not in ("infer", "predict")]
+    """stderr without the progress bar's label line and infer's `cpu: ...` start line."""
+    return [line for line in stderr.strip().splitlines()
+            if line.strip() not in ("infer", "predict") and not line.startswith("cpu: ")]
 
 
 def hashes(root: Path) -> dict[str, str]:
