@@ -66,9 +66,19 @@ O="$W/infer_out"
 python benchmarks/alternate.py --images "$IMAGES" --repeat "${REPEAT:-3}" --out "$R/end_to_end" \
   --run mmseg "python benchmarks/mmseg_baseline.py --ckpt $CKPT $D" \
   --run ort-fp32 "bcdeploy infer --engine $E/model.onnx $D --out $O/fp32 --overwrite" \
-  --run ort-int8 "bcdeploy infer --engine $E/model.int8.onnx $D --out $O/int8 --overwrite"
-# the per-stage Gantt chart of the last FP32 and INT8 runs (read from their ledgers; $O is left as it is)
-for p in fp32 int8; do
+  --run ort-int8 "bcdeploy infer --engine $E/model.int8.onnx $D --out $O/int8 --overwrite" \
+  --run ov-int8 "bcdeploy infer --engine $E/model.int8.xml $D --out $O/ov-int8 --overwrite"
+# the per-stage Gantt chart of the last runs (read from their ledgers; $O is left as it is)
+for p in fp32 int8 ov-int8; do
   bcdeploy bench timeline "$O/$p" --png "$R/timeline_$p.png" | tee "$R/timeline_$p.md"
 done
+
+# 7. one image, whole process (start-up and model load included, as a user waits for it)
+D1="$W/dmid_size_one"
+mkdir -p "$D1" && cp -p "$(ls "$D"/*.tif | head -1)" "$D1/"
+python benchmarks/alternate.py --images 1 --repeat "${REPEAT:-3}" --out "$R/single_image" \
+  --run mmseg "python benchmarks/mmseg_baseline.py --ckpt $CKPT $D1" \
+  --run ort-fp32 "bcdeploy infer --engine $E/model.onnx $D1 --out $O/one-fp32 --overwrite" \
+  --run ort-int8 "bcdeploy infer --engine $E/model.int8.onnx $D1 --out $O/one-int8 --overwrite" \
+  --run ov-int8 "bcdeploy infer --engine $E/model.int8.xml $D1 --out $O/one-ov-int8 --overwrite"
 echo "results in $R"

@@ -14,7 +14,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from bcdeploy.export.int8 import quantize_int8
+from bcdeploy.export.int8 import CALIBRATION_IMAGES, quantize_int8, recipe, sensitive_convs
 from bcdeploy.export.onnx_export import embed_metadata
 from bcdeploy.export.parity import parity_batches
 from bcdeploy.fileio import write_text
@@ -28,9 +28,11 @@ def main() -> None:
     args = parser.parse_args()
     src = args.export_dir / "model.onnx"
     meta = load_meta(src)
-    calibration = parity_batches(meta, [(tuple(meta.input_size), 4)] * 2, args.images, seed=1)
-    dst = quantize_int8(src, src.with_name("model.int8.onnx"), calibration)
-    variant = replace(meta, precision="int8", export={**meta.export, "parity": {"gate": "skipped (benchmark)"}})
+    calibration = parity_batches(meta, [(tuple(meta.input_size), CALIBRATION_IMAGES)], args.images, seed=1)
+    fp32_nodes = sensitive_convs(src)
+    dst = quantize_int8(src, src.with_name("model.int8.onnx"), calibration, fp32_nodes=fp32_nodes)
+    variant = replace(meta, precision="int8", export={**meta.export, "quantization": recipe(False, fp32_nodes),
+                                                      "parity": {"gate": "skipped (benchmark)"}})
     embed_metadata(dst, variant)
     write_text(sidecar_path_for(dst), variant.to_json() + "\n")
     print(dst)

@@ -187,7 +187,7 @@ def _torch_runner(module) -> Callable[[np.ndarray], np.ndarray]:
 def _run_steps(place: _Place, steps: Sequence[str], module, meta: ModelMeta, check: _Checker, options: ExportOptions,
                precision: str, deploy: dc.DeploySettings) -> tuple[Artifact, ...]:
     from bcdeploy.export.fp16 import convert_to_fp16
-    from bcdeploy.export.int8 import quantize_int8, recipe
+    from bcdeploy.export.int8 import CALIBRATION_IMAGES, quantize_int8, recipe, sensitive_convs
     from bcdeploy.export.onnx_export import export_onnx, simplify_onnx
 
     onnx_path = export_onnx(module, place.staged("onnx"), deploy.trace_hw or tuple(meta.input_size))
@@ -198,9 +198,10 @@ def _run_steps(place: _Place, steps: Sequence[str], module, meta: ModelMeta, che
         made["fp16"] = _variant(place, "fp16", convert_to_fp16, meta, check, options.fp16_tolerances)
     if "int8" in steps:
         symmetric = options.engine and precision == "int8"  # TensorRT takes only zero-point-0 Q/DQ
-        calibration = parity_batches(meta, [(tuple(meta.input_size), 4)] * 2, options.images, seed=1)
-        made["int8"] = _variant(place, "int8", lambda src, dst: quantize_int8(src, dst, calibration, symmetric), meta,
-                                check, options.int8_tolerances, {"quantization": recipe(symmetric)})
+        calibration = parity_batches(meta, [(tuple(meta.input_size), CALIBRATION_IMAGES)], options.images, seed=1)
+        fp32_nodes = sensitive_convs(place.staged("onnx"))
+        made["int8"] = _variant(place, "int8", lambda src, dst: quantize_int8(src, dst, calibration, symmetric, fp32_nodes),
+                                meta, check, options.int8_tolerances, {"quantization": recipe(symmetric, fp32_nodes)})
     if "openvino" in steps:
         made["openvino"] = _openvino(place, "openvino", "onnx", meta, check, options.tolerances)
     if "openvino_int8" in steps:  # from the checked INT8 ONNX: OpenVINO keeps its Q/DQ as INT8 FakeQuantize

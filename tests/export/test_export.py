@@ -150,10 +150,19 @@ def test_int8_onnx_is_quantized_and_parity_checked(exported):
     parity = sidecar["export"]["parity"]
     assert sidecar["precision"] == "int8" and parity["checked"] and parity["passed"] and parity["min_agreement"] >= 0.9
     assert parity["tolerances"]["min_agreement"] == 0 and parity["candidate"] == "onnxruntime int8"
-    assert sidecar["export"]["quantization"] == {"format": "QDQ", "symmetric": False, "weights": "int8 per-channel",
-                                                 "activations": "uint8 with zero point", "bias": "int32"}
-    ops = {n.op_type for n in onnx.load(str(exported / "model.int8.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    recipe = sidecar["export"]["quantization"]
+    fp32_nodes = recipe.pop("fp32_nodes")
+    assert recipe == {"format": "QDQ", "symmetric": False, "weights": "int8 per-channel",
+                      "activations": "uint8 with zero point", "bias": "int32", "calibration_images": 16}
+    graph = onnx.load(str(exported / "model.int8.onnx")).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}
+    # the classifier stays FP32: its weights are a float initializer; every other convolution reads
+    # dequantised INT8 weights
+    dequantized = {out for n in graph.node if n.op_type == "DequantizeLinear" for out in n.output}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    assert len(fp32_nodes) == 1 and fp32_nodes[0].endswith("conv_seg/Conv") and set(fp32_nodes) <= set(convs)
+    for name, conv in convs.items():
+        assert (conv.input[1] not in dequantized) == (name in fp32_nodes), name
     assert (exported / "model.int8.onnx").stat().st_size < 0.5 * (exported / "model.onnx").stat().st_size
 
 
