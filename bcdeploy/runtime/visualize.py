@@ -9,8 +9,11 @@ GREEN, RED, WHITE = (0, 200, 0), (0, 0, 255), (255, 255, 255)
 
 def biner(mask: np.ndarray, num_classes: int) -> np.ndarray:
     """Class indices scaled to be visible (0, 127, 255 for three classes), as the original tools wrote them."""
+    import cv2
+
     step = 255 // max(1, num_classes - 1)
-    return (mask.astype(np.uint16) * step).clip(0, 255).astype(np.uint8)
+    table = (np.arange(256, dtype=np.uint16) * step).clip(0, 255).astype(np.uint8)
+    return cv2.LUT(mask, table)  # one pass over a 14-Mpx mask (the uint16 arithmetic took four)
 
 
 def short_name(name: str) -> str:
