@@ -97,8 +97,10 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, save, 
     patterns, or --dicomweb URL reads them from a PACS and stores a DICOM SEG for each back."""
     from pathlib import Path
 
+    from bcdeploy.runtime.outputs import parse_save
     from bcdeploy.runtime.segmenter import Segmenter, SlidingWindow
 
+    parse_save(save)  # a bad --save is one error line before the model loads (and before the cpu: line)
     dicom = pop_dicom_values(backend_values)
     source = input_source(inputs, dicom)
     if dicom.dry_run:
