@@ -115,10 +115,11 @@ def test_noise_like_logits_fall_back_to_the_full_resize():
 
 @pytest.mark.parametrize("size_in,size_out", [(640, 4463), (640, 3162), (33, 99), (64, 37), (7, 7), (1, 5)])
 def test_half_pixel_taps_are_cv2s(size_in, size_out):
-    """The tap mapping the fast path relies on is cv2.resize's: interpolating a ramp gives back
-    first tap + weight * (second - first)."""
+    """The tap mapping the fast path relies on is cv2.resize's, weights to float32 precision:
+    interpolating alternating 0/1 source pixels reads each output pixel's weight back."""
     first, second, weight = postprocess._half_pixel_taps(size_in, size_out)
-    ramp = np.arange(size_in, dtype=np.float32)[None].repeat(2, axis=0)
-    cv = cv2.resize(ramp, (size_out, 2), interpolation=cv2.INTER_LINEAR)[0]
+    alternating = (np.arange(size_in) % 2).astype(np.float32)[None].repeat(2, axis=0)
+    cv = cv2.resize(alternating, (size_out, 2), interpolation=cv2.INTER_LINEAR)[0]
     assert (np.diff(first) >= 0).all() and (second - first <= 1).all() and (weight >= 0).all()
-    np.testing.assert_allclose(first + weight * (second - first), cv, atol=1e-4)
+    ours = alternating[0, first] * (1 - weight) + alternating[0, second] * weight
+    np.testing.assert_allclose(ours, cv, atol=1e-6)
