@@ -10,6 +10,12 @@ from bcdeploy.runtime.postprocess import _logits_to_mask_full, logits_to_mask, r
 from bcdeploy.runtime.preprocess import PreprocessInfo
 
 
+@pytest.fixture
+def always_fast(monkeypatch):
+    """Noisy small cases have more than FALLBACK_FRACTION undecided: check the fast path on them too."""
+    monkeypatch.setattr(postprocess, "FALLBACK_FRACTION", 1.0)
+
+
 def blob_logits(classes: int, hw: tuple[int, int], seed: int, noise: float = 0.05) -> np.ndarray:
     """Background near 0, each lesion class a few Gaussian bumps reaching ~+2, plus noise."""
     rng = np.random.default_rng(seed)
@@ -55,19 +61,19 @@ def assert_same_as_reference(logits: np.ndarray, out_hw: tuple[int, int], agreem
     (3, (1, 40), (4, 131)),      # a single source row
 ])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_fast_mask_is_the_full_resize_mask(classes, in_hw, out_hw, seed):
+def test_fast_mask_is_the_full_resize_mask(always_fast, classes, in_hw, out_hw, seed):
     assert_same_as_reference(blob_logits(classes, in_hw, seed), out_hw)
 
 
 @pytest.mark.parametrize("chunk", [1, 97, 1 << 20])
-def test_fast_mask_is_chunk_independent(monkeypatch, chunk):
+def test_fast_mask_is_chunk_independent(always_fast, monkeypatch, chunk):
     """Undecided pixels are interpolated in bounded chunks; the chunk size changes nothing."""
     monkeypatch.setattr(postprocess, "CHUNK_PIXELS", chunk)
     logits = blob_logits(3, (37, 41), seed=3, noise=0.2)
     assert_same_as_reference(logits, (230, 171))
 
 
-def test_exact_ties_keep_the_lower_class():
+def test_exact_ties_keep_the_lower_class(always_fast):
     """Where two classes' logits are equal (bit for bit) the lower class wins, as argmax does;
     near-ties (1e-6 apart, below float32 rounding of the interpolation) follow the reference wherever
     the margin is clear of rounding, and the planted winner wins."""
@@ -84,7 +90,7 @@ def test_exact_ties_keep_the_lower_class():
     assert (ours[bottom] == 2).any() and not (ours[bottom] == 1).any()
 
 
-def test_matches_torch_bilinear_then_argmax_on_lesion_like_logits():
+def test_matches_torch_bilinear_then_argmax_on_lesion_like_logits(always_fast):
     torch = pytest.importorskip("torch")
     logits = blob_logits(3, (64, 48), seed=5)
     ours = fast_mask(logits, (443, 316))
