@@ -102,8 +102,8 @@ def _half_pixel_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarra
 
 def _logits_to_mask_fast(logits: np.ndarray, height: int, width: int) -> np.ndarray | None:
     """(C,h,w) float32 logits, C >= 2 -> (height,width) uint8 mask, as `_logits_to_mask_full` with
-    align_corners=False; None when most of the output is undecided (noise-like logits), where the
-    full resize is cheaper.
+    align_corners=False; None when more than FALLBACK_FRACTION of the output is undecided (noise-like
+    logits), where the full resize is cheaper.
 
     Why it is exact. With align_corners=False (cv2.resize INTER_LINEAR, torch's bilinear interpolate)
     each output pixel is a convex combination (weights >= 0, summing to 1) of its 4 source taps, the same
@@ -114,7 +114,10 @@ def _logits_to_mask_fast(logits: np.ndarray, height: int, width: int) -> np.ndar
     (taps rows y0, y0+1 x cols x0, x0+1, clamped at the border) as decided when its 4 taps agree with
     margin >= eps, expand the cell classes to full size with np.repeat (the tap index is monotonic in the
     output coordinate, so per-cell repeat counts give the expansion exactly), and interpolate only the
-    output pixels of undecided cells (lesion boundaries, near-ties) with cv2's weights in float32.
+    output pixels of undecided cells (lesion boundaries, near-ties) with cv2's weights in float32, a
+    block per cell (all its output pixels share its 4 taps). Those agree with cv2 up to float32
+    rounding, so only pixels whose top-2 interpolated logits are within ~1e-6 may differ (as cv2 and
+    torch differ there); bit-equal class planes still give the lower class.
 
     eps = 1e-3 * max(1, max|logit|): float32 interpolation (in cv2, torch or here) is off by a few ulp
     of the largest logit (~1e-7 relative), and a reference implementation may floor a source coordinate
