@@ -1,0 +1,62 @@
+"""Per-lesion records (runtime/lesions.py) are those of labelling the whole mask, whatever rectangle the
+implementation labels: ids in raster order, areas, boxes, centroids and mean probabilities, on seeded
+masks with lesions at the borders, touching each other, single pixels, and none."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from bcdeploy.runtime.lesions import extract_lesions
+
+CLASSES = ["background", "benign", "malignant"]
+
+
+def whole_image_records(mask: np.ndarray, probs: np.ndarray | None) -> list[tuple]:
+    """What labelling the whole image gives (the definition), as comparable tuples in id order."""
+    out = []
+    height, width = mask.shape
+    for cls in (1, 2):
+        count, labels, stats, centroids = cv2.connectedComponentsWithStats((mask == cls).astype(np.uint8), connectivity=8)
+        for label in range(1, count):
+            x, y, w, h, area = (int(v) for v in stats[label])
+            prob = None
+            if probs is not None:
+                ys, xs = np.nonzero(labels == label)
+                py = (ys * probs.shape[1] // height).clip(0, probs.shape[1] - 1)
+                px = (xs * probs.shape[2] // width).clip(0, probs.shape[2] - 1)
+                prob = round(float(probs[cls, py, px].mean()), 4)
+            out.append((cls, area, [x, y, w, h], [round(float(centroids[label][0]), 1),
+                                                  round(float(centroids[label][1]), 1)], prob))
+    return out
+
+
+def seeded_mask(seed: int, shape=(700, 500)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(shape, np.uint8)
+    for _ in range(rng.integers(0, 12)):
+        cls = int(rng.integers(1, 3))
+        center = (int(rng.integers(0, shape[1])), int(rng.integers(0, shape[0])))
+        cv2.circle(mask, center, int(rng.integers(1, 40)), cls, -1)
+    for _ in range(rng.integers(0, 5)):  # single pixels, some on the border
+        mask[int(rng.integers(0, shape[0])), int(rng.choice([0, shape[1] - 1, rng.integers(0, shape[1])]))] = rng.integers(1, 3)
+    return mask
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_records_equal_whole_image_labelling(seed: int) -> None:
+    mask = seeded_mask(seed)
+    rng = np.random.default_rng(100 + seed)
+    probs = rng.random((3, 70, 50)).astype(np.float32)
+    got = extract_lesions(mask, CLASSES, probs)
+    want = whole_image_records(mask, probs)
+    assert [(r["class_index"], r["area_px"], r["bbox"], r["centroid"], r["mean_prob"]) for r in got] == want
+    assert [r["id"] for r in got] == list(range(1, len(want) + 1))
+
+
+def test_empty_mask_and_lesion_filling_the_image() -> None:
+    assert extract_lesions(np.zeros((40, 30), np.uint8), CLASSES) == []
+    full = np.full((40, 30), 2, np.uint8)
+    (record,) = extract_lesions(full, CLASSES)
+    assert record["bbox"] == [0, 0, 30, 40] and record["area_px"] == 1200 and record["class"] == "malignant"
