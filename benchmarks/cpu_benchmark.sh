@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# Reproduces benchmarks/results/ on this machine's CPU (~60 minutes on 2 idle cores; run it alone:
-# every figure is a same-run ratio, but other work on the machine widens the spread):
+# Reproduces benchmarks/results/cpu/ on this machine's CPU (~25 minutes on 2 idle cores once the checkpoint
+# exists, +15-35 to train it; run it alone: every figure is a same-run ratio, but other work on the machine
+# widens the spread):
 #  1. the reference model (UNet-S5-D16 + ASPP) trained briefly on generated data, so its masks are a
 #     trained model's (few false lesions), not random weights (benchmarks/make_reference_checkpoint.py);
-#  2. exported to ONNX FP32 + INT8 (calibrated on the training images, parity-gated) + OpenVINO IR,
-#     and the INT8/OpenVINO parity table vs PyTorch on the validation split;
+#  2. `bcdeploy export --int8 --openvino`: ONNX FP32, INT8 (16 calibration images, classifier FP32),
+#     OpenVINO FP32 and INT8 IR, each parity-gated; then the parity table vs PyTorch on the validation split;
 #  3. >= 8 DMID-size mammograms (2864x4432-ish 8-bit RGBA LZW TIFF);
-#  4. model compute at 640x640 with GFLOP/s beside the measured FP32 matmul peak, FP32 vs INT8 alternating;
+#  4. model compute at 640x640 with GFLOP/s beside the measured FP32 matmul peak, every variant alternating;
 #  5. the write stage's encoders on a full-size mask;
 #  6. whole process per image on the DMID-size directory: MMSeg inference_model vs `bcdeploy infer`
-#     FP32 vs INT8, alternating, repeated; then the per-stage Gantt chart of each last run
-#     (timeline_fp32/int8.png + .json: stage medians, each thread's busy share, images/s).
+#     onnxruntime FP32 / INT8 and OpenVINO INT8, alternating, repeated; then the per-stage Gantt chart of
+#     each last run (timeline_*.png + .json/.md: stage medians, each thread's busy share, images/s);
+#  7. the same for one image (start-up and model load included).
 # Every result file records the CPU model and flags (avx2, avx512f, avx512_vnni, avx512_bf16, amx).
 #
 # Knobs (environment): BENCH_WORK (default bench_work/), RESULTS (benchmarks/results/cpu),
-# TRAIN_ITERS (400; 60 for a smoke run), TRAIN_BATCH (4), IMAGES (8), REPEAT (3), ROUNDS (5). The
-# checkpoint the results were made with was trained with TRAIN_ITERS=2000 TRAIN_BATCH=8 on a GPU (see
-# make_reference_checkpoint.py); put it at $BENCH_WORK/reference/work_dir/iter_2000.pth to reuse it.
+# TRAIN_ITERS (400; 60 for a smoke run), TRAIN_BATCH (4), IMAGES (8), REPEAT (3), ROUNDS (5). The committed
+# results used the defaults (checkpoint trained on the CPU). A checkpoint trained elsewhere with the same
+# command (e.g. `--iters 2000 --batch 8 --device cuda`) is reused from $BENCH_WORK/reference/work_dir/iter_N.pth
+# with TRAIN_ITERS=N.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/env.sh"
 cd "$ROOT"

@@ -54,3 +54,14 @@ def gray_to_scanner_formats(gray: np.ndarray, folder: Path, stem: str) -> dict[s
     cv2.imwrite(str(paths["jpeg"]), gray, [cv2.IMWRITE_JPEG_QUALITY, 95])
     write_dicom(paths["dicom"], gray.astype(np.uint16) * 16, window=(2048, 4096))
     return paths
+
+
+def gray_with_lesion(seed: int, min_size: int = 420, max_size: int = 480) -> np.ndarray:
+    """The first generated mammogram of `seed` that has a lesion (grayscale uint8)."""
+    from bcdeploy.data.synth import render_case
+
+    for index in range(40):
+        _, gray, mask = render_case(seed, index, min_size, max_size)
+        if mask is not None:
+            return gray
+    raise AssertionError(f"no generated case with a lesion for seed {seed}")

@@ -30,9 +30,10 @@ def _common(fn):
 
 
 def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, save, label, extra_inputs,
-         dicom=None, on_ray=None) -> None:
+         dicom=None, on_ray=None, notes=None) -> None:
     """Forward to the run loop (or, with `on_ray(inputs, options)`, to Ray), print its summary and set
-    the exit status (130 after Ctrl-C)."""
+    the exit status (130 after Ctrl-C). `notes()` prints information lines just before the summary: only
+    after a run that ran, so a refused command stays one `error:` line."""
     from pathlib import Path
 
     from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
@@ -50,6 +51,8 @@ def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, save=parse_save(save), on_progress=tick, extra_inputs=extra_inputs,
             **(dicom.run_options() if dicom else {}))
         summary = on_ray(inputs, options) if on_ray else run(predictor, inputs, options)
+    if notes:
+        notes()
     _report(summary, out)
 
 
@@ -121,8 +124,8 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, save, 
              on_ray=lambda paths, run_options: run_on_ray(Path(model), paths, run_options, scale))
         return
     with Segmenter(model, sw, options=options) as segmenter:
-        _cpu_line(segmenter)
-        _run(segmenter, source, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "infer", [model], dicom)
+        _run(segmenter, source, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "infer", [model], dicom,
+             notes=lambda: _cpu_line(segmenter))
 
 
 def _cpu_line(segmenter) -> None:

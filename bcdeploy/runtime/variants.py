@@ -1,4 +1,4 @@
-"""Which model of the same export runs fastest on this CPU: named at `infer`'s start, never switched to.
+"""Which model of the same export runs fastest on this CPU: named in `infer`'s `cpu:` line, never switched to.
 
 An export writes variants of one checkpoint side by side (model.onnx, model.int8.onnx, model.xml,
 model.int8.xml). Which one is fastest depends on the CPU (runtime/cpu.py), and a user who runs
@@ -63,7 +63,7 @@ def faster_variant(model_path: Path, meta: ModelMeta, options: BackendOptions, a
 
 
 def start_line(model_path: str | Path, meta: ModelMeta, options: BackendOptions, cpuinfo: str | None = None) -> str:
-    """The CPU line `infer` prints at start, with a hint naming a faster variant of the same export."""
+    """The CPU line `infer` prints before its summary, with a hint naming a faster variant of the same export."""
     text = read_cpuinfo() if cpuinfo is None else cpuinfo
     line = cpu_line(text)
     variant = faster_variant(Path(model_path), meta, options, advise(cpu_flags(text)))

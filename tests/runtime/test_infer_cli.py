@@ -5,10 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bcdeploy.data.synth import render_case
 from bcdeploy.fileio import sha256_file
 from tests.conftest import run_cli
-from tests.helpers import gray_to_scanner_formats
+from tests.helpers import gray_to_scanner_formats, gray_with_lesion
 
 pytestmark = pytest.mark.mmseg  # needs the exported tiny model (and PyTorch for the reference masks)
 
@@ -16,11 +15,7 @@ pytestmark = pytest.mark.mmseg  # needs the exported tiny model (and PyTorch for
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory):
     """One generated mammogram with lesions in every format scanners give."""
-    for index in range(40):
-        _, gray, mask = render_case(11, index, 420, 480)
-        if mask is not None:
-            break
-    return gray_to_scanner_formats(gray, tmp_path_factory.mktemp("scans"), "IMG900")
+    return gray_to_scanner_formats(gray_with_lesion(11), tmp_path_factory.mktemp("scans"), "IMG900")
 
 
 @pytest.fixture(scope="module")

@@ -4,21 +4,17 @@ import cv2
 import numpy as np
 import pytest
 
-from bcdeploy.data.synth import render_case
 from bcdeploy.runtime.cpu import advise, cpu_flags
 from tests.conftest import run_cli
+from tests.helpers import gray_with_lesion
 
 pytestmark = pytest.mark.mmseg  # needs the shared export (--int8 --openvino)
 
 
 @pytest.fixture(scope="module")
 def scan(tmp_path_factory):
-    for index in range(40):
-        _, gray, mask = render_case(12, index, 420, 480)
-        if mask is not None:
-            break
     path = tmp_path_factory.mktemp("scan") / "IMG901.png"
-    cv2.imwrite(str(path), gray)
+    cv2.imwrite(str(path), gray_with_lesion(12))
     return path
 
 

@@ -62,15 +62,15 @@ class OnnxRuntimeOptions(BackendOptions):
     backend: ClassVar[str] = "onnxruntime"
     provider: str = _choice("cpu", tuple(ORT_PROVIDERS), "execution provider")
     threads: int = _count(0, "CPU threads (0: the backend's default)")
-    # onnxruntime's default is to spin: its intra-op threads busy-wait after each parallel section,
-    # taking the core the decode and write threads of a directory run need (runtime/run/scheduling.py).
-    spin: bool = field(default=False, metadata={"help": "let onnxruntime's CPU threads busy-wait between layers"})
     device_id: int = _count(0, "GPU index (onnxruntime: for the cuda and tensorrt providers)")
     # Off by default: the model's precision is the file's, never changed behind the user's back (a row
     # labelled fp32 must not run FP16 inside onnxruntime's TensorRT provider).
     trt_fp16: bool = field(default=False, metadata={"help": "let the tensorrt provider run FP16 kernels"})
     trt_cache_dir: str | None = field(default=None, metadata={
         "help": "engine cache of the tensorrt provider (default: trt_cache/ beside the model)"})
+    # onnxruntime's default is to spin: its intra-op threads busy-wait after each parallel section,
+    # taking the core the decode and write threads of a directory run need (runtime/run/scheduling.py).
+    spin: bool = field(default=False, metadata={"help": "let onnxruntime's CPU threads busy-wait between layers"})
 
     refusal_hints: ClassVar[dict[str, str]] = {
         "precision": "an .onnx file runs at the precision it was exported in (model.fp16.onnx, model.int8.onnx); "
