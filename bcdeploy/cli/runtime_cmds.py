@@ -30,7 +30,7 @@ def _common(fn):
 
 
 def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, save, label, extra_inputs,
-         dicom=None, on_ray=None, notes=None) -> None:
+         dicom=None, on_ray=None, notes=None, prefetch=None) -> None:
     """Forward to the run loop (or, with `on_ray(inputs, options)`, to Ray), print its summary and set
     the exit status (130 after Ctrl-C). `notes()` prints information lines just before the summary: only
     after a run that ran, so a refused command stays one `error:` line."""
@@ -49,6 +49,7 @@ def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max
         options = RunOptions(
             out=Path(out), batch_size=batch_size, overwrite=overwrite, recursive=recursive, targets=targets,
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, save=parse_save(save), on_progress=tick, extra_inputs=extra_inputs,
+            prefetch=prefetch,
             **(dicom.run_options() if dicom else {}))
         summary = on_ray(inputs, options) if on_ray else run(predictor, inputs, options)
     if notes:
@@ -123,9 +124,16 @@ def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, save, 
         _run(None, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "infer", [model], dicom,
              on_ray=lambda paths, run_options: run_on_ray(Path(model), paths, run_options, scale))
         return
+    prefetch = None
+    if isinstance(source, tuple):  # files: decode the first one while the model opens (runtime/run/prefetch.py)
+        from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+        from bcdeploy.runtime.run.prefetch import FirstImagePrefetch
+
+        prefetch = FirstImagePrefetch(source, recursive=recursive, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
+                                      frame=dicom.frame)
     with Segmenter(model, sw, options=options) as segmenter:
         _run(segmenter, source, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "infer", [model], dicom,
-             notes=lambda: _cpu_line(segmenter))
+             notes=lambda: _cpu_line(segmenter), prefetch=prefetch)
 
 
 def _cpu_line(segmenter) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import refuse_overlap
@@ -51,6 +52,7 @@ class RunOptions:
     dicom_seg: bool = False  # a DICOM SEG per DICOM input (seg/<name>.dcm)
     no_phi: bool = False  # reports without patient/study/series/instance identifiers (phi.py)
     save: frozenset[str] = ALL_OUTPUTS  # which pictures to write: mask, biner, vis (`--save`)
+    prefetch: Any = None  # a prefetch.FirstImagePrefetch started before the model opened, or None
 
 
 @dataclass

@@ -112,7 +112,9 @@ class Stages:
                 work.skipped = True
                 return work
             with stage_span("decode", work.spans):
-                work.image = decode_image(data, item.path, max_pixels=self.options.max_pixels, frame=self.options.frame)
+                prefetch = self.options.prefetch
+                work.image = (prefetch and prefetch.take(item, work.identity)) or \
+                    decode_image(data, item.path, max_pixels=self.options.max_pixels, frame=self.options.frame)
             if self.seg_algorithm is not None and work.image.format == "dicom":
                 work.data = data
         except Exception as err:  # noqa: BLE001 - one odd file is one failure line, whatever it raised
