@@ -32,7 +32,7 @@ def main() -> None:
     calibration = parity_batches(meta, [(tuple(meta.input_size), CALIBRATION_IMAGES)], args.images, seed=1)
     fp32_nodes = sensitive_convs(src)
     dst = quantize_int8(src, src.with_name("model.int8.onnx"), calibration, fp32_nodes=fp32_nodes)
-    variant = replace(meta, precision="int8", export={**meta.export, "quantization": recipe(False, fp32_nodes),
+    variant = replace(meta, precision="int8", export={**meta.export, "quantization": recipe(False, calibration, fp32_nodes),
                                                       "parity": {"gate": "skipped (benchmark)"}})
     embed_metadata(dst, variant)
     write_text(sidecar_path_for(dst), variant.to_json() + "\n")

@@ -201,7 +201,7 @@ def _run_steps(place: _Place, steps: Sequence[str], module, meta: ModelMeta, che
         calibration = parity_batches(meta, [(tuple(meta.input_size), CALIBRATION_IMAGES)], options.images, seed=1)
         fp32_nodes = sensitive_convs(place.staged("onnx"))
         made["int8"] = _variant(place, "int8", lambda src, dst: quantize_int8(src, dst, calibration, symmetric, fp32_nodes),
-                                meta, check, options.int8_tolerances, {"quantization": recipe(symmetric, fp32_nodes)})
+                                meta, check, options.int8_tolerances, {"quantization": recipe(symmetric, calibration, fp32_nodes)})
     if "openvino" in steps:
         made["openvino"] = _openvino(place, "openvino", "onnx", meta, check, options.tolerances)
     if "openvino_int8" in steps:  # from the checked INT8 ONNX: OpenVINO keeps its Q/DQ as INT8 FakeQuantize

@@ -13,6 +13,7 @@ result is parity-checked against PyTorch like every other export. Two recipes, r
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,11 +35,14 @@ CALIBRATION_IMAGES = 16
 FP32_FIRST, FP32_LAST = 0, 1
 
 
-def recipe(symmetric: bool, fp32_nodes: Sequence[str] = ()) -> dict:
-    """What the sidecar records as `export.quantization`."""
+def recipe(symmetric: bool, calibration: Sequence[np.ndarray], fp32_nodes: Sequence[str] = ()) -> dict:
+    """What the sidecar records as `export.quantization`. `calibration_images` counts the distinct images
+    in the calibration batches: fewer files than CALIBRATION_IMAGES are cycled to fill them, and the
+    record says what the ranges really came from."""
+    distinct = {hashlib.sha256(np.ascontiguousarray(image).tobytes()).digest() for batch in calibration for image in batch}
     facts = {"format": "QDQ", "symmetric": symmetric, "weights": "int8 per-channel",
              "activations": "int8, zero point 0" if symmetric else "uint8 with zero point",
-             "bias": "fp32" if symmetric else "int32", "calibration_images": CALIBRATION_IMAGES}
+             "bias": "fp32" if symmetric else "int32", "calibration_images": len(distinct)}
     return {**facts, "fp32_nodes": list(fp32_nodes)} if fp32_nodes else facts
 
 

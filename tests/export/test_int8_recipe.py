@@ -40,3 +40,14 @@ def test_classifier_is_the_default_and_counts_walk_the_graph(tmp_path: Path) -> 
     # breadth first across the branches, from both ends
     assert sensitive_convs(model, first=3, last=4) == ["stem", "branch_a", "branch_b", "cls", "fuse", "branch_a", "branch_b"]
     assert sensitive_convs(model, first=0, last=0) == []
+
+
+def test_recipe_counts_the_distinct_calibration_images() -> None:
+    """Fewer files than the batch holds are cycled; the sidecar must say how many images the ranges came from."""
+    from bcdeploy.export.int8 import recipe
+
+    four = np.random.default_rng(0).random((4, 3, 8, 8)).astype(np.float32)
+    cycled = np.concatenate([four, four, four, four])  # 16 entries, 4 images
+    assert recipe(False, [cycled])["calibration_images"] == 4
+    assert recipe(False, [four[:2], four[2:]])["calibration_images"] == 4
+    assert recipe(True, [four[:1]], ["cls"])["fp32_nodes"] == ["cls"] and "fp32_nodes" not in recipe(True, [four[:1]])
