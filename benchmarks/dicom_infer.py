@@ -1,7 +1,7 @@
 """What `--dicom-seg` adds to `bcdeploy infer` on DMID-size DICOM mammograms (same run, same files).
 
 Run from the repo root:  python benchmarks/dicom_infer.py [--images N] [--syntax jpegls]
-The model is a tiny ONNX graph built in code (tests/runtime/tiny_models.py), so the time is the run
+The model is a tiny ONNX graph built in code (tests/tiny_models.py), so the time is the run
 loop's own: read, hash, decode, segment, write PNG/JPEG outputs, ledger, and the SEG when asked.
 Reported: seconds per image without and with --dicom-seg, and their ratio (compare ratios across
 machines, not seconds). Prints one JSON document.
@@ -28,10 +28,11 @@ def main() -> None:
     parser.add_argument("--syntax", default="explicit")
     args = parser.parse_args()
 
+    from bcdeploy.runtime.outputs import parse_save
     from bcdeploy.runtime.run import RunOptions, run
     from bcdeploy.runtime.segmenter import Segmenter
     from tests.dicom_samples import mammogram_dataset, mammogram_pixels, write_syntax
-    from tests.runtime.tiny_models import description, write_onnx, write_sidecar
+    from tests.tiny_models import description, write_onnx, write_sidecar
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -47,7 +48,8 @@ def main() -> None:
             for label, seg in (("warmup", False), ("plain", False), ("dicom_seg", True), ("plain_2", False),
                                ("dicom_seg_2", True)):
                 start = time.perf_counter()
-                summary = run(segmenter, [str(root / "in")], RunOptions(out=root / label, dicom_seg=seg))
+                summary = run(lambda: segmenter, [str(root / "in")],
+                              RunOptions(out=root / label, save=parse_save(None, dicom_seg=seg)))
                 assert summary.processed == args.images, summary.failed
                 seconds[label] = (time.perf_counter() - start) / args.images
     plain = min(seconds["plain"], seconds["plain_2"])  # min of each: the least disturbed pass on a shared machine

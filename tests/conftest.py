@@ -1,10 +1,12 @@
-"""Shared fixtures: generated DMID-like data, a tiny model trained through `bcdeploy train`, and its
-export. Tests that need an optional stack are marked and skip with the reason when it is missing."""
+"""Shared fixtures: generated DMID-like data (and a copy to damage), a tiny model trained through
+`bcdeploy train` and its export, and tiny ONNX models built in code (tests/tiny_models.py). Tests that
+need an optional stack are marked and skip with the reason when it is missing."""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -164,3 +166,29 @@ def exported(export_run) -> Path:
     return export_run.out
 
 # ---- end of export fixtures ----
+
+
+@pytest.fixture
+def dmid_copy(dmid, tmp_path) -> Path:
+    """A private copy of the generated DMID tree, for tests that damage or watch their inputs."""
+    root = tmp_path / "dmid"
+    shutil.copytree(dmid, root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    """A 3-class 1x1-convolution ONNX model (random weights, seed 0) with its sidecar; shared, read-only."""
+    from tests.tiny_models import description, write_onnx, write_sidecar
+
+    path = write_onnx(tmp_path_factory.mktemp("tiny_onnx") / "model.onnx")
+    write_sidecar(path, description())
+    return path
+
+
+@pytest.fixture(scope="session")
+def threshold_onnx(tmp_path_factory) -> Path:
+    """The segmenter of known output (dark/mid/bright -> 0/1/2) with its sidecar; shared, read-only."""
+    from tests.tiny_models import write_threshold_onnx
+
+    return write_threshold_onnx(tmp_path_factory.mktemp("threshold_onnx"))

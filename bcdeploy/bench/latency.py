@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 STAGES = ("decode", "preprocess", "infer", "postprocess")
 
 
-def run_latency(specs: Sequence[ModelSpec], sizes: Sequence[tuple[int, int]], batch_sizes: Sequence[int],
+def run_latency(specs: Sequence[ModelSpec], sizes: Sequence[tuple[int, int]], batch_sizes: Sequence[int], *,
                 checkpoint: str | None = None, config: str | None = None, images: Sequence[Path] = (),
                 mmseg_baseline: bool = False, min_seconds: float = 1.0, threads: int = 0,
                 on_progress: Callable[[str, int], None] | None = None) -> dict:

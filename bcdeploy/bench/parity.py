@@ -24,7 +24,7 @@ from bcdeploy.runtime.imageio import read_image
 from bcdeploy.runtime.preprocess import preprocess
 
 
-def run_parity(checkpoint: str, specs: Sequence[ModelSpec], images: Sequence[Path], labels: str | None = None,
+def run_parity(checkpoint: str, specs: Sequence[ModelSpec], images: Sequence[Path], *, labels: str | None = None,
                config: str | None = None, min_agreement: float = 0.999, max_dice_drop: float = 0.01,
                on_progress: Callable[[str, int], None] | None = None) -> dict:
     import torch
@@ -42,7 +42,8 @@ def run_parity(checkpoint: str, specs: Sequence[ModelSpec], images: Sequence[Pat
     module = prepare_for_export(predictor.model)
     rows = []
     for spec in specs:
-        rows.append(_backend_row(spec, decoded, ref_masks, gts, classes, module, torch, reference))
+        rows.append(_backend_row(spec, decoded, ref_masks, gts, classes=classes, module=module, torch=torch,
+                                    reference=reference))
         if on_progress:
             on_progress(spec.label, len(specs))
     for row in rows:
@@ -73,7 +74,7 @@ def _vs_ground_truth(masks, gts, classes) -> dict:
             "lesion": lesions.summary()}
 
 
-def _backend_row(spec: ModelSpec, decoded, ref_masks, gts, classes, module, torch, reference) -> dict:
+def _backend_row(spec: ModelSpec, decoded, ref_masks, gts, *, classes, module, torch, reference) -> dict:
     segmenter, reason = open_segmenter(spec)
     if segmenter is None:
         return {"model": spec.label, "status": f"skipped: {reason}"}

@@ -71,13 +71,16 @@ def backend_option_names() -> tuple[str, ...]:
     return tuple(names)
 
 
+def backend_option_list(*names: str) -> list[Callable]:
+    """The named backend options (default: all of them), as option decorators for a command's section."""
+    return [_declaration(name) for name in names or backend_option_names()]
+
+
 def backend_options(*names: str) -> Callable:
     """Decorator adding the named backend options (default: all of them) to a command."""
-    chosen = names or backend_option_names()
-
     def decorate(fn: Callable) -> Callable:
-        for name in reversed(chosen):
-            fn = _declaration(name)(fn)
+        for declaration in reversed(backend_option_list(*names)):
+            fn = declaration(fn)
         return fn
 
     return decorate

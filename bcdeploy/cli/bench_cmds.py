@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import cloup
 
-from bcdeploy.cli._options import backend_options, flag, parse_hw
+from bcdeploy.cli._options import backend_option_list, flag, parse_hw
 from bcdeploy.cli._progress import progress
+from bcdeploy.cli._run_args import section
 
 
 @click.group()
@@ -17,11 +19,12 @@ def bench() -> None:
 
 def _images(inputs, recursive=False) -> list[Path]:
     from bcdeploy.errors import InputError
-    from bcdeploy.runtime.batch import collect_inputs
+    from bcdeploy.runtime.run import find_inputs
 
-    paths, failures = collect_inputs(inputs, recursive)
+    items, failures = find_inputs(inputs, recursive)
+    paths = [Path(item.source) for item in items]
     if failures:
-        raise InputError("; ".join(f["error"] for f in failures))
+        raise InputError("; ".join(f.error for f in failures))
     if not paths:
         raise InputError(f"no images in {' '.join(inputs)}")
     return paths
@@ -57,16 +60,22 @@ def _write_report(out: str, name: str, report: dict, markdown, plot) -> None:
     click.echo(f"wrote {out_dir}/{name}.json, {name}.md, {name}.png")
 
 
-@bench.command("parity")
-@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="The trained checkpoint (reference).")
-@click.option("--config", type=click.Path(dir_okay=False))
-@click.option("--models", required=True, multiple=True, help="Exported models; repeat or list (path[#bf16]).")
+@bench.command("parity", cls=cloup.Command)
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("--labels", type=click.Path(file_okay=False), help="Ground-truth annotation PNGs (by image stem).")
-@click.option("--out", default="bench_parity", show_default=True, type=click.Path(file_okay=False))
-@backend_options("provider")
-@click.option("--min-agreement", default=0.999, show_default=True, type=float)
-@click.option("--max-dice-drop", default=0.01, show_default=True, type=float)
+@section(
+    "Reference and contenders",
+    click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="The trained checkpoint (reference)."),
+    click.option("--config", type=click.Path(dir_okay=False)),
+    click.option("--models", required=True, multiple=True, help="Exported models; repeat or list (path[#bf16])."),
+    *backend_option_list("provider"),
+)
+@section(
+    "Gates",
+    click.option("--labels", type=click.Path(file_okay=False), help="Ground-truth annotation PNGs (by image stem)."),
+    click.option("--min-agreement", default=0.999, show_default=True, type=float),
+    click.option("--max-dice-drop", default=0.01, show_default=True, type=float),
+)
+@section("Outputs", click.option("--out", default="bench_parity", show_default=True, type=click.Path(file_okay=False)))
 def parity(ckpt, config, models, inputs, labels, out, provider, min_agreement, max_dice_drop) -> None:
     """Masks of every backend vs PyTorch/MMSeg and vs ground truth; exits 1 below the gates."""
     from bcdeploy.bench.parity import run_parity
@@ -75,23 +84,30 @@ def parity(ckpt, config, models, inputs, labels, out, provider, min_agreement, m
     specs = _specs(models, provider=provider)
     _refuse_overlap(out, specs, *inputs, labels, ckpt, config)
     with progress("parity") as tick:
-        report = run_parity(ckpt, specs, _images(inputs), labels, config, min_agreement, max_dice_drop, tick)
+        report = run_parity(ckpt, specs, _images(inputs), labels=labels, config=config, min_agreement=min_agreement,
+                            max_dice_drop=max_dice_drop, on_progress=tick)
     _write_report(out, "parity", report, parity_markdown, plot_parity)
     if not report["passed"]:
         raise SystemExit(1)
 
 
-@bench.command("latency")
-@click.option("--models", required=True, multiple=True, help="Exported models; repeat or list (path[#bf16]).")
-@click.option("--ckpt", type=click.Path(dir_okay=False), help="Also time PyTorch eager (and the MMSeg baseline).")
-@click.option("--config", type=click.Path(dir_okay=False))
-@click.option("--sizes", multiple=True, default=("640x640",), show_default=True, help="HxW, repeatable.")
-@click.option("--batch-sizes", multiple=True, type=int, default=(1,), show_default=True)
-@click.option("--images", type=click.Path(file_okay=False), help="Images for end-to-end timing.")
-@click.option("--mmseg-baseline", is_flag=True, help="Time MMSeg's inference_model on --images (needs --ckpt).")
-@click.option("--min-seconds", default=2.0, show_default=True, type=float, help="Minimum timing per entry.")
-@backend_options("threads", "provider")
-@click.option("--out", default="bench_latency", show_default=True, type=click.Path(file_okay=False))
+@bench.command("latency", cls=cloup.Command)
+@section(
+    "Models",
+    click.option("--models", required=True, multiple=True, help="Exported models; repeat or list (path[#bf16])."),
+    click.option("--ckpt", type=click.Path(dir_okay=False), help="Also time PyTorch eager (and the MMSeg baseline)."),
+    click.option("--config", type=click.Path(dir_okay=False)),
+    *backend_option_list("threads", "provider"),
+)
+@section(
+    "Workload",
+    click.option("--sizes", multiple=True, default=("640x640",), show_default=True, help="HxW, repeatable."),
+    click.option("--batch-sizes", multiple=True, type=int, default=(1,), show_default=True),
+    click.option("--images", type=click.Path(file_okay=False), help="Images for end-to-end timing."),
+    click.option("--mmseg-baseline", is_flag=True, help="Time MMSeg's inference_model on --images (needs --ckpt)."),
+    click.option("--min-seconds", default=2.0, show_default=True, type=float, help="Minimum timing per entry."),
+)
+@section("Outputs", click.option("--out", default="bench_latency", show_default=True, type=click.Path(file_okay=False)))
 def latency(models, ckpt, config, sizes, batch_sizes, images, mmseg_baseline, min_seconds, threads, provider, out) -> None:
     """Latency (mean/std/p50/p90/p95/p99, throughput) per backend, precision, batch and size."""
     from bcdeploy.bench.latency import run_latency
@@ -105,8 +121,9 @@ def latency(models, ckpt, config, sizes, batch_sizes, images, mmseg_baseline, mi
     sizes = [parse_hw(s) for item in sizes for s in item.split()]
     image_paths = _images([images]) if images else []
     with progress("latency") as tick:
-        report = run_latency(specs, sizes, batch_sizes, ckpt, config, image_paths, mmseg_baseline, min_seconds,
-                             threads or 0, tick)
+        report = run_latency(specs, sizes, batch_sizes, checkpoint=ckpt, config=config, images=image_paths,
+                             mmseg_baseline=mmseg_baseline, min_seconds=min_seconds, threads=threads or 0,
+                             on_progress=tick)
     _write_report(out, "latency", report, latency_markdown, plot_latency)
 
 

@@ -27,7 +27,8 @@ def synth(out: str, count: int, min_size: int, max_size: int, layout: str, seed:
     from bcdeploy.data.synth import synthesize
 
     with progress("synth") as tick:
-        cases = synthesize(out, count, min_size, max_size, layout, seed, y_origin, on_image=lambda c: tick(c, count))
+        cases = synthesize(out, count, min_size=min_size, max_size=max_size, layout=layout, seed=seed, y_origin=y_origin,
+                           on_image=lambda c: tick(c, count))
     abnormal = sum(1 for c in cases if not c.rows[0].is_normal)
     click.echo(f"wrote {len(cases)} images ({abnormal} with lesions) to {out} [{layout} layout]")
 

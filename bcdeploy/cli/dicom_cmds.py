@@ -52,10 +52,18 @@ def info(files, as_json, no_phi, max_pixels, frame) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per instance.")
 def list_cmd(url, studies, as_json) -> None:
     """The mammograms `infer --dicomweb URL` would fetch (its --dry-run), one per line."""
-    from bcdeploy.cli._dicom_run import echo_refs
     from bcdeploy.pacs.dicomweb import DicomWebPacs, plan_fetch
 
     echo_refs(plan_fetch(DicomWebPacs(url), list(studies)), f"on {url}", as_json)
+
+
+def echo_refs(refs, what: str, as_json: bool = False) -> None:
+    """One instance per line (study, series, SOP instance UID), then a count on stderr."""
+    from dataclasses import asdict
+
+    for ref in refs:
+        click.echo(json.dumps(asdict(ref)) if as_json else f"{ref.study_uid}  {ref.series_uid}  {ref.sop_uid}")
+    click.echo(f"{len(refs)} mammogram(s) in {len({r.study_uid for r in refs})} study(ies) {what}", err=True)
 
 
 def _read(path) -> bytes:

@@ -4,8 +4,10 @@ export, build-engine, predict. Heavy imports happen inside each command."""
 from __future__ import annotations
 
 import click
+import cloup
 
 from bcdeploy.cli._progress import progress
+from bcdeploy.cli._run_args import section
 
 
 @click.command()
@@ -39,7 +41,8 @@ def test_cmd(config, ckpt, data_root, out, device, iou_threshold, trust_checkpoi
     from bcdeploy.train.evaluate import evaluate, format_table
 
     with progress("test") as tick:
-        metrics = evaluate(config, ckpt, data_root, out, device, iou_threshold, trust_checkpoint, tick)
+        metrics = evaluate(config, ckpt, data_root=data_root, out=out, device=device, iou_threshold=iou_threshold,
+                           trust=trust_checkpoint, on_progress=tick)
     click.echo(format_table(metrics))
     click.echo(f"metrics: {out}/metrics.json, predictions: {out}/preds/")
 
@@ -66,33 +69,45 @@ def confusion_matrix(preds, labels, classes, out, title, rm_background) -> None:
 COMMANDS = [train, test_cmd, confusion_matrix]
 
 
-@click.command()
-@click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="MMEngine checkpoint (iter_N.pth).")
-@click.option("--config", type=click.Path(dir_okay=False), help="Default: the config beside the checkpoint.")
-@click.option("--out", default="export", show_default=True, type=click.Path(file_okay=False))
-@click.option("--deploy-config", type=click.Path(dir_okay=False), help="MMDeploy-format deploy config (deploy_configs/).")
-@click.option("--argmax", is_flag=True, help="Put the argmax in the graph (uint8 labels instead of logits).")
-@click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (FP16 with an FP32 tail), parity-checked.")
-@click.option("--int8", is_flag=True, help="Also write model.int8.onnx (static QDQ quantisation, calibrated on --images "
-              "or generated mammograms), parity-checked.")
-@click.option("--engine", is_flag=True, help="Also build model.trt with TensorRT (needs a GPU).")
-@click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]),
-              help="TensorRT engine precision, built from model.onnx / model.fp16.onnx / model.int8.onnx (int8 implies "
-                   "--int8, quantised for TensorRT). Default: the deploy config's fp16_mode/int8_mode, else fp16.")
-@click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim (parity-checked like the rest).")
-@click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (model.xml/.bin; with --int8 also the INT8 IR "
-              "model.int8.xml/.bin, the fastest CPU variant), parity-checked.")
-@click.option("--images", multiple=True, type=click.Path(exists=True),
-              help="Real images (files or folders) for the parity check and INT8 calibration.")
-@click.option("--atol", default=5e-4, show_default=True, type=float,
-              help="Logit tolerance vs PyTorch (plus 1e-3 relative); at most 0.01% of logits may exceed it, none by 10x.")
-@click.option("--min-agreement", default=0.999, show_default=True, type=click.FloatRange(0, 1),
-              help="Min pixel agreement vs PyTorch.")
-@click.option("--int8-min-agreement", default=0.98, show_default=True, type=click.FloatRange(0, 1),
-              help="Min pixel agreement of the INT8 model vs PyTorch (0 only for untrained benchmark weights).")
-@click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file to reuse.")
-@click.option("--triton", type=click.Path(file_okay=False), help="Also write a Triton model repository here.")
-@click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust).")
+@cloup.command()
+@section(
+    "Checkpoint",
+    click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="MMEngine checkpoint (iter_N.pth)."),
+    click.option("--config", type=click.Path(dir_okay=False), help="Default: the config beside the checkpoint."),
+    click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust)."),
+    click.option("--out", default="export", show_default=True, type=click.Path(file_okay=False)),
+)
+@section(
+    "Graph",
+    click.option("--deploy-config", type=click.Path(dir_okay=False), help="MMDeploy-format deploy config (deploy_configs/)."),
+    click.option("--argmax", is_flag=True, help="Put the argmax in the graph (uint8 labels instead of logits)."),
+    click.option("--simplify", is_flag=True, help="Simplify the graph with onnxslim (parity-checked like the rest)."),
+)
+@section(
+    "Variants",
+    click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (FP16 with an FP32 tail), parity-checked."),
+    click.option("--int8", is_flag=True, help="Also write model.int8.onnx (static QDQ quantisation, calibrated on --images "
+                  "or generated mammograms), parity-checked."),
+    click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (model.xml/.bin; with --int8 also the INT8 IR "
+                  "model.int8.xml/.bin, the fastest CPU variant), parity-checked."),
+    click.option("--engine", is_flag=True, help="Also build model.trt with TensorRT (needs a GPU)."),
+    click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]),
+                  help="TensorRT engine precision, built from model.onnx / model.fp16.onnx / model.int8.onnx (int8 implies "
+                       "--int8, quantised for TensorRT). Default: the deploy config's fp16_mode/int8_mode, else fp16."),
+    click.option("--timing-cache", type=click.Path(dir_okay=False), help="TensorRT timing cache file to reuse."),
+    click.option("--triton", type=click.Path(file_okay=False), help="Also write a Triton model repository here."),
+)
+@section(
+    "Parity gates",
+    click.option("--images", multiple=True, type=click.Path(exists=True),
+                  help="Real images (files or folders) for the parity check and INT8 calibration."),
+    click.option("--atol", default=5e-4, show_default=True, type=float,
+                  help="Logit tolerance vs PyTorch (plus 1e-3 relative); at most 0.01% of logits may exceed it, none by 10x."),
+    click.option("--min-agreement", default=0.999, show_default=True, type=click.FloatRange(0, 1),
+                  help="Min pixel agreement vs PyTorch."),
+    click.option("--int8-min-agreement", default=0.98, show_default=True, type=click.FloatRange(0, 1),
+                  help="Min pixel agreement of the INT8 model vs PyTorch (0 only for untrained benchmark weights)."),
+)
 def export(ckpt, config, out, deploy_config, argmax, fp16, int8, engine, precision, simplify, openvino, images, atol,
            min_agreement, int8_min_agreement, timing_cache, triton, trust_checkpoint) -> None:
     """Export CKPT to dynamic-shape ONNX (+ FP16/INT8 ONNX, OpenVINO, TensorRT), each checked against PyTorch.

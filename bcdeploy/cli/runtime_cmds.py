@@ -1,59 +1,24 @@
-"""Commands of the runtime: `infer` (torch-free) and `predict` (the same through PyTorch/MMSeg)."""
+"""Commands of the runtime: `infer` (torch-free) and `predict` (the same through PyTorch/MMSeg).
+
+Each option section (cli/_run_args.py) parses into one typed object; the body hands them to one
+library call (scale.api.infer, runtime.run.run) and prints the summary.
+"""
 
 from __future__ import annotations
 
 import click
+import cloup
 
-from bcdeploy.cli._dicom_run import dicom_options, input_source, pop_dicom_values, print_plan
-from bcdeploy.cli._options import backend_options, model_help, parse_hw, runner_options
+from bcdeploy.cli import _run_args as args
+from bcdeploy.cli._options import runner_options
 from bcdeploy.cli._progress import progress
 
-_COMMON = [
-    click.argument("inputs", nargs=-1),  # required unless --dicomweb (cli/_dicom_run.py checks)
-    click.option("--out", default="infer_out", show_default=True, type=click.Path(file_okay=False),
-                 help="Output folder: masks/, biner/, vis/ mirroring the inputs, ledger.sqlite, results.json, lesions.csv."),
-    click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 256)),
-    click.option("--metadata", type=click.Path(dir_okay=False), help="DMID metadata: overlays show `| Target: B`."),
-    click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of INPUTS."),
-    click.option("--overwrite", is_flag=True, help="Recompute images the ledger says are done and unchanged."),
-    click.option("--save", default=None, metavar="masks,biner,vis",
-                 help="Which pictures to write per image (comma-separated) [default: all]; reports always."),
-    click.option("--max-pixels", default=None, type=click.IntRange(1),
-                 help="Refuse images larger than this many pixels before decoding them [default: 80000000]."),
-]
 
-
-def _common(fn):
-    for decorator in reversed(_COMMON):
-        fn = decorator(fn)
-    return fn
-
-
-def _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, save, label, extra_inputs,
-         dicom=None, on_ray=None, notes=None, prefetch=None) -> None:
-    """Forward to the run loop (or, with `on_ray(inputs, options)`, to Ray), print its summary and set
-    the exit status (130 after Ctrl-C). `notes()` prints information lines just before the summary: only
-    after a run that ran, so a refused command stays one `error:` line."""
-    from pathlib import Path
-
-    from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
-    from bcdeploy.runtime.outputs import parse_save
-    from bcdeploy.runtime.run import RunOptions, run
-
-    targets = {}
-    if metadata:
-        from bcdeploy.data.metadata import image_targets
-
-        targets = image_targets(metadata)
-    with progress(label) as tick:
-        options = RunOptions(
-            out=Path(out), batch_size=batch_size, overwrite=overwrite, recursive=recursive, targets=targets,
-            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, save=parse_save(save), on_progress=tick, extra_inputs=extra_inputs,
-            prefetch=prefetch,
-            **(dicom.run_options() if dicom else {}))
-        summary = on_ray(inputs, options) if on_ray else run(predictor, inputs, options)
-    if notes:
-        notes()
+def _summary_and_exit(summary, out) -> None:
+    """The model's information lines (the `cpu:` line: only after a run that ran, so a refused command
+    stays one `error:` line), the summary, and the exit status (130 after Ctrl-C)."""
+    for note in summary.notes:
+        click.echo(note, err=True)
     _report(summary, out)
 
 
@@ -78,89 +43,77 @@ def _report(summary, out) -> None:
         raise SystemExit(1)
 
 
-@click.command()
-@click.option("--model", "--engine", "model", required=True, type=click.Path(dir_okay=False),
-              help=model_help() + " --engine is the older name of --model.")
-@_common
-@backend_options()
-@click.option("--sliding-window", is_flag=True, help="Tile the full-resolution image instead of resizing it.")
-@click.option("--window", default=None, help="Sliding-window tile HxW (default: the model's input size).")
-@click.option("--overlap", default=0.25, show_default=True, type=click.FloatRange(0.0, 0.95))
-@click.option("--blend", type=click.Choice(["gaussian", "constant"]), default="gaussian", show_default=True)
-@dicom_options(pacs=True)
-@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
-              help="Run on Ray: 'local' (a private loopback-only Ray), 'auto' or a cluster address. --out and "
-                   "INPUTS must be shared storage at the same paths on every node (README 'Scale out').")
-@click.option("--workers", default="1", show_default=True, metavar="N|MIN:MAX",
-              help="With --ray: model actors, N or MIN:MAX (autoscaling).")
-@click.option("--cpus-per-worker", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True))
-@click.option("--gpus-per-worker", default=0.0, show_default=True, type=click.FloatRange(0))
-def infer(model, inputs, out, batch_size, metadata, recursive, overwrite, save, max_pixels, sliding_window, window, overlap,
-          blend, ray_address, workers, cpus_per_worker, gpus_per_worker, **backend_values) -> None:
+@cloup.command(show_constraints=True)
+@args.INPUTS_ARGUMENT
+@args.INPUTS
+@args.OUTPUTS
+@args.model_section()
+@args.SLIDING_WINDOW
+@args.PACS
+@args.SCALE_OUT
+def infer(inputs, **values) -> None:
     """Segment mammograms with an exported model (no torch, no MMSeg); INPUTS are files, folders and
     patterns, or --dicomweb URL reads them from a PACS and stores a DICOM SEG for each back."""
-    from pathlib import Path
+    from bcdeploy.scale.api import infer as infer_images
 
-    from bcdeploy.runtime.outputs import parse_save
-    from bcdeploy.runtime.segmenter import Segmenter, SlidingWindow
-
-    parse_save(save)  # a bad --save is one error line before the model loads (and before the cpu: line)
-    dicom = pop_dicom_values(backend_values)
-    source = input_source(inputs, dicom)
-    if dicom.dry_run:
-        print_plan(source)
+    pacs = args.PacsArgs.parse(values)
+    outputs = args.OutputArgs.parse(values, pacs=bool(pacs.url))
+    source = pacs.source(inputs, no_phi=outputs.no_phi)
+    if pacs.dry_run:
+        _print_plan(source)
         return
-    options = runner_options(model, **backend_values)
-    sw = SlidingWindow(parse_hw(window), overlap, blend, batch_size) if sliding_window else None
-    if not ray_address and (workers, cpus_per_worker, gpus_per_worker) != ("1", 1.0, 0.0):
-        raise click.UsageError("--workers, --cpus-per-worker and --gpus-per-worker need --ray ADDRESS")
-    if ray_address:
-        if not isinstance(source, tuple) or dicom.dicom_seg:
-            raise click.UsageError("--ray runs on files (INPUTS); --dicomweb and --dicom-seg run without --ray for now")
-        from bcdeploy.scale.ray_infer import RayOptions, parse_workers, run_on_ray
-
-        scale = RayOptions(address=ray_address, workers=parse_workers(workers), cpus_per_worker=cpus_per_worker,
-                           gpus_per_worker=gpus_per_worker, backend=options, sliding_window=sw)
-        _run(None, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "infer", [model], dicom,
-             on_ray=lambda paths, run_options: run_on_ray(Path(model), paths, run_options, scale))
-        return
-    prefetch = None
-    if isinstance(source, tuple):  # files: decode the first one while the model opens (runtime/run/prefetch.py)
-        from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
-        from bcdeploy.runtime.run.prefetch import FirstImagePrefetch
-
-        prefetch = FirstImagePrefetch(source, recursive=recursive, max_pixels=max_pixels or DEFAULT_MAX_PIXELS,
-                                      frame=dicom.frame)
-    with Segmenter(model, sw, options=options) as segmenter:
-        _run(segmenter, source, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "infer", [model], dicom,
-             notes=lambda: _cpu_line(segmenter), prefetch=prefetch)
+    input_args = args.InputArgs.parse(values)
+    model = args.pop_model(values)
+    batch_size = values.pop("batch_size")
+    sliding_window = args.pop_sliding_window(values, batch_size)
+    ray = args.pop_scale_out(values)
+    if ray is not None and not isinstance(source, tuple):
+        raise click.UsageError("--ray runs on files (INPUTS); --dicomweb runs without --ray for now")
+    backend = runner_options(model, **values)  # what is left: the backend's own options
+    with progress("infer") as tick:
+        options = args.run_options(input_args, outputs, batch_size=batch_size, extra_inputs=[model], on_progress=tick)
+        summary = infer_images(model, source, options, backend=backend, sliding_window=sliding_window, ray=ray)
+    _summary_and_exit(summary, outputs.out)
 
 
-def _cpu_line(segmenter) -> None:
-    """One stderr line: what this CPU runs fast, and a faster variant of the same export beside the model
-    if there is one. Named only: the model asked for is the model that runs. Not in the reports."""
-    from bcdeploy.runtime.variants import start_line
+def _print_plan(source) -> None:
+    """--dry-run: the instances a run would fetch, one per line, as `bcdeploy dicom list` prints them."""
+    from bcdeploy.cli.dicom_cmds import echo_refs
 
-    click.echo(start_line(segmenter.model_path, segmenter.meta, segmenter.runner.options), err=True)
+    echo_refs(source.plan(), f"would be fetched from {source.url}; nothing fetched")
 
 
-@click.command()
-@click.option("--config", type=click.Path(dir_okay=False), help="Default: the config beside the checkpoint.")
-@click.option("--ckpt", required=True, type=click.Path(dir_okay=False))
-@_common
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--trust-checkpoint", is_flag=True)
-@dicom_options(pacs=False)
-def predict(config, ckpt, inputs, out, batch_size, metadata, recursive, overwrite, save, max_pixels, device,
-            trust_checkpoint, **dicom_values) -> None:
+@cloup.command()
+@args.INPUTS_ARGUMENT
+@args.INPUTS
+@args.OUTPUTS
+@args.section(
+    "Model (PyTorch/MMSeg)",
+    click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="MMEngine checkpoint (iter_N.pth)."),
+    click.option("--config", type=click.Path(dir_okay=False), help="Default: the config beside the checkpoint."),
+    click.option("--device", default="cpu", show_default=True),
+    click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust)."),
+    args.BATCH_SIZE,
+)
+def predict(inputs, ckpt, config, device, trust_checkpoint, batch_size, **values) -> None:
     """Segment mammograms through PyTorch/MMSeg, writing the same files as `infer` (for comparison)."""
+    from bcdeploy.runtime.run import run
     from bcdeploy.train.predict import TorchPredictor
 
-    dicom = pop_dicom_values(dicom_values)
-    inputs = input_source(inputs, dicom)
-    predictor = TorchPredictor(config, ckpt, device, trust_checkpoint)
-    _run(predictor, inputs, out, batch_size, metadata, recursive, overwrite, max_pixels, save, "predict",
-         [ckpt, predictor.config], dicom)
+    outputs = args.OutputArgs.parse(values)
+    input_args = args.InputArgs.parse(values)
+    source = args.no_pacs_source(inputs)
+    opened = []
+
+    def open_predictor() -> TorchPredictor:
+        opened.append(TorchPredictor(config, ckpt, device, trust_checkpoint))
+        return opened[0]
+
+    with progress("predict") as tick:
+        options = args.run_options(input_args, outputs, batch_size=batch_size, extra_inputs=[ckpt, *filter(None, [config])],
+                                   on_progress=tick)
+        summary = run(open_predictor, source, options)
+    _summary_and_exit(summary, outputs.out)
 
 
 COMMANDS = [infer, predict]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bcdeploy.data.records import ABNORMALITY_CODES, CLASS_CODES, LesionRow
@@ -58,7 +58,7 @@ def _read_info_txt(path: Path, text: str) -> list[LesionRow]:
             raise DataError(f"{path}:{line_no}: expected 'ID TISSUE ABNORMALITY [CLASS X Y RADIUS]', got {line.strip()!r}")
         parts += ["-"] * (7 - len(parts))
         image_id, background, abnormality, severity, x, y, radius = parts[:7]
-        rows.append(_make_row(path, line_no, image_id, abnormality, severity, x, y, radius, background, None))
+        rows.append(_make_row(path, line_no, (image_id, abnormality, severity, x, y, radius, background, None)))
     return rows
 
 
@@ -83,7 +83,7 @@ def _rows_from_table(path: Path, table: list[list[str]]) -> list[LesionRow]:
     rows = []
     keys = ("image_id", "abnormality", "severity", "x", "y", "radius", "background", "view")
     for line_no, cells in enumerate(table[1:], 2):
-        rows.append(_make_row(path, line_no, *(_cell(cells, columns.get(key)) for key in keys)))
+        rows.append(_make_row(path, line_no, [_cell(cells, columns.get(key)) for key in keys]))
     return rows
 
 
@@ -117,7 +117,9 @@ def _number(path: Path, line_no: int, name: str, value: str) -> float | None:
         raise DataError(f"{path}:{line_no}: {name} {value!r} is not a number") from None
 
 
-def _make_row(path, line_no, image_id, abnormality, severity, x, y, radius, background, view) -> LesionRow:
+def _make_row(path, line_no, values: Sequence) -> LesionRow:
+    """`values`: image id, abnormality, severity, x, y, radius, background tissue, view (the columns, in order)."""
+    image_id, abnormality, severity, x, y, radius, background, view = values
     image_id = Path(image_id.strip()).stem
     if _missing(image_id):
         raise DataError(f"{path}:{line_no}: missing image id")

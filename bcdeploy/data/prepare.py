@@ -220,12 +220,13 @@ def _prepare_one(job) -> tuple[str, dict]:
     """Read, label, resize and write one image (runs in a worker process)."""
     options, cid, image_path, mask_path, rows, split, y_origin, staging = job
     try:
-        return cid, _prepare_one_checked(options, cid, image_path, mask_path, rows, split, y_origin, Path(staging))
+        return cid, _prepare_one_checked(options, cid, image_path, mask_path, rows, split=split, y_origin=y_origin,
+                                         staging=Path(staging))
     except BcDeployError as err:
         return cid, {"error": str(err)}
 
 
-def _prepare_one_checked(options, cid, image_path, mask_path, rows, split, y_origin, staging) -> dict:
+def _prepare_one_checked(options, cid, image_path, mask_path, rows, *, split, y_origin, staging) -> dict:
     import cv2
 
     image = read_image(image_path).bgr

@@ -53,6 +53,7 @@ class SynthCase:
 def synthesize(
     out: str | Path,
     count: int = 20,
+    *,
     min_size: int = 1000,
     max_size: int = 1400,
     layout: str = "figshare",

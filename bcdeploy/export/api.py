@@ -138,7 +138,8 @@ def export(options: ExportOptions) -> ExportResult:
     # Everything is built in a staging folder and moved into `out` only once every check passed:
     # a drift leaves no unchecked model behind, and no new model beside an older sidecar.
     with staged_dir(out) as stage:
-        artifacts = _run_steps(_Place(stage, out), steps, module, meta, check, options, precision, deploy)
+        artifacts = _run_steps(_Place(stage, out), steps, module, meta, check, options=options, precision=precision,
+                               deploy=deploy)
         removed = remove_stale(out, names)  # at commit: no variant of another checkpoint stays
     triton = _write_triton(options.triton, artifacts) if options.triton else ()
     return ExportResult(artifacts=artifacts, removed=tuple(removed), triton=triton,
@@ -184,7 +185,7 @@ def _torch_runner(module) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def _run_steps(place: _Place, steps: Sequence[str], module, meta: ModelMeta, check: _Checker, options: ExportOptions,
+def _run_steps(place: _Place, steps: Sequence[str], module, meta: ModelMeta, check: _Checker, *, options: ExportOptions,
                precision: str, deploy: dc.DeploySettings) -> tuple[Artifact, ...]:
     from bcdeploy.export.fp16 import convert_to_fp16
     from bcdeploy.export.int8 import CALIBRATION_IMAGES, quantize_int8, recipe, sensitive_convs
@@ -273,7 +274,7 @@ def _ort(path: Path):
 
 
 def _write_triton(repo: str, artifacts: Sequence[Artifact]) -> tuple[Path, ...]:
-    from bcdeploy.serve.triton_repo import write_triton_repo
+    from bcdeploy.export.triton_repo import write_triton_repo
 
     names = {"onnx": "bcdeploy_segmenter_onnx", "engine": "bcdeploy_segmenter_trt"}
     written = tuple(write_triton_repo(repo, a.path, a.meta, names[a.name]) for a in artifacts if a.name in names)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from bcdeploy.errors import InputError
+from bcdeploy.runtime.intensity import scale_to_uint8
 
 INSTALL_HINT = "pip install 'bcdeploy[dicom]'"
 _PREFERRED_PLUGIN = {"1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls"}
@@ -251,8 +252,6 @@ def _voi(ds: Any, values: np.ndarray, has_voi: bool) -> np.ndarray:
 
 
 def _scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    from bcdeploy.runtime.imageio import scale_to_uint8
-
     return scale_to_uint8(values, low, high)
 
 

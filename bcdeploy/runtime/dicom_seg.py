@@ -11,6 +11,7 @@ What a PACS needs to show our result over the right image, and to know whose res
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,17 @@ def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: S
     return seg
 
 
+def seg_bytes(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: SegAlgorithm) -> bytes:
+    """The SEG as a DICOM file's bytes (the run's writer stores them atomically like every output)."""
+    buffer = io.BytesIO()
+    build_seg(source, mask, classes, algorithm=algorithm).save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
 def write_seg(path: str | Path, source: Any, mask: np.ndarray, classes: list[str], *,
               algorithm: SegAlgorithm) -> Path:
     """Build the SEG and write it atomically to `path`; returns the path."""
-    seg = build_seg(source, mask, classes, algorithm=algorithm)
-    with fileio.atomic_path(path) as tmp:
-        seg.save_as(tmp, enforce_file_format=True)
+    fileio.write_bytes(path, seg_bytes(source, mask, classes, algorithm=algorithm))
     return Path(path)
 
 

@@ -39,6 +39,7 @@ from bcdeploy.runtime.image_headers import (
     jpeg_size,
     png_size,
 )
+from bcdeploy.runtime.intensity import effective_bit_depth, scale_to_uint8
 
 MIN_SIDE = 32
 MAX_SIDE = 65_536
@@ -318,21 +319,6 @@ def _to_uint8(path: Path, arr: np.ndarray) -> tuple[np.ndarray, str]:
         bits = effective_bit_depth(int(arr.max()))
         return scale_to_uint8(arr, 0.0, float((1 << bits) - 1)), f"linear 0..{(1 << bits) - 1} ({bits}-bit) -> 0..255"
     raise InputError(f"{path}: pixel type {arr.dtype} is not supported (expected 8- or 16-bit)")
-
-
-def effective_bit_depth(max_value: int) -> int:
-    """Smallest of 8/10/12/14/16 bits that can hold `max_value`."""
-    for bits in (8, 10, 12, 14, 16):
-        if max_value < (1 << bits):
-            return bits
-    return 16
-
-
-def scale_to_uint8(arr: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Map [low, high] linearly onto 0..255 with rounding, clipping outside values."""
-    span = max(high - low, 1e-6)
-    out = (arr.astype(np.float32) - np.float32(low)) * np.float32(255.0 / span)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _decode_dicom(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None) -> DecodedImage:

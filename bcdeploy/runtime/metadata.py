@@ -14,9 +14,7 @@ from typing import Any
 
 from bcdeploy.errors import ConfigError
 
-FORMAT = "bcdeploy-model"
-SCHEMA_VERSION = 1
-METADATA_KEY = "bcdeploy"
+METADATA_KEY = "bcdeploy"  # the ONNX metadata_props key the same JSON is embedded under
 
 
 @dataclass(frozen=True)
@@ -48,6 +46,8 @@ class ModelMeta:
         return len(self.classes)
 
     def to_dict(self) -> dict[str, Any]:
+        from bcdeploy.runtime.sidecar_schema import FORMAT, SCHEMA_VERSION  # the schema owns its identity
+
         return {"format": FORMAT, "schema_version": SCHEMA_VERSION, **asdict(self)}
 
     def to_json(self) -> str:

@@ -10,17 +10,91 @@ encoder would change the overlays people already compared.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bcdeploy.errors import InputError
 from bcdeploy.fileio import write_bytes
 
-# `--save` names -> the keys of the run loop's output_paths(): masks/ holds the class-index PNGs.
-SAVE_CHOICES = {"masks": "mask", "biner": "biner", "vis": "vis"}
-ALL_OUTPUTS = frozenset(SAVE_CHOICES.values())
+if TYPE_CHECKING:
+    from bcdeploy.runtime.dicom_seg import SegAlgorithm
+    from bcdeploy.runtime.imageio import DecodedImage
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """What every output of one image is made from (the writer fills it once per image)."""
+
+    mask: np.ndarray
+    image: DecodedImage
+    classes: list[str]
+    palette: list[list[int]]
+    lesions: list[dict[str, Any]]
+    target: str | None  # the overlay's `| Target:` label
+    source: bytes | None = None  # the DICOM bytes that were decoded (a SEG must reference exactly them)
+    origin: str = "<bytes>"
+    algorithm: SegAlgorithm | None = None
+    max_pixels: int = 0
+
+
+def _render_mask(r: Rendering) -> bytes:
+    return encode(r.mask, ".png")
+
+
+def _render_biner(r: Rendering) -> bytes:
+    from bcdeploy.runtime.visualize import biner
+
+    return encode(biner(r.mask, len(r.classes)), ".png")
+
+
+def _render_overlay(r: Rendering) -> bytes:
+    from bcdeploy.runtime.visualize import overlay
+
+    return encode(overlay(r.image.bgr, r.mask, r.palette, r.classes, r.lesions, r.target), ".jpg")
+
+
+def _render_seg(r: Rendering) -> bytes:
+    from bcdeploy.runtime.dicom import read_dataset
+    from bcdeploy.runtime.dicom_seg import seg_bytes
+
+    if r.source is None or r.algorithm is None:
+        raise InputError(f"{r.origin}: a DICOM SEG needs the DICOM source and the model's algorithm")
+    dataset = read_dataset(r.source, r.origin, max_pixels=r.max_pixels)
+    return seg_bytes(dataset, r.mask, r.classes, algorithm=r.algorithm)
+
+
+@dataclass(frozen=True)
+class OutputKind:
+    """One kind of per-image output: how `--save` names it, its key in the ledger's `outputs` record,
+    and where it goes (`<folder>/<name><suffix>`, mirroring the inputs). The run's writer, the ledger,
+    the reports and `--save` all read this one table."""
+
+    save_name: str
+    key: str
+    folder: str
+    suffix: str
+    render: Callable[[Rendering], bytes]
+    dicom_only: bool = False  # built from the source dataset: only DICOM inputs get one
+    description: str = ""
+
+    def relative(self, name: str) -> str:
+        return f"{self.folder}/{name}{self.suffix}"
+
+
+OUTPUT_KINDS: tuple[OutputKind, ...] = (
+    OutputKind("masks", "mask", "masks", ".png", _render_mask, description="class-index PNG at the source's size"),
+    OutputKind("biner", "biner", "biner", ".png", _render_biner, description="lesion/no-lesion PNG (0/255)"),
+    OutputKind("vis", "vis", "vis", ".jpg", _render_overlay, description="overlay with outlines and labels"),
+    OutputKind("seg", "seg", "seg", ".dcm", _render_seg, dicom_only=True, description="DICOM Segmentation"),
+)
+KINDS_BY_KEY = {kind.key: kind for kind in OUTPUT_KINDS}
+SAVE_CHOICES = {kind.save_name: kind.key for kind in OUTPUT_KINDS}
+# What a run writes when `--save` is not given: the pictures (a SEG is asked for, as `seg` or --dicom-seg).
+DEFAULT_OUTPUTS = frozenset({"mask", "biner", "vis"})
 # deflate level 1, no row filter, run-length matching: masks are long runs of one value. The row
 # filters cost ~4x the time and give nothing on masks; Z_RLE makes the file ~4x smaller at the same
 # speed (benchmarks/encode_bench.py).
@@ -29,18 +103,23 @@ PNG_FILTER_NONE = 0x08  # libpng's PNG_FILTER_NONE bit: filter type 0 on every r
 Z_RLE = 3  # zlib strategy
 
 
-def parse_save(value: str | Iterable[str] | None) -> frozenset[str]:
-    """`--save masks,vis,biner` -> the output_paths() keys to write ({'mask', 'vis', 'biner'}).
+def parse_save(value: str | Iterable[str] | None, *, dicom_seg: bool = False) -> frozenset[str]:
+    """`--save masks,vis,seg` -> the OUTPUT_KINDS keys to write ({'mask', 'vis', 'seg'}).
 
-    None or "all" means every output (the default, as before). Names may repeat or come as a list;
-    an unknown or empty selection is an error, not a silent run that writes nothing.
+    None or "all" means the default pictures; `dicom_seg` (the --dicom-seg flag) adds `seg`. Names may
+    repeat or come as a list; an unknown or empty selection is an error, not a run that writes nothing.
     """
+    chosen = _parse_names(value)
+    return chosen | {"seg"} if dicom_seg else chosen
+
+
+def _parse_names(value: str | Iterable[str] | None) -> frozenset[str]:
     if value is None:
-        return ALL_OUTPUTS
+        return DEFAULT_OUTPUTS
     items = value.split(",") if isinstance(value, str) else [part for v in value for part in str(v).split(",")]
     names = {item.strip().lower() for item in items if item.strip()}
     if names == {"all"}:
-        return ALL_OUTPUTS
+        return DEFAULT_OUTPUTS
     unknown = sorted(names - set(SAVE_CHOICES))
     if unknown or not names:
         asked = ",".join(sorted(names)) or "nothing"

@@ -14,11 +14,29 @@ benchmarks take a Predictor and never a closure plus loose classes and palette.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from bcdeploy.runtime.spans import StageSpan, durations_ms
 
 if TYPE_CHECKING:
     from bcdeploy.runtime.imageio import DecodedImage
-    from bcdeploy.runtime.segmenter import Prediction
+
+
+@dataclass
+class Prediction:
+    """One image's result. Stage times are derived from `spans` (when each stage ran), never stored
+    beside them: one fact, one place."""
+
+    mask: np.ndarray  # (H, W) uint8 class indices at the original size
+    probs: np.ndarray | None  # (C, h, w) softmax at model resolution, padding cropped; None for argmax models
+    spans: list[StageSpan] = field(default_factory=list)  # runtime/spans.py
+
+    @property
+    def timings_ms(self) -> dict[str, float]:
+        return durations_ms(self.spans)
 
 
 @runtime_checkable

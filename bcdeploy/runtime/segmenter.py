@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.metadata import ModelMeta, load_meta
 from bcdeploy.runtime.model_check import check_model_io
 from bcdeploy.runtime.postprocess import crop_padding, labels_to_mask, logits_to_mask, softmax
+from bcdeploy.runtime.predictor import Prediction
 from bcdeploy.runtime.preprocess import PreprocessInfo, preprocess
 from bcdeploy.runtime.sliding_window import sliding_window_inference
-from bcdeploy.runtime.spans import StageSpan, durations_ms, stage_span
+from bcdeploy.runtime.spans import StageSpan, stage_span
 
 
 @dataclass
@@ -34,14 +35,6 @@ class SlidingWindow:
     overlap: float = 0.25
     mode: str = "gaussian"
     batch_size: int = 4
-
-
-@dataclass
-class Prediction:
-    mask: np.ndarray  # (H, W) uint8 class indices at the original size
-    probs: np.ndarray | None  # (C, h, w) softmax at model resolution, padding cropped; None for argmax models
-    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage; from `spans` where the predictor has them
-    spans: list[StageSpan] = field(default_factory=list)  # when each stage ran (runtime/spans.py)
 
 
 class Segmenter:
@@ -145,7 +138,7 @@ class Segmenter:
                 logits = output.astype(np.float32, copy=False)
                 mask = logits_to_mask(logits, info, self.meta.align_corners)
                 probs = softmax(crop_padding(logits, info))
-        return Prediction(mask, probs, durations_ms(spans), spans)
+        return Prediction(mask, probs, spans)
 
     def _predict_sliding(self, image: np.ndarray) -> Prediction:
         """One image at its original resolution; `infer` spans every window and their blending."""

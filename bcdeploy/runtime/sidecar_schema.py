@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from bcdeploy.errors import ConfigError
-from bcdeploy.runtime.metadata import FORMAT, SCHEMA_VERSION
+
+FORMAT = "bcdeploy-model"  # the "format" every description carries
+SCHEMA_VERSION = 1  # the newest this runtime reads; a newer one asks for an upgrade
 
 Byte = Annotated[int, Field(strict=True, ge=0, le=255)]
 Count = Annotated[int, Field(strict=True, ge=1)]

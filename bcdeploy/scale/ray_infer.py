@@ -1,19 +1,20 @@
-"""`bcdeploy infer ... --ray ADDRESS`: the run loop's pipeline on a Ray cluster, with Ray Data.
+"""`bcdeploy infer ... --ray ADDRESS`: the run pipeline on a Ray cluster, with Ray Data.
 
-The driver does what makes a run trustworthy, exactly as a local run (runtime/run/loop.execute):
-it lists the inputs, binds output names, owns the ledger (one transaction per image, written from
-the record each image sends back) and regenerates results.json and lesions.csv. Ray Data does the
-per-image work with the same stage code as a local run (runtime/run/stages.py):
-  read, hash, resume check, decode   tasks          Stages.load (the resume rule needs the bytes'
-                                                    SHA-256, so it runs where the bytes are read)
-  segment                            actor pool     stages.segment; each actor opens the model once
-                                                    from bytes in the object store (no copy on nodes)
-  encode, write outputs atomically   tasks          Stages.finish, its ledger row sent back
+A second driver of the same run (runtime/run/driver.py). The run around it is the local one's
+(runtime/run/loop.execute: inputs, output names, the ledger's run row, reports); this driver moves
+the same `Work` records through the same reader, model step and writer, on Ray:
+  read, hash, resume rule, decode   tasks          Reader.read (the resume rule needs the bytes'
+                                                   SHA-256, so it runs where the bytes are read)
+  segment                           actor pool     run.segment; each actor opens the model once
+                                                   from bytes in the object store (no copy on nodes)
+  render, write outputs atomically  tasks          Writer.write, which returns the ledger row
+and commits each row that comes back, one transaction per image, in this process.
 Faults: a task lost with its node is retried, an actor is restarted and its tasks retried (Ray
-Data's defaults, see _dataset); outputs go atomically to deterministic paths, so a retried
-write replaces, never doubles; the ledger is keyed by source, so every input has exactly one row.
-Paths travel as absolute paths: `--out` and the inputs must be the same paths on every node (shared
-storage), which is checked for `--out` at start by a probe write on each node.
+Data's defaults, see _dataset); outputs go atomically to deterministic paths, so a retried write
+replaces, never doubles; the ledger is keyed by source, so every input has exactly one row.
+`--out` and the inputs must be the same paths on every node (shared storage): the records carry
+paths as the user gave them, and the reader and writer resolve them against this process's working
+folder; `--out` is checked at start by a probe write on each node.
 """
 
 from __future__ import annotations
@@ -21,88 +22,105 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import pickle
 import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
-from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.backends import BackendOptions
-from bcdeploy.runtime.run.loop import RunContext, RunOptions, RunSummary, count, execute, model_identity
-from bcdeploy.runtime.run.stages import Outcome, Stages, segment
+from bcdeploy.runtime.run.driver import Interrupts, OpenedModel, RunPlan, RunSummary, count
+from bcdeploy.runtime.run.loop import RunOptions, execute
+from bcdeploy.runtime.run.reader import Reader, Resume
+from bcdeploy.runtime.run.segment import segment
+from bcdeploy.runtime.run.sources import FileSource
+from bcdeploy.runtime.run.work import Work
+from bcdeploy.runtime.run.writer import Writer
+from bcdeploy.scale.cluster import Replicas, check_fits, connect
 
-TASK_CPUS = 0.25  # read/decode and encode/write tasks: codecs and I/O; the model actors hold the CPUs
+TASK_CPUS = 0.25  # read/decode and render/write tasks: codecs and I/O; the model actors hold the CPUs
 RETRIES = 5  # the one plain task (_describe), for system failures (a node lost)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class RayOptions:
     address: str = "local"  # local (a private loopback-only Ray) | auto | a cluster address
-    workers: tuple[int, int] = (1, 1)  # model actors: (N, N) fixed, (MIN, MAX) autoscaling
-    cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    replicas: Replicas = dataclasses.field(default_factory=Replicas)  # model actors: (MIN, MAX), CPUs, GPUs
     backend: BackendOptions | None = None
     sliding_window: Any = None  # segmenter.SlidingWindow
 
 
-def parse_workers(text: str) -> tuple[int, int]:
-    """`N` or `MIN:MAX` -> (min, max)."""
-    try:
-        low, _, high = text.partition(":")
-        workers = (int(low), int(high or low))
-    except ValueError:
-        workers = (0, 0)
-    if not 1 <= workers[0] <= workers[1]:
-        raise InputError(f"--workers {text}: expected N or MIN:MAX with 1 <= MIN <= MAX")
-    return workers
-
-
-def run_on_ray(model_path: Path, inputs: Sequence[str], options: RunOptions, scale: RayOptions) -> RunSummary:
+def run_on_ray(model_path: str | Path, inputs: Sequence[str], options: RunOptions, scale: RayOptions) -> RunSummary:
     """Segment `inputs` on the Ray at `scale.address`; the same outputs, ledger and reports as loop.run."""
-    import ray
-
-    from bcdeploy.scale.model_blob import ModelBlob
-    from bcdeploy.serve.launch import connect
-
     model_path = Path(model_path)
     if not model_path.is_file():
         raise InputError(f"{model_path}: model file not found")
-    options = dataclasses.replace(options, out=Path(os.path.abspath(options.out)))
-    # before the probe creates --out: a folder inside the inputs is refused without touching them
-    refuse_overlap(options.out, [p for p in [*inputs, *options.extra_inputs] if os.path.lexists(p)])
-    connect(scale.address, max(256 * 2**20, 3 * model_path.stat().st_size), purpose="bcdeploy infer --ray")
-    try:
-        if scale.address == "local":
-            _check_fits(scale)
-        check_writable(options.out)
-        blob = ModelBlob.put(model_path)
-        describe = ray.remote(_describe).options(num_cpus=scale.cpus_per_worker, num_gpus=scale.gpus_per_worker,
-                                                 max_retries=RETRIES)
-        described = ray.get(describe.remote(blob, scale))
-        described["model"]["model"] = str(model_path)  # the file given, not the worker's private copy
-
-        def pipeline(run: RunContext, summary: RunSummary, interrupts: Any) -> OutputError | None:
-            return _pipeline(run, summary, interrupts, options, scale, blob, described)
-
-        return execute(lambda: described["model"], described["classes"], inputs, options, pipeline)
-    finally:
-        ray.shutdown()
+    source = FileSource(inputs, options.recursive, base=Path.cwd())
+    return execute(source, options, RayDriver(model_path, scale, Path(os.path.abspath(options.out))))
 
 
-def _check_fits(scale: RayOptions) -> None:
-    """The private local Ray has this machine's CPUs: say so instead of waiting forever for an actor."""
-    import ray
+class RayDriver:
+    def __init__(self, model_path: Path, scale: RayOptions, out: Path) -> None:
+        self.model_path, self.scale, self.out = model_path, scale, out
+        self._connected = False
+        self._blob: Any = None
 
-    wanted = scale.workers[0] * scale.cpus_per_worker + TASK_CPUS
-    available = ray.cluster_resources().get("CPU", 0)
-    if wanted > available:
-        raise InputError(f"--workers {scale.workers[0]} x --cpus-per-worker {scale.cpus_per_worker:g} plus "
-                         f"{TASK_CPUS:g} CPU for reading and writing is {wanted:g} CPUs, but the local Ray has "
-                         f"{available:g}; lower them or join a cluster with --ray ADDRESS")
+    def open(self, reader: Reader, works: list[Work]) -> OpenedModel:
+        import ray
+
+        from bcdeploy.scale.model_blob import ModelBlob
+
+        connect(self.scale.address, max(256 * 2**20, 3 * self.model_path.stat().st_size),
+                purpose="bcdeploy infer --ray")
+        self._connected = True
+        if self.scale.address == "local":
+            check_fits(self.scale.replicas, extra_cpus=TASK_CPUS)
+        check_writable(self.out)
+        self._blob = ModelBlob.put(self.model_path)
+        replicas = self.scale.replicas
+        describe = ray.remote(_describe).options(num_cpus=replicas.cpus, num_gpus=replicas.gpus, max_retries=RETRIES)
+        model: OpenedModel = ray.get(describe.remote(self._blob, self.scale))
+        model.description["model"] = str(self.model_path)  # the file given, not the worker's private copy
+        return model
+
+    def close(self) -> None:
+        if self._connected:
+            import ray
+
+            ray.shutdown()
+            self._connected = False
+
+    def process(self, plan: RunPlan, summary: RunSummary, interrupts: Interrupts) -> OutputError | None:
+        """Stream every record through Ray Data; each one that comes back is one ledger transaction."""
+        import ray
+
+        if not plan.works:
+            return None
+        # the workers' files: --out as an absolute path (shared storage), inputs against this folder
+        resume = dataclasses.replace(plan.resume, out=self.out)
+        writer = dataclasses.replace(plan.writer, out=self.out)
+        dataset = _dataset(plan, resume, writer, self.scale, self._blob)
+        fatal: list[OutputError] = []
+        interrupts.armed = True
+        try:
+            for record in dataset.iter_rows():
+                work: Work = record["work"]
+                if work.row is not None:
+                    plan.ledger.save(work.row)
+                count(work, summary, fatal)
+                if plan.on_progress:
+                    plan.on_progress(work.name, len(plan.works))
+                if fatal:
+                    break
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        except ray.exceptions.RayError as err:  # retries spent, the cluster gone: stop with one line, keep the rest
+            detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            fatal.append(OutputError(f"the Ray pipeline stopped ({type(err).__name__}: {detail})"))
+        finally:
+            interrupts.armed = False
+        return fatal[0] if fatal else None
 
 
 def check_writable(out: Path) -> None:
@@ -140,12 +158,12 @@ def _open_model(blob: Any, scale: RayOptions) -> tuple[Any, Any]:
     return Segmenter(model_path, scale.sliding_window, options=scale.backend), folder
 
 
-def _describe(blob: Any, scale: RayOptions) -> dict[str, Any]:
-    """What the ledger binds results to, from the model as the workers open it."""
+def _describe(blob: Any, scale: RayOptions) -> OpenedModel:
+    """What the ledger binds results to, from the model as the workers open it (and the `cpu:` line of
+    the CPU a worker runs it on)."""
     segmenter, folder = _open_model(blob, scale)
     with folder, segmenter:
-        return {"model": segmenter.describe(), "classes": list(segmenter.classes),
-                "palette": [list(c) for c in segmenter.palette]}
+        return OpenedModel.of(segmenter)
 
 
 class _ModelActor:
@@ -157,52 +175,26 @@ class _ModelActor:
         self.segmenter, self._folder = _open_model(blob, scale)
         self.node = ray.get_runtime_context().get_node_id()
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
-        loaded = [pickle.loads(data) for data in batch["work"]]  # (Work, ledger row before the run)
-        rows = {id(work): row for work, row in loaded}
-        pairs = segment(self.segmenter, [work for work, _ in loaded])
-        return {"work": [pickle.dumps((work, rows[id(work)], prediction, self.node)) for work, prediction in pairs]}
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Work]]:
+        works = segment(self.segmenter, list(batch["work"]))
+        for work in works:
+            work.node = self.node
+        return {"work": works}
 
 
-def _pipeline(run: RunContext, summary: RunSummary, interrupts: Any, options: RunOptions, scale: RayOptions,
-              blob: Any, described: dict[str, Any]) -> OutputError | None:
-    """Stream every image through Ray Data; each record that comes back is one ledger transaction."""
-    import ray
-
-    if not run.named:
-        return None
-    task_options = dataclasses.replace(options, on_progress=None)
-    shared = ray.put((run.out, run.run_id, model_identity(run.model, options), task_options,
-                      SimpleNamespace(classes=described["classes"], palette=described["palette"]), run.source))
-    records = [{"work": pickle.dumps((dataclasses.replace(item, path=Path(os.path.abspath(item.path))), name,
-                                      run.rows.get(str(item.source))))} for item, name in run.named]
-    dataset = _dataset(records, shared, options.batch_size, scale, blob)
-    fatal: list[OutputError] = []
-    interrupts.armed = True
-    try:
-        for record in dataset.iter_rows():
-            row, node, error = pickle.loads(record["record"])
-            if row is not None:
-                run.ledger.save(row)
-            count(Outcome(record["status"], OutputError(error) if error else None), summary, fatal)
-            if options.on_progress:
-                options.on_progress(row["name"] if row else "", len(run.named))
-            if fatal:
-                break
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    except ray.exceptions.RayError as err:  # retries spent, the cluster gone: stop with one line, keep the rest
-        detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-        fatal.append(OutputError(f"the Ray pipeline stopped ({type(err).__name__}: {detail})"))
-    finally:
-        interrupts.armed = False
-    return fatal[0] if fatal else None
+def _read(record: dict[str, Any], reader: Reader, resume: Resume) -> dict[str, Work]:
+    return {"work": reader.read(record["work"], resume)}
 
 
-def _dataset(records: list[dict], shared: Any, batch_size: int, scale: RayOptions, blob: Any) -> Any:
+def _write(record: dict[str, Any], writer: Writer) -> dict[str, Work]:
+    return {"work": writer.write(record["work"])}
+
+
+def _dataset(plan: RunPlan, resume: Resume, writer: Writer, scale: RayOptions, blob: Any) -> Any:
     """Ray Data's own fault tolerance is what we want: its tasks retry system failures (max_retries=-1),
     its actors restart (max_restarts=-1) and retry their tasks (max_task_retries=-1); a Python exception
-    in our functions is not retried, but they turn every per-image exception into a failure record."""
+    in our functions is not retried, but the reader, model step and writer turn every per-image
+    exception into that record's failure."""
     import ray
 
     context = ray.data.DataContext.get_current()
@@ -210,50 +202,17 @@ def _dataset(records: list[dict], shared: Any, batch_size: int, scale: RayOption
     context.print_on_execution_start = False
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": yes
     logging.getLogger("ray.data._internal.execution.streaming_executor").setLevel(logging.WARNING)
-    low, high = scale.workers
+    # records are plain Python objects (Work): Ray Data stores them pickled after Arrow declines them,
+    # which is what we want, and says so at WARNING once per block
+    logging.getLogger("ray.data._internal.tensor_extensions.arrow").setLevel(logging.ERROR)
+    low, high = scale.replicas.count
+    records = [{"work": work} for work in plan.works]
     # about one image per block (up to 20 000 blocks): a lost task redoes little, and a task holds one
     # decoded image at a time
     dataset = ray.data.from_items(records, override_num_blocks=min(len(records), 20_000))
-    dataset = dataset.map(_load, fn_kwargs={"shared": shared}, num_cpus=TASK_CPUS)
+    dataset = dataset.map(_read, fn_kwargs={"reader": plan.reader, "resume": resume}, num_cpus=TASK_CPUS)
     dataset = dataset.map_batches(
-        _ModelActor, fn_constructor_kwargs={"blob": blob, "scale": scale}, batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high), num_cpus=scale.cpus_per_worker,
-        num_gpus=scale.gpus_per_worker)
-    return dataset.map(_finish, fn_kwargs={"shared": shared}, num_cpus=TASK_CPUS)
-
-
-def _stages(shared: Any, row: dict | None, source: str) -> Stages:
-    import ray
-
-    out, run_id, model, options, labels, inputs = ray.get(shared)
-    return Stages(labels, _Records(), out, run_id, model, {source: row} if row else {}, options, inputs)
-
-
-def _load(record: dict[str, Any], shared: Any) -> dict[str, Any]:
-    item, name, row = pickle.loads(record["work"])
-    work = _stages(shared, row, str(item.source)).load(item, name)
-    return {"work": pickle.dumps((work, row))}  # the row too: a failure removes the outputs it recorded
-
-
-def _finish(record: dict[str, Any], shared: Any) -> dict[str, Any]:
-    """Write the outputs and send the ledger row back (the driver commits it)."""
-    import json
-
-    work, row, prediction, node = pickle.loads(record["work"])
-    stages = _stages(shared, row, str(work.item.source))
-    outcome = stages.finish(work, prediction)
-    row = stages.ledger.rows[-1] if stages.ledger.rows else None
-    if row is not None and row.get("image"):
-        row["image"] = json.dumps({**json.loads(row["image"]), "node": node})
-    error = str(outcome.error) if outcome.error else None
-    return {"status": outcome.status, "record": pickle.dumps((row, node, error))}
-
-
-class _Records:
-    """Stands in for the ledger in a task: keeps the row Stages would commit, for the driver to commit."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, Any]] = []
-
-    def save(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
+        _ModelActor, fn_constructor_kwargs={"blob": blob, "scale": scale}, batch_size=plan.batch_size,
+        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high), num_cpus=scale.replicas.cpus,
+        num_gpus=scale.replicas.gpus)
+    return dataset.map(_write, fn_kwargs={"writer": writer}, num_cpus=TASK_CPUS)

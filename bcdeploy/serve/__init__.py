@@ -1,1 +1,1 @@
-"""Serving the runtime behind Ray Serve (dynamic batching, HTTP), and Triton model repositories."""
+"""Serving the runtime behind Ray Serve (dynamic batching, HTTP). Triton model repositories are written by export/triton_repo.py."""

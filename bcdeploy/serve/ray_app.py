@@ -33,7 +33,7 @@ from ray import serve
 from ray.exceptions import RayActorError
 
 from bcdeploy.scale.model_blob import ModelBlob
-from bcdeploy.serve.launch import ReplicaOptions, ScaleOptions
+from bcdeploy.serve.options import ReplicaOptions, ServeOptions
 
 log = logging.getLogger(__name__)
 
@@ -197,22 +197,23 @@ async def read_capped(request: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def build_app(blob: ModelBlob, replica: ReplicaOptions, scale: ScaleOptions, max_body_bytes: int) -> Any:
+def build_app(blob: ModelBlob, options: ServeOptions) -> Any:
     """The Ray Serve application: HttpIngress -> SegmenterReplica (bound deployments)."""
-    scaling: dict[str, Any] = {"num_replicas": scale.replicas}
-    if scale.autoscale:
-        low, high = scale.autoscale
+    replica, replicas, drain_s = options.replica, options.replicas, options.drain_s
+    scaling: dict[str, Any] = {"num_replicas": replicas.count[0]}
+    if replicas.autoscaled:
+        low, high = replicas.count
         # a replica is "busy" when it holds a full batch: scale out before requests queue behind it
         scaling = {"autoscaling_config": {"min_replicas": low, "max_replicas": high,
                                           "target_ongoing_requests": replica.max_batch}}
     segmenter_deployment = serve.deployment(
         SegmenterReplica, name="bcdeploy_segmenter",
-        ray_actor_options={"num_cpus": scale.cpus_per_replica, "num_gpus": scale.gpus_per_replica},
-        max_ongoing_requests=2 * replica.max_batch + 2, graceful_shutdown_timeout_s=scale.drain_s,
+        ray_actor_options={"num_cpus": replicas.cpus, "num_gpus": replicas.gpus},
+        max_ongoing_requests=2 * replica.max_batch + 2, graceful_shutdown_timeout_s=drain_s,
         health_check_period_s=2, health_check_timeout_s=10, **scaling)
     ingress = serve.deployment(
-        HttpIngress, name="bcdeploy_http", max_ongoing_requests=1000, graceful_shutdown_timeout_s=scale.drain_s,
+        HttpIngress, name="bcdeploy_http", max_ongoing_requests=1000, graceful_shutdown_timeout_s=drain_s,
         # the ingress is light; keeping it on the head node (beside the HTTP proxy) means a lost
         # worker node takes replicas with it, never the front door
         ray_actor_options={"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}})
-    return ingress.bind(segmenter_deployment.bind(blob, replica), max_body_bytes)
+    return ingress.bind(segmenter_deployment.bind(blob, replica), options.max_body_bytes)

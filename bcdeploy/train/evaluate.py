@@ -36,6 +36,7 @@ def split_files(cfg, loader: str = "test_dataloader") -> list[tuple[Path, Path]]
 def evaluate(
     config: str | Path,
     checkpoint: str | Path,
+    *,
     data_root: str | None = None,
     out: str | Path | None = None,
     device: str = "cpu",

@@ -8,7 +8,6 @@ and 16-bit and DICOM files, which MMSeg's loader cannot map, need the runtime's 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,8 @@ import numpy as np
 
 from bcdeploy.fileio import sha256_file
 from bcdeploy.runtime.imageio import DecodedImage
-from bcdeploy.runtime.segmenter import Prediction
+from bcdeploy.runtime.predictor import Prediction
+from bcdeploy.runtime.spans import StageSpan, stage_span
 
 
 class TorchPredictor:
@@ -40,13 +40,13 @@ class TorchPredictor:
         self.model.cfg.test_pipeline[0]["type"] = "LoadImageFromNDArray"
         out = []
         for image in images:
-            start = time.perf_counter()
-            with torch.no_grad():
+            spans: list[StageSpan] = []  # inference_model does every stage in one call: one `infer` span
+            with stage_span("infer", spans), torch.no_grad():
                 sample = inference_model(self.model, image.bgr)
             logits = sample.seg_logits.data.float()
             probs = torch.softmax(logits, dim=0).cpu().numpy()
             mask = sample.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
-            out.append(Prediction(mask, probs, {"infer": (time.perf_counter() - start) * 1000}))
+            out.append(Prediction(mask, probs, spans))
         return out
 
     def describe(self) -> dict[str, Any]:

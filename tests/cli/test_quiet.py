@@ -14,6 +14,7 @@ import tifffile
 
 from tests.conftest import TINY_CONFIG
 from tests.runtime import hostile_images as hostile
+from tests.tiny_models import description, write_onnx
 
 # OpenCV, libpng, Python warnings, onnxruntime's C++ log ("[W:onnxruntime:..."), absl/gRPC, libtiff
 LIBRARY_LINE = re.compile(r"\[ ?(WARN|ERROR|INFO):|libpng|Warning:|warnings\.warn|\[[EWI]:onnxruntime|absl::|"
@@ -33,31 +34,10 @@ def library_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if LIBRARY_LINE.search(line)]
 
 
-def tiny_onnx(path):
-    """A 1x1 convolution with bcdeploy metadata: enough for `infer` to read, segment and write."""
-    onnx = pytest.importorskip("onnx")
-    pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
-
-    from bcdeploy.runtime.metadata import METADATA_KEY, ModelMeta
-
-    weights = numpy_helper.from_array(np.random.default_rng(0).normal(size=(3, 3, 1, 1)).astype(np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["input", "w"], ["output"])], "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3, "H", "W"])], [weights])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    meta = ModelMeta(classes=["background", "benign", "malignant"], palette=[[0, 0, 0], [0, 255, 0], [255, 0, 0]],
-                     mean=[0.0] * 3, std=[1.0] * 3, input_size=[64, 64])
-    helper.set_model_props(model, {METADATA_KEY: meta.to_json()})
-    onnx.save(model, path)
-    return path
-
-
 @pytest.mark.slow
 def test_infer_on_files_the_decoders_complain_about(tmp_path):
-    model = tiny_onnx(tmp_path / "tiny.onnx")
+    pytest.importorskip("onnxruntime")
+    model = write_onnx(tmp_path / "tiny.onnx", embedded=description(mean=[0.0] * 3, std=[1.0] * 3, input_size=[64, 64]))
     corrupt = hostile.corrupt_png(tmp_path / "corrupt.png")  # libpng: "libpng error: IDAT: ..."
     pixels = np.random.default_rng(1).integers(0, 256, (480, 640), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "whole.tif", pixels, compression="lzw")

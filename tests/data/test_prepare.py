@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -16,13 +15,6 @@ from tests.conftest import run_cli
 def _options(root, out, **kw):
     return PrepareOptions(images_dir=str(root / "TIFF Images"), masks_dir=str(root / "ROI Masks"),
                           metadata=str(root / "Info.txt"), output_dir=str(out), **kw)
-
-
-@pytest.fixture
-def dmid_copy(dmid, tmp_path):
-    root = tmp_path / "dmid"
-    shutil.copytree(dmid, root)
-    return root
 
 
 def test_end_to_end_layout_and_manifest(prepared, dmid):

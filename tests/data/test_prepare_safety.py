@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 
 import cv2
 import numpy as np
@@ -15,13 +14,6 @@ from click.testing import CliRunner
 from bcdeploy.cli import cli
 from bcdeploy.data.prepare import PrepareOptions
 from bcdeploy.fileio import sha256_file
-
-
-@pytest.fixture
-def dmid_copy(dmid, tmp_path):
-    root = tmp_path / "dmid"
-    shutil.copytree(dmid, root)
-    return root
 
 
 def _hashes(root):

@@ -16,14 +16,11 @@ from click.testing import CliRunner
 from bcdeploy.cli import cli
 from bcdeploy.pacs.dicomweb import DicomWebPacs
 from tests.pacs.test_dicomweb import _make_studies, _upload
-from tests.runtime.tiny_models import description, write_onnx, write_sidecar
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    path = write_onnx(tmp_path_factory.mktemp("tiny") / "model.onnx")
-    write_sidecar(path, description())
-    return path
+@pytest.fixture()
+def model(tiny_onnx) -> Path:
+    return tiny_onnx
 
 
 def _uploaded(orthanc, folder: Path, first_patient: int) -> dict[str, list[Path]]:
@@ -113,6 +110,7 @@ def test_a_failed_store_is_that_images_failure_and_the_next_run_retries(orthanc,
     import socket
 
     from bcdeploy.pacs.source import PacsSource
+    from bcdeploy.runtime.outputs import parse_save
     from bcdeploy.runtime.run import RunOptions, run
     from bcdeploy.runtime.segmenter import Segmenter
 
@@ -123,12 +121,12 @@ def test_a_failed_store_is_that_images_failure_and_the_next_run_retries(orthanc,
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/dicom-web"
     source = PacsSource(orthanc.dicomweb, list(studies))
     source._storer = DicomWebPacs(dead, timeout=5)  # the one part aimed elsewhere: fetching stays real
-    options = RunOptions(out=tmp_path / "out", dicom_seg=True)
+    options = RunOptions(out=tmp_path / "out", save=parse_save(None, dicom_seg=True))
     with Segmenter(model) as segmenter:
-        summary = run(segmenter, source, options)
+        summary = run(lambda: segmenter, source, options)
         assert (summary.processed, len(summary.failed)) == (0, count) and not summary.ok
         assert all(dead in f["error"] and "cannot store" in f["error"] for f in summary.failed), summary.failed
         assert all(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG") == [] for s in studies)
-        summary = run(segmenter, PacsSource(orthanc.dicomweb, list(studies)), options)
+        summary = run(lambda: segmenter, PacsSource(orthanc.dicomweb, list(studies)), options)
     assert (summary.processed, summary.skipped, summary.failed) == (count, 0, [])
     assert all(len(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG")) == len(p) for s, p in studies.items())

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from bcdeploy.cli import cli
-from tests.runtime.tiny_models import description, write_onnx, write_sidecar
+from tests.tiny_models import description, write_onnx, write_sidecar
 
 
 @pytest.fixture()

@@ -4,7 +4,6 @@ every lesion pixel became background, exit 0, and the image entered the training
 from __future__ import annotations
 
 import json
-import shutil
 
 import cv2
 import numpy as np
@@ -12,13 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from bcdeploy.cli import cli
-
-
-@pytest.fixture
-def dmid_copy(dmid, tmp_path):
-    root = tmp_path / "dmid"
-    shutil.copytree(dmid, root)
-    return root
 
 
 def _prepare(root, out, *extra):

@@ -16,7 +16,7 @@ from bcdeploy.runtime.backends import (
     option_choices,
     options_for,
 )
-from tests.runtime.tiny_models import description, write_onnx, write_sidecar
+from tests.tiny_models import description, write_onnx, write_sidecar
 
 
 def test_options_for_builds_the_backends_own_options():

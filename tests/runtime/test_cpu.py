@@ -9,7 +9,7 @@ from bcdeploy.runtime.backends.options import OnnxRuntimeOptions, OpenVINOOption
 from bcdeploy.runtime.cpu import advise, cpu_flags, cpu_line
 from bcdeploy.runtime.metadata import ModelMeta, sidecar_path_for
 from bcdeploy.runtime.variants import faster_variant, start_line
-from tests.runtime.tiny_models import SHA_A, SHA_B, description
+from tests.tiny_models import SHA_A, SHA_B, description
 
 
 def _cpuinfo(model: str, flags: str) -> str:

@@ -180,7 +180,7 @@ def _direct_window(ds, pixels):
     """The full-image arithmetic the lookup table must reproduce exactly."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    from bcdeploy.runtime.imageio import scale_to_uint8
+    from bcdeploy.runtime.intensity import scale_to_uint8
 
     values = apply_modality_lut(pixels, ds)
     if "VOILUTSequence" in ds or "WindowCenter" in ds:

@@ -21,19 +21,15 @@ from click.testing import CliRunner
 
 from bcdeploy.cli import cli
 from tests.dicom_samples import mammogram_dataset, mammogram_pixels, write_syntax
-from tests.runtime.tiny_models import description, write_onnx, write_sidecar
 
 PATIENT = "PHIPATIENT42"
 SPACING = 0.07  # tests/dicom_samples.py writes ImagerPixelSpacing 0.07 x 0.07
 IDENTIFYING = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny")
-    path = write_onnx(folder / "model.onnx")
-    write_sidecar(path, description())
-    return path
+@pytest.fixture()
+def model(tiny_onnx) -> Path:
+    return tiny_onnx
 
 
 @pytest.fixture()
@@ -195,7 +191,7 @@ def test_inputs_or_dicomweb_exactly_one(model, inputs, tmp_path):
 
 def test_seg_algorithm_of_a_predictor_without_sidecar_names_its_checkpoint(model):
     """`predict --dicom-seg` (PyTorch): no sidecar, so the config's name and the checkpoint's hash."""
-    from bcdeploy.runtime.run.seg_output import seg_algorithm
+    from bcdeploy.runtime.run.driver import seg_algorithm
     from bcdeploy.runtime.segmenter import Segmenter
 
     class Checkpoint:  # what TorchPredictor.describe() gives

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from bcdeploy.cli import cli
 from bcdeploy.errors import ConfigError
 from bcdeploy.runtime.metadata import ModelMeta
-from tests.runtime.tiny_models import CLASSES, SHA_A, SHA_B, description, write_onnx, write_sidecar
+from tests.tiny_models import CLASSES, SHA_A, SHA_B, description, write_onnx, write_sidecar
 
 pytest.importorskip("onnxruntime")
 

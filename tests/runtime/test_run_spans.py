@@ -16,18 +16,15 @@ import pytest
 
 from bcdeploy.runtime.run.ledger import STAGES, Ledger
 from tests.conftest import run_cli
-from tests.runtime.tiny_models import description, write_onnx, write_sidecar
 
 THREADS = {"read": "decode", "hash": "decode", "decode": "decode", "preprocess": "main", "infer": "main",
            "postprocess": "main", "write": "write"}
 SLACK_S = 0.005  # `started`/`finished` and the spans are read from the clock at slightly different moments
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    path = write_onnx(tmp_path_factory.mktemp("tiny") / "model.onnx")
-    write_sidecar(path, description())
-    return path
+@pytest.fixture()
+def model(tiny_onnx) -> Path:
+    return tiny_onnx
 
 
 def write_images(folder: Path, count: int = 4) -> Path:

@@ -9,8 +9,8 @@ from contextlib import closing
 
 import numpy as np
 
+from bcdeploy.runtime.predictor import Prediction
 from bcdeploy.runtime.run import RunOptions, run
-from bcdeploy.runtime.segmenter import Prediction
 from tests.badinputs import mammogram, write_tiff
 
 
@@ -37,7 +37,7 @@ class ThresholdPredictor:
             mask = np.where(image.bgr[..., 0] > 200, 2, 0).astype(np.uint8)
             if image.shape[1] == self.bad_mask_width:
                 mask = np.dstack([mask, mask])
-            out.append(Prediction(mask, None, {"infer": 1.0}))
+            out.append(Prediction(mask, None))
         return out
 
 
@@ -48,7 +48,7 @@ def test_any_exception_in_segmenting_or_writing_is_one_failure(tmp_path):
         write_tiff(tmp_path / "in" / f"{name}.tif", mammogram(rng, 160, width))
     predictor = ThresholdPredictor(crash_width=136, bad_mask_width=152)
     out = tmp_path / "out"
-    summary = run(predictor, [str(tmp_path / "in")], RunOptions(out=out, batch_size=5))
+    summary = run(lambda: predictor, [str(tmp_path / "in")], RunOptions(out=out, batch_size=5))
     assert summary.processed == 3 and not summary.ok
     errors = {f["file"].split("/")[-1]: f["error"] for f in summary.failed}
     assert set(errors) == {"crash.tif", "badmask.tif"}

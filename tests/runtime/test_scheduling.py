@@ -18,7 +18,6 @@ from bcdeploy.runtime.run import RunOptions, run
 from bcdeploy.runtime.run.scheduling import BACKGROUND_NICE
 from bcdeploy.runtime.run.sources import FileSource
 from bcdeploy.runtime.segmenter import Segmenter
-from tests.runtime.tiny_models import description, write_onnx, write_sidecar
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
 
@@ -49,10 +48,8 @@ class RecordingSegmenter(Segmenter):
 
 
 @pytest.fixture()
-def model(tmp_path: Path) -> Path:
-    path = write_onnx(tmp_path / "model.onnx")
-    write_sidecar(path, description())
-    return path
+def model(tiny_onnx) -> Path:
+    return tiny_onnx
 
 
 def test_reader_and_writer_yield_to_inference(model: Path, tmp_path: Path) -> None:
@@ -63,7 +60,7 @@ def test_reader_and_writer_yield_to_inference(model: Path, tmp_path: Path) -> No
     main_before = nice()
     source = RecordingSource([images])
     with RecordingSegmenter(model) as segmenter:
-        summary = run(segmenter, source, RunOptions(out=tmp_path / "out"))
+        summary = run(lambda: segmenter, source, RunOptions(out=tmp_path / "out"))
     assert summary.processed == 3 and not summary.failed
     for hook in ("read", "deliver"):
         assert source.seen[hook], f"{hook} never ran"

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from bcdeploy.cli import cli
 from tests.ray_cluster import add_loopback_node, loopback_cluster
-from tests.serve.conftest import build_tiny_onnx, synthetic_png
+from tests.tiny_models import synthetic_png
 
 pytestmark = [pytest.mark.slow]
 ray = pytest.importorskip("ray.data", reason="needs Ray Data (the serve extra)")
@@ -39,9 +39,9 @@ def images(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory) -> Path:
-    return build_tiny_onnx(tmp_path_factory.mktemp("ray_model"))
+@pytest.fixture()
+def model(threshold_onnx) -> Path:
+    return threshold_onnx
 
 
 @pytest.fixture(scope="module")

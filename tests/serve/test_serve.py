@@ -17,8 +17,8 @@ import pytest
 
 from tests.ray_cluster import LOOPBACK_ADDRESSES, listening_sockets
 from tests.serve.bad_images import huge_header_tiff
-from tests.serve.conftest import synthetic_png
 from tests.serve.helpers import decoded_mask, post, runtime_mask, start_server, stop_server
+from tests.tiny_models import synthetic_png
 
 pytestmark = [pytest.mark.slow]
 ray = pytest.importorskip("ray", reason="needs the serve extra (ray[serve])")

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from tests.ray_cluster import add_loopback_node, loopback_cluster
-from tests.serve.conftest import synthetic_png
 from tests.serve.helpers import decoded_mask, post, runtime_mask, start_server, stop_server
+from tests.tiny_models import synthetic_png
 
 pytestmark = [pytest.mark.slow]
 ray = pytest.importorskip("ray", reason="needs the serve extra (ray[serve])")

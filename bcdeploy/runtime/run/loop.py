@@ -1,39 +1,41 @@
-"""The batch run loop: inputs in; masks, overlays, ledger rows and reports out.
+"""The run around any driver, and the local driver: inputs in; masks, overlays, ledger rows and reports out.
 
-Three stages overlap: a reader thread reads, hashes and decodes the next batch (OpenCV and hashlib
-release the GIL) while the main thread segments the current one, and a writer thread encodes and
-writes outputs and commits each image's ledger row. Any exception while reading, segmenting or
-writing one file becomes that file's failure line and ledger row; the run goes on. Only what makes
-every later write fail too (no space, read-only file system, no permission) stops it, with one line.
-Ctrl-C stops after the images in flight: the ledger is consistent and the reports list every image
-finished so far.
+Locally three stages overlap: a reader thread reads, hashes and decodes the next batch (OpenCV and
+hashlib release the GIL) while the main thread segments the current one, and a writer thread encodes
+and writes outputs and commits each image's ledger row. The first batch is read while the model opens
+(a one-image run waits for both otherwise). Any exception while reading, segmenting or writing one
+file becomes that file's failure line and ledger row; the run goes on. Only what makes every later
+write fail too (no space, read-only file system, no permission) stops it, with one line. Ctrl-C stops
+after the images in flight: the ledger is consistent and the reports list every image finished so far.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
-from bcdeploy.runtime.outputs import ALL_OUTPUTS
+from bcdeploy.runtime.outputs import DEFAULT_OUTPUTS, KINDS_BY_KEY
 from bcdeploy.runtime.predictor import Predictor
+from bcdeploy.runtime.run.driver import Driver, Interrupts, OpenedModel, RunPlan, RunSummary, count
 from bcdeploy.runtime.run.identity import ModelIdentity, canonical
 from bcdeploy.runtime.run.inputs import assign_names
 from bcdeploy.runtime.run.ledger import Ledger
+from bcdeploy.runtime.run.reader import Reader, Resume
 from bcdeploy.runtime.run.reports import write_reports
 from bcdeploy.runtime.run.scheduling import background_thread
+from bcdeploy.runtime.run.segment import segment
 from bcdeploy.runtime.run.sources import FileSource, InputSource
-from bcdeploy.runtime.run.stages import Outcome, Stages
+from bcdeploy.runtime.run.work import Work
+from bcdeploy.runtime.run.writer import Writer
 
 log = logging.getLogger(__name__)
 
@@ -49,83 +51,58 @@ class RunOptions:
     on_progress: Callable[[str, int], None] | None = None
     extra_inputs: Sequence[str | Path] = ()  # other files the run reads (the model): out must not overlap them
     frame: int | None = None  # frame of multi-frame DICOM objects (0-based); None refuses them
-    dicom_seg: bool = False  # a DICOM SEG per DICOM input (seg/<name>.dcm)
     no_phi: bool = False  # reports without patient/study/series/instance identifiers (phi.py)
-    save: frozenset[str] = ALL_OUTPUTS  # which pictures to write: mask, biner, vis (`--save`)
-    prefetch: Any = None  # a prefetch.FirstImagePrefetch started before the model opened, or None
+    save: frozenset[str] = DEFAULT_OUTPUTS  # output kinds to write (runtime/outputs.py OUTPUT_KINDS keys)
 
 
-@dataclass
-class RunSummary:
-    processed: int = 0
-    skipped: int = 0
-    failed: list[dict] = field(default_factory=list)
-    results_path: Path | None = None
-    ledger_path: Path | None = None
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Exit status 0: nothing failed and something was found (a run that processed nothing fails)."""
-        return not self.failed and not self.interrupted and self.processed + self.skipped > 0
-
-
-def run(predictor: Predictor, inputs: Sequence[str] | InputSource, options: RunOptions) -> RunSummary:
+def run(open_predictor: Callable[[], Predictor], inputs: Sequence[str] | InputSource,
+        options: RunOptions) -> RunSummary:
     """Segment `inputs` (files, folders, globs; or any InputSource, e.g. a PACS) into `options.out`;
-    raises OutputError when outputs cannot be written at all."""
-
-    def threads(run: RunContext, summary: RunSummary, interrupts: _Interrupts) -> OutputError | None:
-        stages = Stages(predictor, run.ledger, run.out, run.run_id, model_identity(run.model, options), run.rows,
-                        options, run.source)
-        return _run_pipeline(stages, run.named, summary, options, interrupts)
-
-    return execute(predictor.describe, list(predictor.classes), inputs, options, threads)
+    raises OutputError when outputs cannot be written at all. `open_predictor()` is called once, on this
+    thread, after the first batch started reading; the caller owns what it opens (and closes it)."""
+    return execute(inputs, options, LocalDriver(open_predictor, options.batch_size))
 
 
-@dataclass
-class RunContext:
-    """What a pipeline gets: the open ledger, this run's row id, the model's describe(), the ledger rows
-    by source as they were before the run, the (item, output name) pairs to process and where they come from."""
-
-    ledger: Ledger
-    run_id: int
-    model: dict
-    rows: dict[str, dict]
-    named: list
-    out: Path
-    source: InputSource
-
-
-Pipeline = Callable[[RunContext, RunSummary, "_Interrupts"], "OutputError | None"]
-
-
-def execute(describe: Callable[[], dict], classes: list[str], inputs: Sequence[str] | InputSource,
-            options: RunOptions, pipeline: Pipeline) -> RunSummary:
-    """The run around a pipeline (local threads here, Ray in bcdeploy/scale/ray_infer.py): inputs and
-    names, the ledger's run row and input failures, Ctrl-C, then the closing row and the reports."""
+def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Driver) -> RunSummary:
+    """The run around a driver: inputs and names, the ledger's run row and input failures, Ctrl-C, then
+    the closing row and the reports."""
     start = time.perf_counter()
     out = Path(options.out)
     source = inputs if isinstance(inputs, InputSource) else FileSource(inputs, options.recursive)
     refuse_overlap(out, [p for p in [*source.local_paths(), *options.extra_inputs] if _resolvable(p)])
     items, input_failures = source.find()
-    ledger = Ledger(out)
-    summary = RunSummary(ledger_path=ledger.path)
+    works = [Work(item, target=options.targets.get(item.path.stem)) for item in items]
+    reader = Reader(source=source, max_pixels=options.max_pixels, frame=options.frame,
+                    keep_dicom=any(KINDS_BY_KEY[k].dicom_only for k in options.save))
     try:
-        model = describe()
-        run_id = ledger.begin_run(model)
+        model = driver.open(reader, works)
+        ledger = Ledger(out)
+    except BaseException:
+        driver.close()
+        raise
+    summary = RunSummary(ledger_path=ledger.path, notes=model.notes)
+    try:
+        run_id = ledger.begin_run(model.description)
         for failure in input_failures:
             ledger.add_failure(run_id, failure.item, failure.error)
         if not items and not input_failures:
             ledger.add_failure(run_id, source.describe(), f"no images in {source.describe()}")
         rows = {r["source"]: r for r in ledger.rows()}
-        named = assign_names(items, {key: r["name"] for key, r in rows.items()})
-        with _Interrupts() as interrupts:
-            fatal = pipeline(RunContext(ledger, run_id, model, rows, named, out, source), summary, interrupts)
+        for work, (_, name) in zip(works, assign_names(items, {key: r["name"] for key, r in rows.items()})):
+            work.name, work.previous = name, rows.get(str(work.item.source))
+        identity = model_identity(model.description, options)
+        writer = Writer(out=out, run_id=run_id, model=identity, classes=model.classes, palette=model.palette,
+                        kinds=options.save, source=source, max_pixels=options.max_pixels, algorithm=model.algorithm)
+        plan = RunPlan(works=works, reader=reader, resume=Resume(out=out, model=identity, overwrite=options.overwrite),
+                       writer=writer, ledger=ledger, batch_size=options.batch_size, on_progress=options.on_progress)
+        with Interrupts() as interrupts:
+            fatal = driver.process(plan, summary, interrupts)
             summary.interrupted = summary.interrupted or interrupts.hits > 0
             reports = {"no_phi": options.no_phi, "identifiers": source.identifiers() if options.no_phi else set()}
-            return _close(ledger, run_id, summary, fatal, model, classes, out, start, reports)
+            return _close(ledger, run_id, summary, fatal, model=model.description, classes=model.classes, out=out,
+                          start=start, reports=reports)
     finally:
+        driver.close()
         ledger.close()
 
 
@@ -134,15 +111,16 @@ def model_identity(model: dict, options: RunOptions) -> ModelIdentity:
     decoded, whether a SEG belongs to them, which pictures are saved (each only when not the default,
     so older ledgers keep matching)."""
     identity = ModelIdentity.of(model)
-    save = sorted(options.save) if options.save != ALL_OUTPUTS else None
-    extra = {k: v for k, v in (("frame", options.frame), ("dicom_seg", options.dicom_seg), ("save", save))
+    pictures = options.save - {"seg"}
+    save = sorted(pictures) if pictures != DEFAULT_OUTPUTS else None
+    extra = {k: v for k, v in (("frame", options.frame), ("dicom_seg", "seg" in options.save), ("save", save))
              if v not in (None, False)}
     if not extra:
         return identity
     return ModelIdentity(identity.sha256, canonical({**model.get("mask_options", {}), "run": extra}))
 
 
-def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError | None, model: dict,
+def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError | None, *, model: dict,
            classes: list[str], out: Path, start: float, reports: dict) -> RunSummary:
     """End the run's ledger row and regenerate the reports; raise the error that stopped the run."""
     status = "interrupted" if summary.interrupted else ("stopped" if fatal else "done")
@@ -169,79 +147,70 @@ def _resolvable(path: str | Path) -> bool:
     return True
 
 
-def _run_pipeline(stages: Stages, named: list, summary: RunSummary, options: RunOptions,
-                  interrupts: _Interrupts) -> OutputError | None:
-    """Read ahead, segment, write behind; returns the error that stopped the run, if one did."""
-    batches = [named[i:i + options.batch_size] for i in range(0, len(named), options.batch_size)]
-    fatal: list[OutputError] = []
-    pending: deque = deque()
+class LocalDriver:
+    """Read ahead on one thread, segment on this one, write behind on another (module docstring)."""
 
-    def collect(limit: int) -> None:
-        while len(pending) > limit:
-            count(pending.popleft().result(), summary, fatal)
+    def __init__(self, open_predictor: Callable[[], Predictor], batch_size: int) -> None:
+        self._open_predictor, self._batch_size = open_predictor, batch_size
+        self._reader = ThreadPoolExecutor(1, "decode", background_thread)
+        self._first: Future | None = None
+        self.predictor: Predictor | None = None
 
-    with ThreadPoolExecutor(1, "decode", background_thread) as reader, \
-            ThreadPoolExecutor(1, "write", background_thread) as writer:
-        next_batch = reader.submit(stages.load_batch, batches[0]) if batches else None
-        interrupts.armed = True
-        try:
-            for index in range(len(batches)):
-                loaded = next_batch.result()
-                next_batch = reader.submit(stages.load_batch, batches[index + 1]) if index + 1 < len(batches) else None
-                for work, prediction in stages.segment(loaded):
-                    pending.append(writer.submit(stages.finish, work, prediction))
-                collect(2 * options.batch_size)  # bounded write-behind: memory stays a few images
-                if fatal:
-                    break
-                for work in loaded:
-                    if options.on_progress:
-                        options.on_progress(work.name, len(named))
-            collect(0)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            interrupts.armed = False
-        if interrupts.hits:
-            summary.interrupted = True
-            if next_batch is not None:
-                next_batch.cancel()
-            collect(0)  # the images already segmented are finished and recorded
-    return fatal[0] if fatal else None
+    def open(self, reader: Reader, works: list[Work]) -> OpenedModel:
+        if works:  # no resume rule yet (it needs the model): Resume.settle applies it afterwards
+            self._first = self._reader.submit(reader.read_batch, works[:self._batch_size], None)
+        self.predictor = self._open_predictor()
+        return OpenedModel.of(self.predictor)
 
+    def close(self) -> None:
+        self._reader.shutdown(wait=True, cancel_futures=True)
 
-def count(outcome: Outcome, summary: RunSummary, fatal: list[OutputError]) -> None:
-    if outcome.status == "ok":
-        summary.processed += 1
-    elif outcome.status == "skipped":
-        summary.skipped += 1
-    elif outcome.status == "fatal" and not fatal:
-        fatal.append(outcome.error)
+    def process(self, plan: RunPlan, summary: RunSummary, interrupts: Interrupts) -> OutputError | None:
+        """Returns the error that stopped the run, if one did."""
+        works, size = plan.works, plan.batch_size
+        batches = [works[i:i + size] for i in range(0, len(works), size)]
+        fatal: list[OutputError] = []
+        pending: deque = deque()
 
+        def finish(work: Work) -> Work:
+            work = plan.writer.write(work)
+            if work.row is not None:
+                plan.ledger.save(work.row)
+            return work
 
-class _Interrupts:
-    """Ctrl-C while images flow raises KeyboardInterrupt in the main thread, once; any later Ctrl-C, or one
-    outside the pipeline, only marks the run interrupted, so no ledger commit or report is cut in half."""
+        def collect(limit: int) -> None:
+            while len(pending) > limit:
+                count(pending.popleft().result(), summary, fatal)
 
-    def __init__(self) -> None:
-        self.hits = 0
-        self.armed = False
-        self.previous = None
-
-    def handler(self, signum, frame) -> None:
-        self.hits += 1
-        if self.hits == 1 and self.armed:
-            raise KeyboardInterrupt
-
-    def __enter__(self) -> "_Interrupts":
-        try:
-            self.previous = signal.signal(signal.SIGINT, self.handler)
-        except ValueError:  # not the main thread: signals are the caller's business
-            self.previous = None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        with ThreadPoolExecutor(1, "write", background_thread) as writer:
+            next_batch = self._first
+            interrupts.armed = True
+            try:
+                for index in range(len(batches)):
+                    loaded = next_batch.result()
+                    if index == 0:
+                        loaded = [plan.resume.settle(work) for work in loaded]
+                    next_batch = (self._reader.submit(plan.reader.read_batch, batches[index + 1], plan.resume)
+                                  if index + 1 < len(batches) else None)
+                    for work in segment(self.predictor, loaded):
+                        pending.append(writer.submit(finish, work))
+                    collect(2 * size)  # bounded write-behind: memory stays a few images
+                    if fatal:
+                        break
+                    for work in loaded:
+                        if plan.on_progress:
+                            plan.on_progress(work.name, len(works))
+                collect(0)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                interrupts.armed = False
+            if interrupts.hits:
+                summary.interrupted = True
+                if next_batch is not None:
+                    next_batch.cancel()
+                collect(0)  # the images already segmented are finished and recorded
+        return fatal[0] if fatal else None
 
 
 class _First:

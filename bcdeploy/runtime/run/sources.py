@@ -43,14 +43,17 @@ class InputSource(Protocol):
 class FileSource:
     """Files, folders and glob patterns given on the command line (inputs.py says how they are named)."""
 
-    def __init__(self, arguments: Sequence[str | Path], recursive: bool = False) -> None:
-        self.arguments, self.recursive = [str(a) for a in arguments], recursive
+    def __init__(self, arguments: Sequence[str | Path], recursive: bool = False, *, base: Path | None = None) -> None:
+        """`base`: the folder relative paths are read against when the reader runs elsewhere (a Ray
+        worker has its own working folder); messages keep the paths as given."""
+        self.arguments, self.recursive, self.base = [str(a) for a in arguments], recursive, base
 
     def find(self) -> tuple[list[InputItem], list[InputFailure]]:
         return find_inputs(self.arguments, self.recursive)
 
     def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, list[StageSpan]]:
-        return read_source(item.path, Path(item.source))
+        path = item.path if self.base is None or item.path.is_absolute() else self.base / item.path
+        return read_source(path, Path(item.source))
 
     def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None:
         """Outputs of a file input stay in the output folder."""

@@ -1,0 +1,267 @@
+"""The option sections of `infer` and `predict`, each parsed into one typed object.
+
+As Polygraphy's argument groups: a group owns its options (shown as one titled section in --help,
+through cloup) and turns its values into the object the library takes; a command body only asks
+each group in turn. Values a group does not know stay for the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import cloup
+
+from bcdeploy.cli._options import backend_option_list, model_help, parse_hw
+from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+from bcdeploy.runtime.outputs import OUTPUT_KINDS
+
+INPUTS_ARGUMENT = click.argument("inputs", nargs=-1)  # required unless --dicomweb (input_source checks)
+
+
+def section(title: str, *options: Callable) -> Callable:
+    return cloup.option_group(title, *options)
+
+
+def _pop(values: dict[str, Any], *names: str) -> list[Any]:
+    return [values.pop(name) for name in names]
+
+
+# --- Inputs ------------------------------------------------------------------------------------------
+INPUTS = section(
+    "Inputs",
+    click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of INPUTS."),
+    click.option("--metadata", type=click.Path(dir_okay=False), help="DMID metadata: overlays show `| Target: B`."),
+    click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
+                 help="Refuse images larger than this many pixels before decoding them."),
+    click.option("--frame", default=None, type=click.IntRange(0),
+                 help="Frame (0-based) of multi-frame DICOM objects (tomosynthesis); without it they are refused."),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InputArgs:
+    recursive: bool
+    targets: dict[str, str]
+    max_pixels: int
+    frame: int | None
+
+    @classmethod
+    def parse(cls, values: dict[str, Any]) -> InputArgs:
+        recursive, metadata, max_pixels, frame = _pop(values, "recursive", "metadata", "max_pixels", "frame")
+        targets = {}
+        if metadata:
+            from bcdeploy.data.metadata import image_targets
+
+            targets = image_targets(metadata)
+        return cls(recursive=recursive, targets=targets, max_pixels=max_pixels, frame=frame)
+
+
+# --- Outputs -----------------------------------------------------------------------------------------
+_KINDS = ",".join(kind.save_name for kind in OUTPUT_KINDS)
+OUTPUTS = section(
+    "Outputs",
+    click.option("--out", default="infer_out", show_default=True, type=click.Path(file_okay=False),
+                 help="Output folder: one folder per output kind mirroring the inputs, ledger.sqlite, results.json, "
+                      "lesions.csv."),
+    click.option("--save", default=None, metavar=_KINDS,
+                 help="Output kinds per image (comma-separated) [default: masks,biner,vis]; `seg` is a DICOM SEG per "
+                      "DICOM input. Reports always."),
+    click.option("--dicom-seg", is_flag=True, help="Same as adding `seg` to --save."),
+    click.option("--overwrite", is_flag=True, help="Recompute images the ledger says are done and unchanged."),
+    click.option("--no-phi", is_flag=True,
+                 help="Keep patient/study/series/instance identifiers out of results.json and lesions.csv."),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputArgs:
+    out: Path
+    save: frozenset[str]
+    overwrite: bool
+    no_phi: bool
+
+    @classmethod
+    def parse(cls, values: dict[str, Any], *, pacs: bool = False) -> OutputArgs:
+        """A bad --save is one error line before any model loads. A PACS run always writes SEGs: they are
+        what goes back."""
+        from bcdeploy.runtime.outputs import parse_save
+
+        out, save, dicom_seg, overwrite, no_phi = _pop(values, "out", "save", "dicom_seg", "overwrite", "no_phi")
+        return cls(out=Path(out), save=parse_save(save, dicom_seg=dicom_seg or pacs), overwrite=overwrite,
+                   no_phi=no_phi)
+
+
+def run_options(inputs: InputArgs, outputs: OutputArgs, *, batch_size: int, extra_inputs: list[str],
+                on_progress: Callable[[str, int], None] | None) -> Any:
+    from bcdeploy.runtime.run import RunOptions
+
+    return RunOptions(out=outputs.out, batch_size=batch_size, overwrite=outputs.overwrite, recursive=inputs.recursive,
+                      targets=inputs.targets, max_pixels=inputs.max_pixels, on_progress=on_progress,
+                      extra_inputs=extra_inputs, frame=inputs.frame, no_phi=outputs.no_phi, save=outputs.save)
+
+
+# --- Model and backend ---------------------------------------------------------------------------------
+BATCH_SIZE = click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1, 256),
+                          help="Images per backend call.")
+
+
+def model_section() -> Callable:
+    """--model (with the older --engine accepted but hidden), --batch-size and every backend's options."""
+    return section(
+        "Model and backend",
+        click.option("--model", "model", type=click.Path(dir_okay=False), help=model_help()),
+        click.option("--engine", "engine", type=click.Path(dir_okay=False), hidden=True),
+        BATCH_SIZE,
+        *backend_option_list(),
+    )
+
+
+def pop_model(values: dict[str, Any]) -> str:
+    model, engine = _pop(values, "model", "engine")
+    if model and engine:
+        raise click.UsageError("give the model once: --model (--engine is its older name)")
+    if not (model or engine):
+        raise click.UsageError("Missing option '--model'.")
+    return model or engine
+
+
+# --- Sliding window ----------------------------------------------------------------------------------
+SLIDING_WINDOW = section(
+    "Sliding window",
+    click.option("--sliding-window", is_flag=True, help="Tile the full-resolution image instead of resizing it."),
+    click.option("--window", default=None, metavar="HxW", help="Tile size [default: the model's input size]."),
+    click.option("--overlap", default=0.25, show_default=True, type=click.FloatRange(0.0, 0.95)),
+    click.option("--blend", type=click.Choice(["gaussian", "constant"]), default="gaussian", show_default=True),
+)
+
+
+def pop_sliding_window(values: dict[str, Any], batch_size: int) -> Any:
+    """A runtime SlidingWindow, or None without --sliding-window."""
+    enabled, window, overlap, blend = _pop(values, "sliding_window", "window", "overlap", "blend")
+    if not enabled:
+        return None
+    from bcdeploy.runtime.segmenter import SlidingWindow
+
+    return SlidingWindow(parse_hw(window), overlap, blend, batch_size)
+
+
+# --- DICOM and PACS ----------------------------------------------------------------------------------
+PACS = section(
+    "DICOM and PACS",
+    click.option("--dicomweb", "dicomweb", default=None, metavar="URL",
+                 help="Read the mammograms from this DICOMweb server instead of INPUTS, store the SEGs back."),
+    click.option("--study", "studies", multiple=True, metavar="UID",
+                 help="With --dicomweb: Study Instance UID (repeatable); default: every study holding MG images."),
+    click.option("--dry-run", is_flag=True, help="With --dicomweb: list what would be fetched, and exit."),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PacsArgs:
+    url: str | None
+    studies: tuple[str, ...]
+    dry_run: bool
+
+    @classmethod
+    def parse(cls, values: dict[str, Any]) -> PacsArgs:
+        url, studies, dry_run = _pop(values, "dicomweb", "studies", "dry_run")
+        return cls(url=url, studies=tuple(studies), dry_run=dry_run)
+
+    def source(self, inputs: tuple[str, ...], *, no_phi: bool) -> Any:
+        """INPUTS, or the PACS source; exactly one of them (a usage error otherwise)."""
+        if self.url and inputs:
+            raise click.UsageError("give either INPUTS or --dicomweb URL, not both")
+        if not self.url:
+            if self.studies or self.dry_run:
+                raise click.UsageError("--study and --dry-run go with --dicomweb URL")
+            if not inputs:
+                raise click.UsageError("missing INPUTS (files, folders or patterns), or --dicomweb URL")
+            return inputs
+        from bcdeploy.pacs.source import PacsSource
+
+        return PacsSource(self.url, self.studies, no_phi=no_phi)
+
+
+def no_pacs_source(inputs: tuple[str, ...]) -> tuple[str, ...]:
+    if not inputs:
+        raise click.UsageError("missing INPUTS (files, folders or patterns)")
+    return inputs
+
+
+# --- Scale-out ---------------------------------------------------------------------------------------
+class ReplicaCount(click.ParamType):
+    """`N` or `MIN:MAX` (autoscaling between them)."""
+
+    name = "N|MIN:MAX"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[int, int]:
+        from bcdeploy.errors import InputError
+        from bcdeploy.scale.cluster import parse_count
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_count(str(value))
+        except InputError as err:
+            self.fail(str(err), param, ctx)
+
+
+def replica_options(noun: str) -> list[Callable]:
+    """The one vocabulary for what each model copy asks of Ray (`serve` and `infer --ray`)."""
+    return [
+        click.option("--replicas", default=None, type=ReplicaCount(),
+                     help=f"Model replicas ({noun}): N, or MIN:MAX to autoscale [default: 1]."),
+        click.option("--cpus-per-replica", default=None, type=click.FloatRange(0, min_open=True),
+                     help="CPUs each replica reserves from Ray [default: 1]."),
+        click.option("--gpus-per-replica", default=None, type=click.FloatRange(0),
+                     help="GPUs each replica reserves from Ray (fractions share a GPU) [default: 0]."),
+    ]
+
+
+SCALE_OUT = section(
+    "Scale-out",
+    click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+                 help="Run on Ray: 'local' (a private loopback-only Ray), 'auto' or a cluster address. --out and "
+                      "INPUTS must be shared storage at the same paths on every node (README 'Scale out')."),
+    *replica_options("Ray Data model actors"),
+    # the older spellings, kept working for scripts written against them
+    click.option("--workers", default=None, hidden=True),
+    click.option("--cpus-per-worker", default=None, type=click.FloatRange(0, min_open=True), hidden=True),
+    click.option("--gpus-per-worker", default=None, type=click.FloatRange(0), hidden=True),
+)
+
+
+def pop_replicas(values: dict[str, Any], older: dict[str, str] | None = None) -> Any:
+    """A scale.cluster.Replicas from --replicas/--cpus-per-replica/--gpus-per-replica, or from the older
+    spellings in `older` (new name -> old name); None when none was given."""
+    from bcdeploy.scale.cluster import Replicas, parse_count
+
+    given = dict(zip(("replicas", "cpus", "gpus"), _pop(values, "replicas", "cpus_per_replica", "gpus_per_replica")))
+    for key, old in (older or {}).items():
+        value = values.pop(old)
+        if value is not None:
+            if given[key] is not None:
+                raise click.UsageError(f"--{old.replace('_', '-')} is the older name of an option given too")
+            given[key] = parse_count(value) if key == "replicas" and isinstance(value, str) else value
+    if all(v is None for v in given.values()):
+        return None
+    return Replicas(count=given["replicas"] or (1, 1), cpus=1.0 if given["cpus"] is None else given["cpus"],
+                    gpus=given["gpus"] or 0.0)
+
+
+def pop_scale_out(values: dict[str, Any]) -> Any:
+    """A scale.ray_infer.RayOptions for --ray, or None; replica options without --ray are refused."""
+    address = values.pop("ray_address")
+    replicas = pop_replicas(values, {"replicas": "workers", "cpus": "cpus_per_worker", "gpus": "gpus_per_worker"})
+    if not address:
+        if replicas is not None:
+            raise click.UsageError("--replicas, --cpus-per-replica and --gpus-per-replica need --ray ADDRESS")
+        return None
+    from bcdeploy.scale.cluster import Replicas
+    from bcdeploy.scale.ray_infer import RayOptions
+
+    return RayOptions(address=address, replicas=replicas or Replicas())

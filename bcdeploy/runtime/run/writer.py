@@ -1,0 +1,128 @@
+"""The writer: one segmented image to its outputs and its ledger row (the driver commits the row).
+
+Every output kind the run saves (runtime/outputs.py's table) is rendered in memory and written
+atomically, then the source may take them (a PACS stores the SEG); only then is the row made, so a
+committed row always describes files that exist. A failed image's row replaces its earlier one, and
+outputs left from an earlier success go: they described other bytes or another model (they are ours,
+recorded in the ledger). Errors that make every later write fail too (no space, read-only, no
+permission) make the record FATAL: the driver stops the run with one line instead of N failures.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bcdeploy.errors import OutputError
+from bcdeploy.fileio import write_bytes
+from bcdeploy.runtime.imageio import DecodedImage
+from bcdeploy.runtime.lesions import extract_lesions
+from bcdeploy.runtime.outputs import OUTPUT_KINDS, Rendering
+from bcdeploy.runtime.run.identity import ModelIdentity, output_record
+from bcdeploy.runtime.run.sources import InputSource
+from bcdeploy.runtime.run.work import Status, Work, describe_error
+from bcdeploy.runtime.spans import durations_ms, stage_span
+
+if TYPE_CHECKING:
+    from bcdeploy.runtime.dicom_seg import SegAlgorithm
+
+FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Writer:
+    out: Path
+    run_id: int
+    model: ModelIdentity
+    classes: list[str]
+    palette: list[list[int]]
+    kinds: frozenset[str]  # OUTPUT_KINDS keys to write
+    source: InputSource  # deliver(): where the source wants the outputs too
+    max_pixels: int  # a SEG re-reads the source's dataset under the same budget
+    algorithm: SegAlgorithm | None = None
+
+    def write(self, work: Work) -> Work:
+        """Outputs and `work.row` for a record the reader and the model step are done with."""
+        if work.status is Status.SKIPPED:
+            return work
+        try:
+            if work.pending and work.prediction is None:
+                work.fail(work.error or f"{work.item.path}: no prediction")
+            return self._failure(work) if work.status is Status.FAILED else self._outputs(work)
+        except OutputError as err:
+            work.status, work.error, work.row = Status.FATAL, str(err), None
+            return work
+        finally:
+            work.release()
+
+    def _outputs(self, work: Work) -> Work:
+        prediction, image = work.prediction, work.image
+        work.spans += prediction.spans
+        target = self.out
+        try:
+            with stage_span("write", work.spans):
+                lesions = _with_mm(extract_lesions(prediction.mask, self.classes, prediction.probs), image)
+                rendering = Rendering(prediction.mask, image, self.classes, self.palette, lesions, work.target,
+                                      source=work.source_bytes, origin=str(work.item.path), algorithm=self.algorithm,
+                                      max_pixels=self.max_pixels)
+                outputs = {}
+                for kind in OUTPUT_KINDS:
+                    if kind.key not in self.kinds or (kind.dicom_only and work.source_bytes is None):
+                        continue  # a picture nobody wants is not even drawn
+                    relative = kind.relative(work.name)
+                    data = kind.render(rendering)
+                    target = self.out / relative
+                    write_bytes(target, data)
+                    outputs[kind.key] = output_record(relative, data)
+                self.source.deliver(work.item, {key: self.out / record["path"] for key, record in outputs.items()})
+        except OSError as err:
+            if err.errno in FATAL_ERRNOS:
+                raise OutputError(f"{target}: cannot write ({err.strerror})") from None
+            return self._failure(work.fail(f"{work.item.path}: cannot write {target} ({err.strerror or err})"))
+        except Exception as err:  # noqa: BLE001 - one odd image is one failure line
+            return self._failure(work.fail(describe_error(work.item.path, err, "writing outputs")))
+        work.row = {**self._row(work, Status.OK), "image": json.dumps(_image_info(image, work.node), default=str),
+                    "lesions": json.dumps(lesions), "outputs": json.dumps(outputs)}
+        work.status = Status.OK
+        return work
+
+    def _failure(self, work: Work) -> Work:
+        work.row = {**self._row(work, Status.FAILED), "error": work.error}
+        if work.previous and work.previous.get("outputs"):
+            for record in json.loads(work.previous["outputs"]).values():
+                (self.out / record["path"]).unlink(missing_ok=True)
+        return work
+
+    def _row(self, work: Work, status: Status) -> dict[str, Any]:
+        ident = work.identity
+        return {"source": str(work.item.source), "name": work.name, "argument": work.item.argument,
+                "path": str(work.item.path), "size": ident and ident.size, "mtime_ns": ident and ident.mtime_ns,
+                "sha256": ident and ident.sha256, "model_sha256": self.model.sha256,
+                "mask_options": self.model.mask_options, "target": work.target, "status": status.value,
+                "run_id": self.run_id, "started": work.started, "finished": time.time(),
+                "spans": json.dumps([span.to_dict() for span in work.spans]),
+                **{f"{stage}_ms": ms for stage, ms in durations_ms(work.spans).items()}}
+
+
+def _image_info(image: DecodedImage, node: str | None) -> dict[str, Any]:
+    info: dict[str, Any] = {"size": [image.shape[1], image.shape[0]], "format": image.format,
+                            "source_dtype": image.source_dtype, "intensity_map": image.intensity_map}
+    if getattr(image, "tags", None):
+        info["tags"] = image.tags
+    if node:
+        info["node"] = node
+    return info
+
+
+def _with_mm(lesions: list[dict[str, Any]], image: DecodedImage) -> list[dict[str, Any]]:
+    """Lesion sizes in mm where the image says its pixel spacing; masks are at the original size (scale 1)."""
+    spacing = (image.tags or {}).get("pixel_spacing_mm")
+    if not spacing:
+        return lesions
+    from bcdeploy.runtime.dicom import with_mm_sizes
+
+    return with_mm_sizes(lesions, spacing, (1.0, 1.0))
