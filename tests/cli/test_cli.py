@@ -62,3 +62,32 @@ def test_entry_points_in_a_real_process(tmp_path):
     proc = run_cli_subprocess("infer", "--engine", model, tmp_path, check=False)
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1, proc.stderr
+
+
+SECTIONS = {  # the titled option sections each command's --help shows (cloup option groups)
+    ("infer",): ["Inputs", "Outputs", "Model and backend", "Sliding window", "DICOM and PACS", "Scale-out"],
+    ("predict",): ["Inputs", "Outputs", "Model (PyTorch/MMSeg)"],
+    ("serve",): ["Model and backend", "HTTP", "Scale-out"],
+    ("export",): ["Checkpoint", "Graph", "Variants", "Parity gates"],
+    ("bench", "latency"): ["Models", "Workload", "Outputs"],
+    ("bench", "parity"): ["Reference and contenders", "Gates", "Outputs"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(SECTIONS), ids=" ".join)
+def test_options_come_in_titled_sections(command):
+    text = CliRunner().invoke(cli, [*command, "--help"]).output
+    titles = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert titles[:len(SECTIONS[command])] == SECTIONS[command], text
+    # nothing but --help is left outside the sections
+    other = text.split("Other options:")[1] if "Other options:" in text else ""
+    assert [line.split()[0] for line in other.splitlines() if line.strip().startswith("-")] in ([], ["-h,"]), text
+
+
+def test_older_option_names_stay_accepted_but_hidden():
+    help_text = CliRunner().invoke(cli, ["infer", "--help"]).output
+    for old in ("--engine", "--workers", "--cpus-per-worker", "--gpus-per-worker"):
+        assert old not in help_text
+    assert "--autoscale" not in CliRunner().invoke(cli, ["serve", "--help"]).output
+    result = CliRunner().invoke(cli, ["infer", "--engine", "absent.onnx", "--model", "absent.onnx", "x.png"])
+    assert result.exit_code == 2 and "give the model once" in result.output

@@ -27,7 +27,7 @@ ray = pytest.importorskip("ray.data", reason="needs Ray Data (the serve extra)")
 IMAGES = 12
 # 0.25 CPU per model actor: both actors fit on the head alone once the worker node is gone, beside
 # the read/write tasks (0.25 CPU each), so the run can finish on one node.
-RAY_ARGS = ("--workers", "2", "--cpus-per-worker", "0.25")
+RAY_ARGS = ("--replicas", "2", "--cpus-per-replica", "0.25")
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +176,8 @@ def test_worker_options_without_ray_are_refused(model, images, tmp_path):
     assert not (tmp_path / "out").exists()
     bad = infer(model, images, tmp_path / "out", "--ray", "local", "--workers", "3:1")
     assert bad.exit_code == 1 and "MIN:MAX" in bad.output
+    for new in (("--replicas", "2"), ("--cpus-per-replica", "2")):  # the shared vocabulary, refused the same way
+        result = infer(model, images, tmp_path / "out", *new)
+        assert result.exit_code == 2 and "need --ray" in result.output
+    bad = infer(model, images, tmp_path / "out", "--ray", "local", "--replicas", "3:1")
+    assert bad.exit_code == 2 and "MIN:MAX" in bad.output

@@ -1,10 +1,12 @@
 """The run ledger: `<out>/ledger.sqlite`, the durable record of every image a run has finished.
 
-Why SQLite: one transaction per finished image (WAL, synchronous=NORMAL) survives Ctrl-C, a crash
-or a full disk with every earlier row intact, and never a half row; results.json and lesions.csv
-are views regenerated from it at the end of every run. A row is committed only after the image's
-outputs are in place, so a row always describes files that exist (a crash in between leaves files
-without a row, which the next run recomputes). Rows are keyed by the resolved source path; the
+Why SQLite: one transaction per finished image (WAL, synchronous=NORMAL) survives Ctrl-C, a crash of
+the process or a full disk with every earlier row intact, and never a half row; results.json and
+lesions.csv are views regenerated from it at the end of every run. On a power loss (the machine, not
+the process) WAL with synchronous=NORMAL may roll back the last few commits; that is harmless here,
+because a row is committed only after the image's outputs are in place, so a row always describes
+files that exist, and an image without a row (a crash in between, or a rolled-back commit) is simply
+recomputed by the next run. Rows are keyed by the resolved source path; the
 output name bound to a source never changes and is never given to another source.
 """
 
@@ -109,7 +111,7 @@ class Ledger:
                              "ledger (every image in this folder is then recomputed)") from None
         try:
             self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a crash loses no committed row
+            self.db.execute("PRAGMA synchronous = NORMAL")  # a process crash loses no committed row (module docstring)
             self.db.executescript(SCHEMA)  # idempotent (IF NOT EXISTS)
             self._migrate()
         except sqlite3.Error as err:
