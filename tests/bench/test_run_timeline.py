@@ -12,7 +12,7 @@ import pytest
 
 from bcdeploy.runtime.run.ledger import STAGES, Ledger
 from tests.conftest import run_cli
-from tests.runtime.test_run_spans import model, write_images, write_v1_ledger  # noqa: F401 - `model` is a fixture
+from tests.runtime.test_run_spans import write_images, write_v1_ledger
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -24,9 +24,9 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def run_folder(model, tmp_path_factory) -> Path:  # noqa: F811 - the fixture imported above
+def run_folder(tiny_onnx, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("run")
-    run_cli("infer", "--model", model, write_images(root / "in"), "--out", root / "out")
+    run_cli("infer", "--model", tiny_onnx, write_images(root / "in"), "--out", root / "out")
     return root / "out"
 
 

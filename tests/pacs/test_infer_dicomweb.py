@@ -18,7 +18,7 @@ from bcdeploy.pacs.dicomweb import DicomWebPacs
 from tests.pacs.test_dicomweb import _make_studies, _upload
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def model(tiny_onnx) -> Path:
     return tiny_onnx
 

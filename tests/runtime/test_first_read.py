@@ -18,7 +18,7 @@ from bcdeploy.runtime.run import FileSource, RunOptions, run
 from bcdeploy.runtime.segmenter import Segmenter
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def model(tiny_onnx) -> Path:
     return tiny_onnx
 

@@ -27,7 +27,7 @@ SPACING = 0.07  # tests/dicom_samples.py writes ImagerPixelSpacing 0.07 x 0.07
 IDENTIFYING = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "FrameOfReferenceUID")
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def model(tiny_onnx) -> Path:
     return tiny_onnx
 

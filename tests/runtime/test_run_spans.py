@@ -22,7 +22,7 @@ THREADS = {"read": "decode", "hash": "decode", "decode": "decode", "preprocess":
 SLACK_S = 0.005  # `started`/`finished` and the spans are read from the clock at slightly different moments
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def model(tiny_onnx) -> Path:
     return tiny_onnx
 

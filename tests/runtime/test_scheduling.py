@@ -47,7 +47,7 @@ class RecordingSegmenter(Segmenter):
         return super().predict(images)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def model(tiny_onnx) -> Path:
     return tiny_onnx
 

@@ -39,7 +39,7 @@ def images(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def model(threshold_onnx) -> Path:
     return threshold_onnx
 
