@@ -37,8 +37,8 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal((1, 3, *size)).astype(np.float32)
     models = []
     for text in args.models:
-        spec = parse_spec(text)
-        segmenter, reason = open_segmenter(spec, args.threads)
+        spec = parse_spec(text, threads=args.threads or None)
+        segmenter, reason = open_segmenter(spec)
         if segmenter is None:
             raise SystemExit(f"{text}: {reason}")
         segmenter.runner.infer(x)  # warm-up: first call allocates

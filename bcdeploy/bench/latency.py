@@ -33,7 +33,7 @@ def run_latency(specs: Sequence[ModelSpec], sizes: Sequence[tuple[int, int]], ba
     torch_module = _torch_module(checkpoint, config) if checkpoint else None
     total = len(specs) + (1 if torch_module is not None else 0)
     for spec in specs:
-        segmenter, reason = open_segmenter(spec, threads)
+        segmenter, reason = open_segmenter(spec)
         if segmenter is None:
             entries.append({"model": spec.label, "status": f"skipped: {reason}"})
         else:

@@ -12,7 +12,7 @@ the benchmark: it becomes a row with status 'skipped: <reason>'.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,21 +55,14 @@ def parse_specs(texts: Sequence[str], spell: Callable[[str], str] = str, **share
     return specs
 
 
-def open_segmenter(spec: ModelSpec, threads: int = 0):
+def open_segmenter(spec: ModelSpec):
     """(Segmenter, None) or (None, reason) when this backend cannot run here (not installed, no GPU,
     no such file). A model whose description does not fit it (ConfigError) is an error, not a skip.
-
-    `threads` (kept for callers that pass it beside the specs) fills in the spec's own thread count
-    where its backend takes one and the spec left it at the default; parse_specs already refused it
-    for a list where no backend does.
-    """
+    Every backend option (threads too) travels in the spec (parse_spec)."""
     from bcdeploy.runtime.segmenter import Segmenter
 
-    options = spec.options
-    if threads and getattr(options, "threads", None) == 0:
-        options = replace(options, threads=threads)
     try:
-        return Segmenter(spec.path, options=options), None
+        return Segmenter(spec.path, options=spec.options), None
     except ConfigError:
         raise
     except BcDeployError as err:

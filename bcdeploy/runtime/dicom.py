@@ -40,9 +40,6 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 LUT_MAX_ENTRIES = 1 << 20  # integer ranges up to this go through a lookup table (window_to_uint8)
 JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"  # GDCM (through pydicom) decodes it at 8 bits only
 
-# Tags that identify a patient, a study or an instance: left out of every report with --no-phi.
-IDENTIFYING_TAGS = ("patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-                    "frame_of_reference_uid")
 
 
 @dataclass(frozen=True)
@@ -300,35 +297,6 @@ def pixel_spacing_mm(ds: Any) -> tuple[list[float] | None, str | None]:
             return [row / factor, col / factor], f"{keyword} / EstimatedRadiographicMagnificationFactor {factor:g}"
         return [row, col], keyword
     return None, None
-
-
-def strip_identifiers(tags: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The tags without patient, study, series, instance or frame-of-reference identifiers (--no-phi)."""
-    if tags is None:
-        return None
-    return {k: v for k, v in tags.items() if k not in IDENTIFYING_TAGS}
-
-
-def lesion_size_mm(area_px: float, bbox_xywh: list[float] | tuple[float, ...], spacing_mm: list[float] | None,
-                   scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, Any]:
-    """A lesion's area in mm² and bounding box [x, y, w, h] in mm from its pixel measures.
-
-    `spacing_mm` is (row, col) of the ORIGINAL image; `scale` is original pixels per mask pixel as
-    (rows, cols): 1.0 when the mask is at the original size, as bcdeploy writes it. Without spacing
-    both are None (a mammogram without spacing must not get invented sizes).
-    """
-    if not spacing_mm:
-        return {"area_mm2": None, "bbox_mm": None}
-    dy, dx = spacing_mm[0] * scale[0], spacing_mm[1] * scale[1]
-    x, y, w, h = bbox_xywh
-    return {"area_mm2": round(float(area_px) * dy * dx, 3),
-            "bbox_mm": [round(x * dx, 3), round(y * dy, 3), round(w * dx, 3), round(h * dy, 3)]}
-
-
-def with_mm_sizes(lesions: list[dict[str, Any]], spacing_mm: list[float] | None,
-                  scale: tuple[float, float] = (1.0, 1.0)) -> list[dict[str, Any]]:
-    """Copies of lesion records (runtime.lesions.extract_lesions) with `area_mm2` and `bbox_mm` added."""
-    return [{**lesion, **lesion_size_mm(lesion["area_px"], lesion["bbox"], spacing_mm, scale)} for lesion in lesions]
 
 
 def _sop_class_name(ds: Any) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from bcdeploy.errors import BackendError, InputError
 from bcdeploy.fileio import sha256_file
-from bcdeploy.runtime.backends import BackendOptions, open_runner, options_for
+from bcdeploy.runtime.backends import BackendOptions, open_runner
 from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.metadata import ModelMeta, load_meta
 from bcdeploy.runtime.model_check import check_model_io
@@ -41,14 +41,10 @@ class Segmenter:
     """Open a model file (backend by suffix), read and check its metadata, segment BGR uint8 images."""
 
     def __init__(self, model_path: str | Path, sliding_window: SlidingWindow | None = None, *,
-                 options: BackendOptions | None = None, **runner_options: Any) -> None:
-        """`options`: the backend's options object (registry.options_for builds one); `runner_options`
-        are the same as keywords, checked against the backend (one that does not apply is an error)."""
+                 options: BackendOptions | None = None) -> None:
+        """`options`: the backend's options object, checked against the model's backend
+        (`registry.options_for(model_path, threads=2)` builds one); None: the backend's defaults."""
         self.model_path = Path(model_path)
-        if runner_options:
-            if options is not None:
-                raise TypeError("pass backend options either as `options` or as keywords, not both")
-            options = options_for(self.model_path, **runner_options)
         self.runner = open_runner(self.model_path, options)
         try:
             # Both checks run before any image is read: a description that does not fit the model

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.dicom import decode_dicom, lesion_size_mm, pixel_spacing_mm, strip_identifiers
+from bcdeploy.runtime.dicom import decode_dicom, pixel_spacing_mm
+from bcdeploy.runtime.geometry import lesion_size_mm
 from bcdeploy.runtime.imageio import read_image
+from bcdeploy.runtime.run.phi import strip_identifiers
 from tests.dicom_samples import MG_FOR_PROCESSING, SYNTAXES, mammogram_dataset, mammogram_pixels, to_8bit, write_study_tree, write_syntax
 
 BUDGET = 80_000_000
@@ -157,7 +159,7 @@ def test_lesion_size_in_mm():
 
 
 def test_lesion_records_get_mm_columns():
-    from bcdeploy.runtime.dicom import with_mm_sizes
+    from bcdeploy.runtime.geometry import with_mm_sizes
     from bcdeploy.runtime.lesions import extract_lesions
 
     mask = np.zeros((100, 80), np.uint8)

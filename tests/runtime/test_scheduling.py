@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bcdeploy.runtime.backends import options_for
 from bcdeploy.runtime.run import RunOptions, run
 from bcdeploy.runtime.run.scheduling import BACKGROUND_NICE
 from bcdeploy.runtime.run.sources import FileSource
@@ -72,7 +73,7 @@ def test_reader_and_writer_yield_to_inference(model: Path, tmp_path: Path) -> No
 
 
 def test_onnxruntime_does_not_spin_unless_asked(model: Path) -> None:
-    with Segmenter(model) as quiet, Segmenter(model, spin=True) as spinning:
+    with Segmenter(model) as quiet, Segmenter(model, options=options_for(model, spin=True)) as spinning:
         def entry(segmenter: Segmenter) -> str:
             opts = segmenter.runner.session.get_session_options()
             try:

@@ -16,10 +16,19 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from bcdeploy.runtime.dicom import IDENTIFYING_TAGS, strip_identifiers
-
+# Tags (runtime/dicom.py::dicom_tags keys) that identify a patient, a study or an instance: left out of
+# every report with --no-phi.
+IDENTIFYING_TAGS = ("patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
+                    "frame_of_reference_uid")
 REMOVED = "[removed]"
 MIN_LENGTH = 3
+
+
+def strip_identifiers(tags: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The tags without patient, study, series, instance or frame-of-reference identifiers (--no-phi)."""
+    if tags is None:
+        return None
+    return {k: v for k, v in tags.items() if k not in IDENTIFYING_TAGS}
 
 
 def row_identifiers(rows: Iterable[dict[str, Any]]) -> set[str]:

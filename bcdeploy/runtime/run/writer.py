@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import write_bytes
+from bcdeploy.runtime.geometry import with_mm_sizes
 from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.lesions import extract_lesions
 from bcdeploy.runtime.outputs import OUTPUT_KINDS, Rendering
@@ -123,6 +124,4 @@ def _with_mm(lesions: list[dict[str, Any]], image: DecodedImage) -> list[dict[st
     spacing = (image.tags or {}).get("pixel_spacing_mm")
     if not spacing:
         return lesions
-    from bcdeploy.runtime.dicom import with_mm_sizes
-
     return with_mm_sizes(lesions, spacing, (1.0, 1.0))

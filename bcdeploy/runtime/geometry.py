@@ -1,0 +1,31 @@
+"""Sizes in millimetres from pixel measures, where the image says its pixel spacing.
+
+Kept apart from the DICOM reader (which only finds the spacing, runtime/dicom.py::pixel_spacing_mm):
+a size is arithmetic on a lesion record, whatever format the spacing came from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def lesion_size_mm(area_px: float, bbox_xywh: list[float] | tuple[float, ...], spacing_mm: list[float] | None,
+                   scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, Any]:
+    """A lesion's area in mm² and bounding box [x, y, w, h] in mm from its pixel measures.
+
+    `spacing_mm` is (row, col) of the ORIGINAL image; `scale` is original pixels per mask pixel as
+    (rows, cols): 1.0 when the mask is at the original size, as bcdeploy writes it. Without spacing
+    both are None (a mammogram without spacing must not get invented sizes).
+    """
+    if not spacing_mm:
+        return {"area_mm2": None, "bbox_mm": None}
+    dy, dx = spacing_mm[0] * scale[0], spacing_mm[1] * scale[1]
+    x, y, w, h = bbox_xywh
+    return {"area_mm2": round(float(area_px) * dy * dx, 3),
+            "bbox_mm": [round(x * dx, 3), round(y * dy, 3), round(w * dx, 3), round(h * dy, 3)]}
+
+
+def with_mm_sizes(lesions: list[dict[str, Any]], spacing_mm: list[float] | None,
+                  scale: tuple[float, float] = (1.0, 1.0)) -> list[dict[str, Any]]:
+    """Copies of lesion records (runtime.lesions.extract_lesions) with `area_mm2` and `bbox_mm` added."""
+    return [{**lesion, **lesion_size_mm(lesion["area_px"], lesion["bbox"], spacing_mm, scale)} for lesion in lesions]
