@@ -21,13 +21,10 @@ from pathlib import Path, PurePosixPath
 from bcdeploy.pacs.dicomweb import DicomWebPacs, InstanceRef, plan_fetch
 from bcdeploy.runtime.run.identity import SourceIdentity
 from bcdeploy.runtime.run.inputs import InputFailure, InputItem
+from bcdeploy.runtime.run.phi import pseudonym
 from bcdeploy.runtime.spans import StageSpan, stage_span
 
 KEY_PREFIX = "dicomweb:"
-
-
-def pseudonym(uid: str) -> str:
-    return hashlib.sha256(uid.encode()).hexdigest()[:16]
 
 
 class PacsSource:

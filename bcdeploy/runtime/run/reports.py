@@ -22,7 +22,7 @@ from bcdeploy import __version__
 from bcdeploy.errors import InputError, OutputError
 from bcdeploy.fileio import write_json, write_text
 from bcdeploy.runtime.run.ledger import STAGES, Ledger
-from bcdeploy.runtime.run.phi import row_identifiers, scrub
+from bcdeploy.runtime.run.phi import deidentify, row_identifiers
 
 LESION_COLUMNS = ("image", "lesion_id", "class", "area_px", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
                   "centroid_x", "centroid_y", "mean_prob", "source", "area_mm2", "bbox_mm")
@@ -70,7 +70,7 @@ def write_reports(out: Path, ledger: Ledger, run_id: int, summary: dict[str, Any
         "images": listed,
     }
     if no_phi:
-        results = scrub(results, {*row_identifiers(rows), *identifiers})
+        results = deidentify(results, ledger.rows(), {*row_identifiers(rows), *identifiers})
         results["no_phi"] = True
         lesions_csv = _lesions_csv(results["images"])
     path = out / "results.json"
