@@ -12,21 +12,24 @@ What prints, and how each is silenced:
   bcdeploy prints (and any traceback of a bug) still shows. Only for a real process: under a test
   runner that captured stderr, nothing is redirected.
 * mmcv/mmseg/mmengine UserWarnings that every torch command prints (mmcv-lite's missing
-  MultiScaleDeformableAttention, mmseg's `build_loss` deprecation, ...), and onnxruntime's and
-  OpenVINO's Python warnings: ignored by the module that issues them.
+  MultiScaleDeformableAttention, mmseg's `build_loss` deprecation, ...), onnxruntime's and
+  OpenVINO's Python warnings, highdicom's and pydicom's (a person name in one component, a value
+  invalid for its VR; pydicom's logger too): ignored by the module that issues them. bcdeploy checks
+  DICOM attributes by its own rules and says in one line what it repaired (runtime/dicom_source.py).
 """
 
 from __future__ import annotations
 
 import faulthandler
 import io
+import logging
 import os
 import sys
 import warnings
 from collections.abc import Callable
 
 VERBOSE_ENV = "BCDEPLOY_VERBOSE"
-_LIBRARY_MODULES = r"(mmcv|mmseg|mmengine|onnxruntime|openvino)(\.|$)"
+_LIBRARY_MODULES = r"(mmcv|mmseg|mmengine|onnxruntime|openvino|highdicom|pydicom)(\.|$)"
 _QUIET_ENV = {"OPENCV_LOG_LEVEL": "SILENT", "GRPC_VERBOSITY": "ERROR", "GLOG_minloglevel": "2",
               "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -42,6 +45,9 @@ def silence_libraries() -> Callable[[], None]:
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)  # a user's own setting wins
     warnings.filterwarnings("ignore", module=_LIBRARY_MODULES)
+    # pydicom also logs what it warns about ("WARNING pydicom: Invalid value for VR ..."): files are
+    # checked by bcdeploy's own rules (runtime/dicom_source.py), which say what they repaired
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
     if "cv2" in sys.modules and hasattr(sys.modules["cv2"], "setLogLevel"):
         sys.modules["cv2"].setLogLevel(0)  # already imported: the environment is read too late
     return _redirect_c_stderr()

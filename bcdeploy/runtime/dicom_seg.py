@@ -51,9 +51,17 @@ class SegAlgorithm:
         return cls(config, version, str(meta.source.get("checkpoint_sha256") or "unknown"))
 
 
+def segment_numbers(mask: np.ndarray, classes: list[str]) -> dict[int, int]:
+    """Class index -> segment number in the SEG of `mask`: one segment per lesion class present, in class
+    order (every lesion class when none is present: "analysed, nothing found")."""
+    present = [k for k in range(1, len(classes)) if (mask == k).any()] or list(range(1, len(classes)))
+    return {k: number for number, k in enumerate(present, 1)}
+
+
 def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: SegAlgorithm,
-              series_number: int = 900) -> Any:
-    """A highdicom Segmentation of `source` (a pydicom Dataset) from a class-index mask at its size.
+              series_number: int = 900, uids: tuple[str, str] | None = None) -> Any:
+    """A highdicom Segmentation of `source` (a pydicom Dataset) from a class-index mask at its size;
+    `uids`: its (series, SOP instance) UIDs, new ones when None.
 
     `classes[0]` is the background; value k > 0 in `mask` is the lesion class `classes[k]`.
     """
@@ -61,7 +69,8 @@ def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: S
     from pydicom.uid import generate_uid
 
     _check_source(source, mask, classes)
-    present = [k for k in range(1, len(classes)) if (mask == k).any()] or list(range(1, len(classes)))
+    series_uid, sop_uid = uids or (generate_uid(), generate_uid())
+    present = list(segment_numbers(mask, classes))
     identification = hd.AlgorithmIdentificationSequence(
         name=algorithm.name[:64], version=algorithm.version[:64], family=_code(hd, ("123109", "Neural network", "DCM")),
         parameters={"checkpoint_sha256": algorithm.checkpoint_sha256},
@@ -83,8 +92,8 @@ def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: S
     labels = to_segment[mask][np.newaxis]  # (1, rows, cols)
     seg = hd.seg.Segmentation(
         source_images=[source], pixel_array=labels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=series_number,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="bcdeploy",
+        segment_descriptions=descriptions, series_instance_uid=series_uid, series_number=series_number,
+        sop_instance_uid=sop_uid, instance_number=1, manufacturer="bcdeploy",
         manufacturer_model_name=algorithm.name[:64], software_versions=_bcdeploy_version(),
         device_serial_number=algorithm.checkpoint_sha256[:16], series_description=f"bcdeploy {algorithm.name}"[:64],
         omit_empty_frames=False, content_label="LESIONS",
@@ -95,10 +104,11 @@ def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: S
     return seg
 
 
-def seg_bytes(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: SegAlgorithm) -> bytes:
+def seg_bytes(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: SegAlgorithm,
+              uids: tuple[str, str] | None = None) -> bytes:
     """The SEG as a DICOM file's bytes (the run's writer stores them atomically like every output)."""
     buffer = io.BytesIO()
-    build_seg(source, mask, classes, algorithm=algorithm).save_as(buffer, enforce_file_format=True)
+    build_seg(source, mask, classes, algorithm=algorithm, uids=uids).save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
 
 

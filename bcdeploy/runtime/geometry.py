@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 
 def lesion_size_mm(area_px: float, bbox_xywh: list[float] | tuple[float, ...], spacing_mm: list[float] | None,
                    scale: tuple[float, float] = (1.0, 1.0)) -> dict[str, Any]:
@@ -25,7 +27,22 @@ def lesion_size_mm(area_px: float, bbox_xywh: list[float] | tuple[float, ...], s
             "bbox_mm": [round(x * dx, 3), round(y * dy, 3), round(w * dx, 3), round(h * dy, 3)]}
 
 
+def longest_diameter_mm(outline: list[list[float]], spacing_mm: list[float] | None,
+                        scale: tuple[float, float] = (1.0, 1.0)) -> float | None:
+    """The largest distance between two outline vertices in mm (rows and columns may differ in spacing,
+    so the points are scaled before measuring); None without spacing."""
+    if not spacing_mm or not outline:
+        return None
+    from bcdeploy.runtime.lesions import longest_distance
+
+    points = np.asarray(outline, np.float64) * [spacing_mm[1] * scale[1], spacing_mm[0] * scale[0]]
+    return round(longest_distance(points), 3)
+
+
 def with_mm_sizes(lesions: list[dict[str, Any]], spacing_mm: list[float] | None,
                   scale: tuple[float, float] = (1.0, 1.0)) -> list[dict[str, Any]]:
-    """Copies of lesion records (runtime.lesions.extract_lesions) with `area_mm2` and `bbox_mm` added."""
-    return [{**lesion, **lesion_size_mm(lesion["area_px"], lesion["bbox"], spacing_mm, scale)} for lesion in lesions]
+    """Copies of lesion records (runtime.lesions.extract_lesions) with `area_mm2`, `bbox_mm` and
+    `longest_diameter_mm` added (None where the image has no usable spacing)."""
+    return [{**lesion, **lesion_size_mm(lesion["area_px"], lesion["bbox"], spacing_mm, scale),
+             "longest_diameter_mm": longest_diameter_mm(lesion.get("outline") or [], spacing_mm, scale)}
+            for lesion in lesions]

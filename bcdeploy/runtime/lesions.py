@@ -1,4 +1,15 @@
-"""Per-lesion records from a predicted class mask: what a report to a clinician lists."""
+"""Per-lesion records from a predicted class mask: what a report to a clinician lists.
+
+Each record holds the lesion's class, size, place, outline and score:
+- `score` is the lesion's likelihood under the model: the MAXIMUM of its class's softmax probability
+  over the lesion's pixels. A lesion is as suspicious as its most suspicious part; the mean (kept as
+  `mean_prob`) is diluted by the uncertain border that every lesion has, so a large, clearly malignant
+  mass would score lower than a small one. This is what CAD marks report (a peak, not an average).
+- `outline` is the lesion's outer contour as a closed polygon in image coordinates (x, y of pixel
+  centres, vertices within one pixel of the contour), what a TID 1500 report draws as its region;
+  `longest_diameter_px` is the largest distance between two outline vertices (its maximum Feret
+  diameter), the "longest diameter" a radiologist measures.
+"""
 
 from __future__ import annotations
 
@@ -37,15 +48,56 @@ def extract_lesions(mask: np.ndarray, class_names: list[str], probs: np.ndarray 
                 continue
             record = {"class": class_names[cls], "class_index": cls, "area_px": area, "bbox": [x + left, y + top, w, h],
                       "centroid": [round(float(centroids[label][0]) + left, 1), round(float(centroids[label][1]) + top, 1)]}
+            component = (labels[y:y + h, x:x + w] == label).astype(np.uint8)
+            outline = _outline(component, x + left, y + top)
+            record["outline"] = outline
+            record["longest_diameter_px"] = round(longest_distance(np.asarray(outline, np.float64)), 2)
             if probs is not None:
-                ys, xs = np.nonzero(labels[y:y + h, x:x + w] == label)
+                ys, xs = np.nonzero(component)
                 py = ((ys + y + top) * probs.shape[1] // height).clip(0, probs.shape[1] - 1)
                 px = ((xs + x + left) * probs.shape[2] // width).clip(0, probs.shape[2] - 1)
-                record["mean_prob"] = round(float(probs[cls, py, px].mean()), 4)
+                values = probs[cls, py, px]
+                record["mean_prob"] = round(float(values.mean()), 4)
+                record["score"] = round(float(values.max()), 4)
             records.append(record)
     for i, record in enumerate(records, 1):
         record["id"] = i
     return records
+
+
+def _outline(component: np.ndarray, left: int, top: int) -> list[list[int]]:
+    """The component's outer contour, simplified to within one pixel, as [x, y] image coordinates."""
+    import cv2
+
+    contours, _ = cv2.findContours(component, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contour = max(contours, key=len)
+    simple = cv2.approxPolyDP(contour, 1.0, True) if len(contour) > 8 else contour
+    return [[int(px) + left, int(py) + top] for px, py in simple[:, 0, :]]
+
+
+def longest_distance(points: np.ndarray) -> float:
+    """The largest distance between two of `points` (N, 2): on their convex hull, where it lies."""
+    import cv2
+
+    if len(points) < 2:
+        return 0.0
+    hull = cv2.convexHull(points.astype(np.float32))[:, 0, :].astype(np.float64)
+    diffs = hull[:, None, :] - hull[None, :, :]
+    return float(np.sqrt((diffs ** 2).sum(-1)).max())
+
+
+def case_score(probs: np.ndarray | None, mask: np.ndarray, class_names: list[str]) -> float | None:
+    """How likely the image holds a malignant finding: the maximum of the malignant class's softmax
+    probability over the whole image (model resolution). It counts evidence a lesion's argmax did not
+    claim, so it ranks images continuously (what an ROC over cases needs). An argmax model carries no
+    probabilities: 1.0 when a malignant pixel was predicted, else 0.0. None without a malignant class."""
+    names = [name.lower() for name in class_names]
+    if "malignant" not in names:
+        return None
+    index = names.index("malignant")
+    if probs is None:
+        return float((mask == index).any())
+    return round(float(probs[index].max()), 4)
 
 
 def _content_box(mask: np.ndarray) -> tuple[slice, slice] | None:

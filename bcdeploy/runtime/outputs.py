@@ -10,8 +10,9 @@ encoder would change the overlays people already compared.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,20 @@ class Rendering:
     origin: str = "<bytes>"
     algorithm: SegAlgorithm | None = None
     max_pixels: int = 0
+    case_score: float | None = None
+    uids: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # DICOM kind -> (series, SOP instance)
+
+    @cached_property
+    def dataset(self) -> Any:
+        """The source dataset as derived objects copy it (dicom_source.checked_source), parsed once."""
+        from bcdeploy.runtime.dicom import read_dataset
+        from bcdeploy.runtime.dicom_source import checked_source, log_repairs
+
+        if self.source is None or self.algorithm is None:
+            raise InputError(f"{self.origin}: a DICOM output needs the DICOM source and the model's algorithm")
+        dataset, repairs = checked_source(read_dataset(self.source, self.origin, max_pixels=self.max_pixels))
+        log_repairs(repairs, self.origin)
+        return dataset
 
 
 def _render_mask(r: Rendering) -> bytes:
@@ -58,13 +73,25 @@ def _render_overlay(r: Rendering) -> bytes:
 
 
 def _render_seg(r: Rendering) -> bytes:
-    from bcdeploy.runtime.dicom import read_dataset
     from bcdeploy.runtime.dicom_seg import seg_bytes
 
-    if r.source is None or r.algorithm is None:
-        raise InputError(f"{r.origin}: a DICOM SEG needs the DICOM source and the model's algorithm")
-    dataset = read_dataset(r.source, r.origin, max_pixels=r.max_pixels)
-    return seg_bytes(dataset, r.mask, r.classes, algorithm=r.algorithm)
+    return seg_bytes(r.dataset, r.mask, r.classes, algorithm=r.algorithm, uids=r.uids.get("seg"))
+
+
+def _render_sr(r: Rendering) -> bytes:
+    from bcdeploy.runtime.dicom_seg import segment_numbers
+    from bcdeploy.runtime.dicom_sr import sr_bytes
+
+    seg = (*r.uids["seg"], segment_numbers(r.mask, r.classes)) if "seg" in r.uids else None
+    return sr_bytes(r.dataset, r.lesions, case_score=r.case_score, algorithm=r.algorithm, uids=r.uids["sr"], seg=seg)
+
+
+def _render_sc(r: Rendering) -> bytes:
+    from bcdeploy.runtime.dicom_sc import sc_bytes
+    from bcdeploy.runtime.visualize import overlay
+
+    picture = overlay(r.image.bgr, r.mask, r.palette, r.classes, r.lesions, r.target)
+    return sc_bytes(r.dataset, picture, algorithm=r.algorithm, uids=r.uids["sc"])
 
 
 @dataclass(frozen=True)
@@ -90,6 +117,8 @@ OUTPUT_KINDS: tuple[OutputKind, ...] = (
     OutputKind("biner", "biner", "biner", ".png", _render_biner, description="lesion/no-lesion PNG (0/255)"),
     OutputKind("vis", "vis", "vis", ".jpg", _render_overlay, description="overlay with outlines and labels"),
     OutputKind("seg", "seg", "seg", ".dcm", _render_seg, dicom_only=True, description="DICOM Segmentation"),
+    OutputKind("sr", "sr", "sr", ".dcm", _render_sr, dicom_only=True, description="DICOM SR, TID 1500 findings"),
+    OutputKind("sc", "sc", "sc", ".dcm", _render_sc, dicom_only=True, description="DICOM Secondary Capture overlay"),
 )
 KINDS_BY_KEY = {kind.key: kind for kind in OUTPUT_KINDS}
 SAVE_CHOICES = {kind.save_name: kind.key for kind in OUTPUT_KINDS}

@@ -92,7 +92,8 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
             work.name, work.previous = name, rows.get(str(work.item.source))
         identity = model_identity(model.description, options)
         writer = Writer(out=out, run_id=run_id, model=identity, classes=model.classes, palette=model.palette,
-                        kinds=options.save, source=source, max_pixels=options.max_pixels, algorithm=model.algorithm)
+                        kinds=options.save, source=source, max_pixels=options.max_pixels, algorithm=model.algorithm,
+                        series=_new_series(options.save))
         plan = RunPlan(works=works, reader=reader, resume=Resume(out=out, model=identity, overwrite=options.overwrite),
                        writer=writer, ledger=ledger, batch_size=options.batch_size, on_progress=options.on_progress)
         with Interrupts() as interrupts:
@@ -104,6 +105,13 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
     finally:
         driver.close()
         ledger.close()
+
+
+def _new_series(kinds: frozenset[str]) -> dict[str, str]:
+    """A new DICOM series per DICOM output kind and run (results never mix with acquired images)."""
+    from pydicom.uid import generate_uid
+
+    return {key: generate_uid() for key in sorted(kinds) if KINDS_BY_KEY[key].dicom_only}
 
 
 def model_identity(model: dict, options: RunOptions) -> ModelIdentity:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import errno
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from bcdeploy.errors import OutputError
 from bcdeploy.fileio import write_bytes
 from bcdeploy.runtime.geometry import with_mm_sizes
 from bcdeploy.runtime.imageio import DecodedImage
-from bcdeploy.runtime.lesions import extract_lesions
+from bcdeploy.runtime.lesions import case_score, extract_lesions
 from bcdeploy.runtime.outputs import OUTPUT_KINDS, Rendering
 from bcdeploy.runtime.run.identity import ModelIdentity, output_record
 from bcdeploy.runtime.run.sources import InputSource
@@ -45,6 +46,13 @@ class Writer:
     source: InputSource  # deliver(): where the source wants the outputs too
     max_pixels: int  # a SEG re-reads the source's dataset under the same budget
     algorithm: SegAlgorithm | None = None
+    series: Mapping[str, str] = field(default_factory=dict)  # DICOM kind -> this run's series UID
+
+    def _uids(self) -> dict[str, tuple[str, str]]:
+        """(series, new SOP instance) UIDs for each DICOM kind this run writes: SR references the SEG's."""
+        from pydicom.uid import generate_uid
+
+        return {kind: (series, generate_uid()) for kind, series in self.series.items()}
 
     def write(self, work: Work) -> Work:
         """Outputs and `work.row` for a record the reader and the model step are done with."""
@@ -67,7 +75,9 @@ class Writer:
         try:
             with stage_span("write", work.spans):
                 lesions = _with_mm(extract_lesions(prediction.mask, self.classes, prediction.probs), image)
+                score = case_score(prediction.probs, prediction.mask, self.classes)
                 rendering = Rendering(prediction.mask, image, self.classes, self.palette, lesions, work.target,
+                                      case_score=score, uids=self._uids(),
                                       source=work.source_bytes, origin=str(work.item.path), algorithm=self.algorithm,
                                       max_pixels=self.max_pixels)
                 outputs = {}
@@ -86,7 +96,8 @@ class Writer:
             return self._failure(work.fail(f"{work.item.path}: cannot write {target} ({err.strerror or err})"))
         except Exception as err:  # noqa: BLE001 - one odd image is one failure line
             return self._failure(work.fail(describe_error(work.item.path, err, "writing outputs")))
-        work.row = {**self._row(work, Status.OK), "image": json.dumps(_image_info(image, work.node), default=str),
+        info = {**_image_info(image, work.node), "case_score": score}
+        work.row = {**self._row(work, Status.OK), "image": json.dumps(info, default=str),
                     "lesions": json.dumps(lesions), "outputs": json.dumps(outputs)}
         work.status = Status.OK
         return work
