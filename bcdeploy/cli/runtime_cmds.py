@@ -33,8 +33,11 @@ def _report(summary, out) -> None:
         click.echo(f"  failed: {failure['error'].translate(_CONTROL)}", err=True)
     if summary.processed + summary.skipped == 0 and not summary.interrupted:
         click.echo("  failed: no image was processed", err=True)
-    click.echo(f"masks: {out}/masks/  overlays: {out}/vis/  report: {summary.results_path}, {out}/lesions.csv  "
-               f"ledger: {summary.ledger_path}")
+    click.echo(f"masks: {out}/masks/  overlays: {out}/vis/  report: {summary.results_path}, {out}/lesions.csv, "
+               f"{out}/cases.csv  ledger: {summary.ledger_path}")
+    if summary.highest_case:
+        name, score = summary.highest_case
+        click.echo(f"highest case score {score:.3f} ({name}); every image's in {out}/cases.csv")
     if summary.interrupted:
         click.echo(f"interrupted: {summary.processed} image(s) finished in this run and recorded in "
                    f"{summary.ledger_path}; run the same command again to continue", err=True)

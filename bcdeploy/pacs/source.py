@@ -8,8 +8,9 @@ fetched over DICOMweb instead of read from files, each SEG stored back to the se
   server, by DICOM's definition), bound to the SHA-256 of the fetched bytes; a re-run fetches again,
   and skips when the bytes and the outputs are unchanged. The modification time is 0 (a PACS has none
   to give): the hash alone decides.
-- Delivery: the SEG written to seg/<name>.dcm is stored with STOW-RS before the image's ledger row
-  is committed: a refused or failed store is that image's failure line, and the next run retries it.
+- Delivery: every DICOM object written for an image (seg/, sr/, sc/<name>.dcm; a PACS run always writes
+  the SEG) is stored with STOW-RS before the image's ledger row is committed: a refused or failed store
+  is that image's failure line, and the next run retries it.
 """
 
 from __future__ import annotations
@@ -67,11 +68,14 @@ class PacsSource:
         return data, SourceIdentity(str(item.source), len(data), 0, digest), spans
 
     def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None:
-        """STOW-RS the image's SEG (raises PacsError: that image's failure line)."""
+        """STOW-RS every DICOM object written for the image (SEG, SR, SC), in one request (raises
+        PacsError: that image's failure line, and the next run stores them again)."""
         import pydicom
 
-        if "seg" in written:
-            self._storer.store([pydicom.dcmread(written["seg"])])
+        from bcdeploy.runtime.outputs import KINDS_BY_KEY
+
+        objects = [pydicom.dcmread(path) for kind, path in written.items() if KINDS_BY_KEY[kind].dicom_only]
+        self._storer.store(objects)
 
     def local_paths(self) -> Sequence[str | Path]:
         return []

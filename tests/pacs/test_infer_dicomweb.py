@@ -130,3 +130,38 @@ def test_a_failed_store_is_that_images_failure_and_the_next_run_retries(orthanc,
         summary = run(lambda: segmenter, PacsSource(orthanc.dicomweb, list(studies)), options)
     assert (summary.processed, summary.skipped, summary.failed) == (count, 0, [])
     assert all(len(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG")) == len(p) for s, p in studies.items())
+
+
+def test_every_dicom_kind_reaches_the_pacs_and_the_sr_reads_back_as_lesions_csv(orthanc, model, tmp_path):
+    """SEG, SR and SC of every mammogram stored with STOW-RS; the SR fetched back from Orthanc and read
+    with highdicom holds the lesions.csv measurements of its image."""
+    import csv
+    import io
+
+    hd = pytest.importorskip("highdicom")
+    studies = _uploaded(orthanc, tmp_path / "in", 71)
+    count = sum(map(len, studies.values()))
+    out = tmp_path / "out"
+    code, stdout, stderr = infer(model, orthanc.dicomweb, studies, "--out", out, "--save", "masks,seg,sr,sc")
+    assert code == 0 and f"processed {count}, skipped 0" in stdout, stdout + stderr
+    lesions = list(csv.DictReader(io.StringIO((out / "lesions.csv").read_text())))
+    pacs = DicomWebPacs(orthanc.dicomweb)
+    checked = 0
+    for study, paths in studies.items():
+        for modality in ("SEG", "SR", "OT"):  # OT: a Secondary Capture's modality
+            assert len(pacs.instances(study, modality=modality)) == len(paths), (study, modality)
+        for ref in pacs.instances(study, modality="SR"):
+            stored = pacs.fetch_dataset(ref)
+            sr = hd.sr.Comprehensive3DSR.from_dataset(stored)
+            source_uid = stored.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0] \
+                .ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+            mine = [row for row in lesions if row["image"].endswith(source_uid)]
+            groups = sr.content.get_planar_roi_measurement_groups()
+            assert len(groups) == len(mine), source_uid
+            for group, row in zip(groups, mine):
+                values = {m.name.meaning: m.value for m in group.get_measurements()}
+                assert values["Area"] == pytest.approx(float(row["area_mm2"]))
+                assert values["Long axis"] == pytest.approx(float(row["longest_diameter_mm"]))
+                assert values["Probability of cancer"] == pytest.approx(float(row["score"]))
+                checked += 1
+    assert checked > 0, "the tiny model must find lesions for the comparison to mean something"

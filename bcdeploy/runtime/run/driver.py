@@ -38,6 +38,7 @@ class RunSummary:
     seconds: float = 0.0
     interrupted: bool = False
     notes: tuple[str, ...] = ()  # the model's information lines (OpenedModel.notes)
+    highest_case: tuple[str, float] | None = None  # (image name, case score) of the most suspicious image
 
     @property
     def ok(self) -> bool:

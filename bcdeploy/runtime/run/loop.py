@@ -137,9 +137,10 @@ def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError 
     with _keep_first(fatal) as first:
         summary.failed = ledger.run_failures(run_id)
         ledger.end_run(run_id, status, **counts, failed=len(summary.failed))
-        summary.results_path = write_reports(out, ledger, run_id, {
+        written = write_reports(out, ledger, run_id, {
             **counts, "failed": len(summary.failed), "seconds": round(summary.seconds, 2),
             "interrupted": summary.interrupted}, model, classes, **reports)
+        summary.results_path, summary.highest_case = written.results_path, written.highest_case
     if first.error:
         raise OutputError(f"{first.error}; {summary.processed} image(s) finished in this run are kept "
                           f"(ledger {ledger.path}); fix that and run the same command again")

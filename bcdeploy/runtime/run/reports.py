@@ -1,10 +1,16 @@
-"""results.json and lesions.csv: views of the ledger, regenerated at the end of every run.
+"""results.json, lesions.csv and cases.csv: views of the ledger, regenerated at the end of every run.
 
 They list every image that has outputs, from this run and earlier ones, so a report never loses an
 image because a run was interrupted or an earlier report was deleted or corrupted. `failed` lists
 this run's failures. With `no_phi` both leave identifiers out (phi.py says how and why the ledger
-keeps them). lesions.csv gives sizes in mm where the image has a pixel spacing (DICOM): area_mm2, and
-bbox_mm as "x y w h"; both empty otherwise (a size is never invented from a guessed spacing).
+keeps them). lesions.csv gives sizes in mm where the image has a pixel spacing (DICOM): area_mm2,
+bbox_mm as "x y w h" and longest_diameter_mm; empty otherwise (a size is never invented from a guessed
+spacing; longest_diameter_px and area_px always hold the sizes in pixels). `score` is each lesion's
+likelihood (runtime/lesions.py says which statistic and why).
+
+cases.csv holds the case scores (runtime/lesions.case_score: how likely an image holds a malignant
+finding), one row per image, and for DICOM inputs one per breast (study and ImageLaterality) and one per
+study, each the maximum over its images: a breast is as suspicious as its most suspicious view.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ import csv
 import io
 import json
 import platform
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +30,12 @@ from bcdeploy import __version__
 from bcdeploy.errors import InputError, OutputError
 from bcdeploy.fileio import write_json, write_text
 from bcdeploy.runtime.run.ledger import STAGES, Ledger
-from bcdeploy.runtime.run.phi import deidentify, row_identifiers
+from bcdeploy.runtime.run.phi import deidentify, pseudonym, row_identifiers
 
 LESION_COLUMNS = ("image", "lesion_id", "class", "area_px", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-                  "centroid_x", "centroid_y", "mean_prob", "source", "area_mm2", "bbox_mm")
+                  "centroid_x", "centroid_y", "mean_prob", "source", "area_mm2", "bbox_mm", "score",
+                  "longest_diameter_px", "longest_diameter_mm")
+CASE_COLUMNS = ("level", "name", "study", "laterality", "case_score", "images", "lesions", "malignant_lesions")
 
 
 def image_entry(row: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +54,8 @@ def image_entry(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_reports(out: Path, ledger: Ledger, run_id: int, summary: dict[str, Any], model: dict[str, Any],
-                  classes: list[str], *, no_phi: bool = False, identifiers: set[str] = frozenset()) -> Path:
-    """Write lesions.csv and results.json from the ledger; returns the results.json path.
+                  classes: list[str], *, no_phi: bool = False, identifiers: set[str] = frozenset()) -> Reports:
+    """Write lesions.csv, cases.csv and results.json from the ledger.
 
     `no_phi`: leave identifiers out: the images' identifying tags and `identifiers` (the source's)."""
     import cv2
@@ -68,15 +78,63 @@ def write_reports(out: Path, ledger: Ledger, run_id: int, summary: dict[str, Any
         "failed": ledger.run_failures(run_id),
         "outputs_missing": [{"name": e["name"], "file": e["file"]} for e in missing],
         "images": listed,
+        "cases": case_table(listed, study_key=pseudonym if no_phi else str),
     }
     if no_phi:
         results = deidentify(results, ledger.rows(), {*row_identifiers(rows), *identifiers})
         results["no_phi"] = True
         lesions_csv = _lesions_csv(results["images"])
+    top = max(results["cases"]["images"], key=lambda c: c["case_score"], default=None)
+    results["summary"]["highest_case_score"] = top and {"name": top["name"], "case_score": top["case_score"]}
     path = out / "results.json"
     _write(out / "lesions.csv", lambda target: write_text(target, lesions_csv))
+    _write(out / "cases.csv", lambda target: write_text(target, _cases_csv(results["cases"])))
     _write(path, lambda target: write_json(target, results))
-    return path
+    return Reports(path, top and (top["name"], top["case_score"]))
+
+
+@dataclass(frozen=True)
+class Reports:
+    results_path: Path
+    highest_case: tuple[str, float] | None  # (image name, case score), None when no image has one
+
+
+def case_table(entries: list[dict[str, Any]], *, study_key: Callable[[str], str] = str) -> dict[str, list[dict]]:
+    """Case scores per image, and per breast and per study where the images say them (DICOM tags); each
+    group's score is the maximum over its images. `study_key` names a study (a pseudonym under --no-phi)."""
+    images, groups = [], {"breasts": {}, "studies": {}}
+    for entry in entries:
+        if entry.get("case_score") is None:
+            continue
+        tags = entry.get("tags") or {}
+        lesions = entry.get("lesions") or []
+        study = study_key(tags["study_instance_uid"]) if tags.get("study_instance_uid") else None
+        row = {"name": entry["name"], "study": study, "laterality": tags.get("laterality"),
+               "case_score": entry["case_score"], "images": 1, "lesions": len(lesions),
+               "malignant_lesions": sum(lesion["class"].lower() == "malignant" for lesion in lesions)}
+        images.append(row)
+        if study is None:
+            continue
+        for level, key in (("studies", (study, None)), ("breasts", (study, row["laterality"]))):
+            if level == "breasts" and not row["laterality"]:
+                continue
+            group = groups[level].setdefault(key, {"name": "/".join(filter(None, key)), "study": study,
+                                                   "laterality": key[1], "case_score": 0.0, "images": 0,
+                                                   "lesions": 0, "malignant_lesions": 0})
+            group["case_score"] = max(group["case_score"], row["case_score"])
+            for count in ("images", "lesions", "malignant_lesions"):
+                group[count] += row[count]
+    return {"images": images, **{level: list(found.values()) for level, found in groups.items()}}
+
+
+def _cases_csv(cases: dict[str, list[dict]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CASE_COLUMNS)
+    for level, rows in (("image", cases["images"]), ("breast", cases["breasts"]), ("study", cases["studies"])):
+        for row in rows:
+            writer.writerow([level, *(_blank(row[column]) for column in CASE_COLUMNS[1:])])
+    return buf.getvalue()
 
 
 def _per_node(entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -105,7 +163,9 @@ def _lesions_csv(entries: list[dict[str, Any]]) -> str:
         for lesion in entry["lesions"]:
             writer.writerow([entry["name"], lesion["id"], lesion["class"], lesion["area_px"], *lesion["bbox"],
                              *lesion["centroid"], lesion.get("mean_prob", ""), entry["file"],
-                             _blank(lesion.get("area_mm2")), " ".join(map(str, lesion.get("bbox_mm") or []))])
+                             _blank(lesion.get("area_mm2")), " ".join(map(str, lesion.get("bbox_mm") or [])),
+                             _blank(lesion.get("score")), _blank(lesion.get("longest_diameter_px")),
+                             _blank(lesion.get("longest_diameter_mm"))])
     return buf.getvalue()
 
 
