@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
-MG_FOR_PROCESSING = "1.2.840.10008.5.1.4.1.1.1.2.1"
+from bcdeploy.data.mammogram_dicom import MG_FOR_PRESENTATION, MG_FOR_PROCESSING, mammogram_dataset  # noqa: F401
+
 BTO = "1.2.840.10008.5.1.4.1.1.13.1.3"  # Breast Tomosynthesis Image Storage
 
 
@@ -62,64 +62,6 @@ def mammogram_pixels(shape: tuple[int, int] = (1024, 768), bits: int = 12, seed:
     img += rng.normal(0, 0.01, shape).astype(np.float32)
     top = (1 << bits) - 1
     return np.clip(img * top, 0, top).astype(np.uint16)
-
-
-def mammogram_dataset(pixels: np.ndarray, *, bits_stored: int = 12, patient_id: str = "P001",
-                      study_uid: str | None = None, laterality: str = "L", view: str = "CC",
-                      sop_class: str = MG_FOR_PRESENTATION, frames: int = 1, seed: int = 0):
-    """An uncompressed MG dataset with what a modality writes (UIDs, laterality, view, spacing, window)."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    uid = lambda what: generate_uid(entropy_srcs=[patient_id, str(study_uid), laterality, view, what, str(seed)])  # noqa: E731
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = uid("sop")
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("mg.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = f"Test^{patient_id}", patient_id, "19700101", "F"
-    ds.StudyInstanceUID = study_uid or uid("study")
-    ds.SeriesInstanceUID, ds.FrameOfReferenceUID = uid("series"), uid("for")
-    ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", "1", "A1"
-    ds.ReferringPhysicianName, ds.SeriesNumber, ds.InstanceNumber = "", 1, 1
-    ds.Modality, ds.Manufacturer = "MG", "bcdeploy-tests"
-    ds.ImageLaterality, ds.ViewPosition = laterality, view
-    ds.PatientOrientation = ["A", "R"] if laterality == "L" else ["P", "L"]
-    ds.PresentationIntentType = "FOR PROCESSING" if sop_class == MG_FOR_PROCESSING else "FOR PRESENTATION"
-    ds.ImagerPixelSpacing = [0.07, 0.07]
-    _mammography_modules(ds)
-    ds.ImageType = ["ORIGINAL", "PRIMARY"]
-    ds.Rows, ds.Columns = pixels.shape[-2:]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated = 8 if bits_stored <= 8 else 16
-    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits_stored, bits_stored - 1, 0
-    ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, 0, "US"
-    ds.WindowCenter, ds.WindowWidth = (1 << (bits_stored - 1)), (1 << bits_stored)
-    if frames > 1:
-        ds.NumberOfFrames = frames
-        pixels = np.stack([pixels] * frames)
-    ds.PixelData = pixels.astype(np.uint8 if bits_stored <= 8 else np.uint16).tobytes()
-    return ds
-
-
-def _mammography_modules(ds) -> None:
-    """The DX/MG attributes dciodvfy asks for, so the generated sources are valid MG objects."""
-    from pydicom.dataset import Dataset
-
-    breast = Dataset()
-    breast.CodeValue, breast.CodingSchemeDesignator, breast.CodeMeaning = "76752008", "SCT", "Breast"
-    ds.AnatomicRegionSequence = [breast]
-    ds.PositionReferenceIndicator, ds.BodyPartExamined = "", "BREAST"
-    view = Dataset()
-    view.CodeValue, view.CodingSchemeDesignator = {"CC": "399162004", "MLO": "399368009"}[ds.ViewPosition], "SCT"
-    view.CodeMeaning = {"CC": "cranio-caudal", "MLO": "medio-lateral oblique"}[ds.ViewPosition]
-    view.ViewModifierCodeSequence = []
-    ds.ViewCodeSequence, ds.AcquisitionContextSequence = [view], []
-    ds.PositionerType, ds.OrganExposed = "MAMMOGRAPHIC", "BREAST"
-    ds.PixelIntensityRelationship, ds.PixelIntensityRelationshipSign = "LOG", 1
-    ds.PresentationLUTShape, ds.LossyImageCompression, ds.BurnedInAnnotation = "IDENTITY", "00", "NO"
-    ds.DetectorType, ds.ContentDate, ds.ContentTime = "DIRECT", "20260101", "120000"
 
 
 def write_syntax(ds, name: str, path: Path) -> Path | None:

@@ -33,6 +33,27 @@ def synth(out: str, count: int, min_size: int, max_size: int, layout: str, seed:
     click.echo(f"wrote {len(cases)} images ({abnormal} with lesions) to {out} [{layout} layout]")
 
 
+@data.command("dicom")
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for <stem>.dcm per image.")
+@click.option("--metadata", type=click.Path(dir_okay=False), help="DMID metadata: laterality and view of each image.")
+def dicom_wrap(images: tuple[str, ...], out: str, metadata: str | None) -> None:
+    """Wrap images (e.g. generated DMID TIFFs) as DICOM mammograms, to try the DICOM outputs on them."""
+    from pathlib import Path
+
+    from bcdeploy.data.mammogram_dicom import wrap_images
+    from bcdeploy.fileio import refuse_overlap
+
+    refuse_overlap(Path(out), list(images))
+    views = {}
+    if metadata:
+        from bcdeploy.data.metadata import read_metadata
+
+        views = {row.image_id: row.view for row in read_metadata(metadata) if row.view}
+    written = wrap_images([Path(p) for p in images], Path(out), views=views)
+    click.echo(f"wrote {len(written)} DICOM mammogram(s) to {out}")
+
+
 @click.command()
 @click.option("--images-dir", required=True, type=click.Path(file_okay=False))
 @click.option("--masks-dir", required=True, type=click.Path(file_okay=False))
