@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import stat
@@ -116,7 +117,25 @@ def write_text(target: str | os.PathLike[str], text: str) -> None:
 
 
 def write_json(target: str | os.PathLike[str], obj: Any) -> None:
-    write_text(target, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(target, strict_json(obj, indent=2) + "\n")
+
+
+def strict_json(obj: Any, indent: int | None = None) -> str:
+    """JSON that strict parsers accept: a non-finite number (NaN, inf) is written as null, never as the
+    NaN/Infinity tokens Python's json module writes by default."""
+    return json.dumps(_finite(obj), indent=indent, default=_json_default, allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(value) for value in obj]
+    if hasattr(obj, "item") and not isinstance(obj, str | bytes):  # numpy scalars
+        return _finite(obj.item())
+    return obj
 
 
 def _json_default(obj: Any) -> Any:

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from bcdeploy.fileio import strict_json
+
 # The agreed per-image pixel budget (imageio.DEFAULT_MAX_PIXELS once the imageio branch lands).
 DEFAULT_MAX_PIXELS = 80_000_000
 
@@ -42,7 +44,7 @@ def info(files, as_json, no_phi, max_pixels, frame) -> None:
             click.echo(f"error: {err}", err=True)
             continue
         facts = strip_identifiers(facts) if no_phi else facts
-        click.echo(json.dumps({"file": str(path), **facts}) if as_json else _line(path, facts))
+        click.echo(strict_json({"file": str(path), **facts}) if as_json else _line(path, facts))
     if failed:
         sys.exit(1)
 

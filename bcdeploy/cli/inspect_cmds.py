@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from bcdeploy.cli._options import parse_hw
+from bcdeploy.fileio import strict_json
 
 
 @click.command("inspect")
@@ -38,7 +38,7 @@ def inspect_cmd(model, as_json, size, netron, port) -> None:
         info = inspect_engine(path)
     else:
         raise InputError(f"{path}: inspect reads ONNX models and TensorRT engines, not {backend} models")
-    click.echo(json.dumps(info, indent=2) if as_json else _render(info))
+    click.echo(strict_json(info, indent=2) if as_json else _render(info))
 
 
 def _render(info: dict) -> str:

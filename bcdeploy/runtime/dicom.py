@@ -24,6 +24,7 @@ pylibjpeg-libjpeg by name.
 from __future__ import annotations
 
 import io
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,12 @@ from bcdeploy.errors import InputError
 from bcdeploy.runtime.intensity import scale_to_uint8
 
 INSTALL_HINT = "pip install 'bcdeploy[dicom]'"
+# Detector pixel pitches of radiography and mammography lie in 0.025..1 mm; outside this range a
+# spacing is a broken header (0, NaN, 1e300), never a real one: sizes then stay in pixels.
+SPACING_RANGE_MM = (0.001, 5.0)
+MAX_MAGNIFICATION = 5.0  # Estimated Radiographic Magnification Factor: magnification views reach ~2
+_SAID: set[tuple[str, ...]] = set()
+log = logging.getLogger(__name__)
 _PREFERRED_PLUGIN = {"1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls"}
 DEFLATED = "1.2.840.10008.1.2.1.99"
 LUT_MAX_ENTRIES = 1 << 20  # integer ranges up to this go through a lookup table (window_to_uint8)
@@ -272,6 +279,23 @@ def dicom_tags(ds: Any, frame: int | None = None) -> dict[str, Any]:
     }
 
 
+def _number(value: Any) -> float | None:
+    """A DS value as a finite float, or None (absent, text, NaN, inf): a header can say anything."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _say_once(message: str) -> None:
+    """One warning line per kind of problem per process: an archive with one defect everywhere says so once."""
+    key = message.split(" is ", 1)[0].split(" ")[:3]
+    if tuple(key) not in _SAID:
+        _SAID.add(tuple(key))
+        log.warning("%s (further files like it: the same)", message)
+
+
 def _text(ds: Any, keyword: str) -> str | None:
     value = ds.get(keyword)
     return str(value).strip() or None if value is not None else None
@@ -290,10 +314,12 @@ def pixel_spacing_mm(ds: Any) -> tuple[list[float] | None, str | None]:
             row, col = (float(v) for v in value)
         except (TypeError, ValueError):
             continue
-        if row <= 0 or col <= 0:
+        if not all(SPACING_RANGE_MM[0] <= v <= SPACING_RANGE_MM[1] for v in (row, col)):  # NaN fails too
+            _say_once(f"pixel spacing {keyword} {row:g} x {col:g} mm is outside {SPACING_RANGE_MM[0]:g}.."
+                      f"{SPACING_RANGE_MM[1]:g} mm: treated as unknown, sizes in pixels")
             continue
-        factor = float(ds.get("EstimatedRadiographicMagnificationFactor", 1.0) or 1.0)
-        if keyword == "ImagerPixelSpacing" and factor > 0 and factor != 1.0:
+        factor = _number(ds.get("EstimatedRadiographicMagnificationFactor"))
+        if keyword == "ImagerPixelSpacing" and factor is not None and 1.0 < factor <= MAX_MAGNIFICATION:
             return [row / factor, col / factor], f"{keyword} / EstimatedRadiographicMagnificationFactor {factor:g}"
         return [row, col], keyword
     return None, None

@@ -109,9 +109,9 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
 
 def _new_series(kinds: frozenset[str]) -> dict[str, str]:
     """A new DICOM series per DICOM output kind and run (results never mix with acquired images)."""
-    from pydicom.uid import generate_uid
+    from bcdeploy.runtime.uids import new_uid
 
-    return {key: generate_uid() for key in sorted(kinds) if KINDS_BY_KEY[key].dicom_only}
+    return {key: new_uid() for key in sorted(kinds) if KINDS_BY_KEY[key].dicom_only}
 
 
 def model_identity(model: dict, options: RunOptions) -> ModelIdentity:

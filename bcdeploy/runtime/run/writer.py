@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bcdeploy.errors import OutputError
-from bcdeploy.fileio import write_bytes
+from bcdeploy.fileio import strict_json, write_bytes
 from bcdeploy.runtime.geometry import with_mm_sizes
 from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.lesions import case_score, extract_lesions
@@ -50,9 +50,9 @@ class Writer:
 
     def _uids(self) -> dict[str, tuple[str, str]]:
         """(series, new SOP instance) UIDs for each DICOM kind this run writes: SR references the SEG's."""
-        from pydicom.uid import generate_uid
+        from bcdeploy.runtime.uids import new_uid
 
-        return {kind: (series, generate_uid()) for kind, series in self.series.items()}
+        return {kind: (series, new_uid()) for kind, series in self.series.items()}
 
     def write(self, work: Work) -> Work:
         """Outputs and `work.row` for a record the reader and the model step are done with."""
@@ -97,8 +97,8 @@ class Writer:
         except Exception as err:  # noqa: BLE001 - one odd image is one failure line
             return self._failure(work.fail(describe_error(work.item.path, err, "writing outputs")))
         info = {**_image_info(image, work.node), "case_score": score}
-        work.row = {**self._row(work, Status.OK), "image": json.dumps(info, default=str),
-                    "lesions": json.dumps(lesions), "outputs": json.dumps(outputs)}
+        work.row = {**self._row(work, Status.OK), "image": strict_json(info),
+                    "lesions": strict_json(lesions), "outputs": strict_json(outputs)}
         work.status = Status.OK
         return work
 
