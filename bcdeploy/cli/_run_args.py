@@ -39,6 +39,8 @@ INPUTS = section(
                  help="Refuse images larger than this many pixels before decoding them."),
     click.option("--frame", default=None, type=click.IntRange(0),
                  help="Frame (0-based) of multi-frame DICOM objects (tomosynthesis); without it they are refused."),
+    click.option("--modalities", default="MG,DX,CR", show_default=True, metavar="LIST",
+                 help="DICOM modalities to segment; any other (a CT, an MR) is one failure line."),
 )
 
 
@@ -48,16 +50,21 @@ class InputArgs:
     targets: dict[str, str]
     max_pixels: int
     frame: int | None
+    modalities: frozenset[str]
 
     @classmethod
     def parse(cls, values: dict[str, Any]) -> InputArgs:
-        recursive, metadata, max_pixels, frame = _pop(values, "recursive", "metadata", "max_pixels", "frame")
+        recursive, metadata, max_pixels, frame, modalities = _pop(values, "recursive", "metadata", "max_pixels",
+                                                                  "frame", "modalities")
         targets = {}
         if metadata:
             from bcdeploy.data.metadata import image_targets
 
             targets = image_targets(metadata)
-        return cls(recursive=recursive, targets=targets, max_pixels=max_pixels, frame=frame)
+        chosen = frozenset(m.strip().upper() for m in modalities.split(",") if m.strip())
+        if not chosen:
+            raise click.BadParameter("name at least one modality, e.g. MG", param_hint="--modalities")
+        return cls(recursive=recursive, targets=targets, max_pixels=max_pixels, frame=frame, modalities=chosen)
 
 
 # --- Outputs -----------------------------------------------------------------------------------------
@@ -101,7 +108,8 @@ def run_options(inputs: InputArgs, outputs: OutputArgs, *, batch_size: int, extr
 
     return RunOptions(out=outputs.out, batch_size=batch_size, overwrite=outputs.overwrite, recursive=inputs.recursive,
                       targets=inputs.targets, max_pixels=inputs.max_pixels, on_progress=on_progress,
-                      extra_inputs=extra_inputs, frame=inputs.frame, no_phi=outputs.no_phi, save=outputs.save)
+                      extra_inputs=extra_inputs, frame=inputs.frame, no_phi=outputs.no_phi, save=outputs.save,
+                      modalities=inputs.modalities)
 
 
 # --- Model and backend ---------------------------------------------------------------------------------

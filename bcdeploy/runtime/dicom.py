@@ -36,6 +36,9 @@ from bcdeploy.errors import InputError
 from bcdeploy.runtime.intensity import scale_to_uint8
 
 INSTALL_HINT = "pip install 'bcdeploy[dicom]'"
+# What a mammogram's Modality says: MG, or DX/CR from a general radiography system (older archives).
+# Anything else (CT, MR, US, a secondary capture OT) is no mammogram: refused unless asked for.
+MAMMOGRAPHY_MODALITIES = frozenset({"MG", "DX", "CR"})
 # Detector pixel pitches of radiography and mammography lie in 0.025..1 mm; outside this range a
 # spacing is a broken header (0, NaN, 1e300), never a real one: sizes then stay in pixels.
 SPACING_RANGE_MM = (0.001, 5.0)
@@ -96,14 +99,14 @@ def _inflate(deflated: bytes, origin: str | Path, *, limit: int) -> bytes:
 
 
 def decode_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int,
-                 frame: int | None = None) -> DicomPixels:
+                 frame: int | None = None, modalities: frozenset[str] = MAMMOGRAPHY_MODALITIES) -> DicomPixels:
     """Check the header, then decode one frame of a DICOM mammogram to 8-bit gray.
 
     `frame` picks one frame (0-based) of a multi-frame object; None refuses multi-frame objects.
     Raises InputError with one line naming the file for every refusal.
     """
     ds = read_dataset(data, origin, max_pixels=max_pixels)
-    index = check_header(ds, origin, max_pixels=max_pixels, frame=frame)
+    index = check_header(ds, origin, max_pixels=max_pixels, frame=frame, modalities=modalities)
     raw = _decode_frame(ds, origin, index)
     gray, mapping = window_to_uint8(ds, raw, origin=origin)
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
@@ -113,13 +116,13 @@ def decode_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
 
 
 def describe_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int,
-                   frame: int | None = None) -> dict[str, Any]:
+                   frame: int | None = None, modalities: frozenset[str] = MAMMOGRAPHY_MODALITIES) -> dict[str, Any]:
     """What a file is and whether bcdeploy would read it, from the header alone (no pixel decode).
 
     Raises InputError (one line) for a file that would be refused; `bcdeploy dicom info` prints it.
     """
     ds = read_dataset(data, origin, max_pixels=max_pixels)
-    index = check_header(ds, origin, max_pixels=max_pixels, frame=frame)
+    index = check_header(ds, origin, max_pixels=max_pixels, frame=frame, modalities=modalities)
     _require_decoder(ds, origin)
     syntax = ds.file_meta.TransferSyntaxUID
     return {"rows": int(ds.Rows), "columns": int(ds.Columns), "frames": _frame_count(ds),
@@ -127,10 +130,16 @@ def describe_dicom(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: i
             **dicom_tags(ds, frame=index)}
 
 
-def check_header(ds: Any, origin: str | Path, *, max_pixels: int, frame: int | None = None) -> int | None:
+def check_header(ds: Any, origin: str | Path, *, max_pixels: int, frame: int | None = None,
+                 modalities: frozenset[str] = MAMMOGRAPHY_MODALITIES) -> int | None:
     """Refuse, from the header alone, what must not be decoded; returns the frame index to decode."""
     if "PixelData" not in ds:
         raise InputError(f"{origin}: DICOM without pixel data (SOP class {_sop_class_name(ds)}); expected an image")
+    modality = str(ds.get("Modality") or "").strip().upper()
+    if modality and modality not in modalities:
+        raise InputError(f"{origin}: modality {modality} ({_sop_class_name(ds)}) is not a mammogram; the model reads "
+                         f"{', '.join(sorted(modalities))} images (--modalities {','.join(sorted(modalities))},"
+                         f"{modality} to segment it anyway)")
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     if rows * cols > max_pixels:
         raise InputError(f"{origin}: image of {cols}x{rows} = {rows * cols:,} pixels exceeds the budget of "

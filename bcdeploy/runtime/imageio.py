@@ -86,11 +86,12 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Dec
     return decode_image(_read_bytes(path), path, max_pixels=max_pixels)
 
 
-def decode_image(data: bytes, origin: str | Path = "<bytes>", *,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None) -> DecodedImage:
+def decode_image(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 frame: int | None = None, modalities: frozenset[str] | None = None) -> DecodedImage:
     """Decode file contents (e.g. an HTTP upload); `origin` names the source in errors.
 
     `frame` picks one frame (0-based) of a multi-frame DICOM object; other formats have one frame.
+    `modalities`: the DICOM modalities to accept (None: mammography's, runtime/dicom.py).
     """
     origin = Path(origin)
     if not data:
@@ -99,7 +100,7 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>", *,
     if fmt is None:
         raise InputError(f"{origin}: not a TIFF, PNG, JPEG or DICOM file (unrecognised header)")
     if fmt == "dicom":
-        decoded = _decode_dicom(origin, data, max_pixels, frame)
+        decoded = _decode_dicom(origin, data, max_pixels, frame, modalities)
     else:
         decoded = _decode_raster(origin, data, fmt, max_pixels)
     _check_dimensions(origin, decoded.bgr.shape[:2])
@@ -321,13 +322,15 @@ def _to_uint8(path: Path, arr: np.ndarray) -> tuple[np.ndarray, str]:
     raise InputError(f"{path}: pixel type {arr.dtype} is not supported (expected 8- or 16-bit)")
 
 
-def _decode_dicom(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None) -> DecodedImage:
+def _decode_dicom(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None,
+                  modalities: frozenset[str] | None = None) -> DecodedImage:
     """Header checks, decoder choice and windowing live in bcdeploy.runtime.dicom."""
     import cv2
 
-    from bcdeploy.runtime.dicom import decode_dicom
+    from bcdeploy.runtime.dicom import MAMMOGRAPHY_MODALITIES, decode_dicom
 
-    pixels = decode_dicom(data, path, max_pixels=max_pixels, frame=frame)
+    pixels = decode_dicom(data, path, max_pixels=max_pixels, frame=frame,
+                          modalities=MAMMOGRAPHY_MODALITIES if modalities is None else modalities)
     return DecodedImage(cv2.cvtColor(pixels.gray, cv2.COLOR_GRAY2BGR), "dicom", str(pixels.raw.dtype), 1,
                         pixels.intensity_map, pixels.tags)
 

@@ -53,6 +53,7 @@ class RunOptions:
     frame: int | None = None  # frame of multi-frame DICOM objects (0-based); None refuses them
     no_phi: bool = False  # reports without patient/study/series/instance identifiers (phi.py)
     save: frozenset[str] = DEFAULT_OUTPUTS  # output kinds to write (runtime/outputs.py OUTPUT_KINDS keys)
+    modalities: frozenset[str] | None = None  # DICOM modalities segmented (None: MG, DX, CR); others refused
 
 
 def run(open_predictor: Callable[[], Predictor], inputs: Sequence[str] | InputSource,
@@ -73,7 +74,7 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
     items, input_failures = source.find()
     works = [Work(item, target=options.targets.get(item.path.stem)) for item in items]
     reader = Reader(source=source, max_pixels=options.max_pixels, frame=options.frame,
-                    keep_dicom=any(KINDS_BY_KEY[k].dicom_only for k in options.save))
+                    keep_dicom=any(KINDS_BY_KEY[k].dicom_only for k in options.save), modalities=options.modalities)
     try:
         model = driver.open(reader, works)
         ledger = Ledger(out)

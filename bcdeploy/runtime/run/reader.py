@@ -45,6 +45,7 @@ class Reader:
     max_pixels: int
     frame: int | None = None  # of multi-frame DICOM objects; None refuses them
     keep_dicom: bool = False  # keep a DICOM input's bytes: an output is built from its dataset (a SEG)
+    modalities: frozenset[str] | None = None  # DICOM modalities accepted (None: mammography's)
 
     def read(self, work: Work, resume: Resume | None) -> Work:
         """Fill `work` (identity, spans, image); any exception is this image's failure line."""
@@ -55,7 +56,8 @@ class Reader:
                 work.status = Status.SKIPPED
                 return work
             with stage_span("decode", work.spans):
-                work.image = decode_image(data, work.item.path, max_pixels=self.max_pixels, frame=self.frame)
+                work.image = decode_image(data, work.item.path, max_pixels=self.max_pixels, frame=self.frame,
+                                          modalities=self.modalities)
             if self.keep_dicom and work.image.format == "dicom":
                 work.source_bytes = data
         except Exception as err:  # noqa: BLE001 - one odd file is one failure line, whatever it raised
