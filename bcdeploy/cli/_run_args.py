@@ -236,6 +236,9 @@ SCALE_OUT = section(
                  help="Run on Ray: 'local' (a private loopback-only Ray), 'auto' or a cluster address. --out and "
                       "INPUTS must be shared storage at the same paths on every node (README 'Scale out')."),
     *replica_options("Ray Data model actors"),
+    click.option("--connect-timeout", "connect_timeout_s", default=15.0, show_default=True,
+                 type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+                 help="How long to try reaching a cluster address before one error line."),
     # the older spellings, kept working for scripts written against them
     click.option("--workers", default=None, hidden=True),
     click.option("--cpus-per-worker", default=None, type=click.FloatRange(0, min_open=True), hidden=True),
@@ -263,7 +266,7 @@ def pop_replicas(values: dict[str, Any], older: dict[str, str] | None = None) ->
 
 def pop_scale_out(values: dict[str, Any]) -> Any:
     """A scale.ray_infer.RayOptions for --ray, or None; replica options without --ray are refused."""
-    address = values.pop("ray_address")
+    address, timeout = values.pop("ray_address"), values.pop("connect_timeout_s")
     replicas = pop_replicas(values, {"replicas": "workers", "cpus": "cpus_per_worker", "gpus": "gpus_per_worker"})
     if not address:
         if replicas is not None:
@@ -272,4 +275,4 @@ def pop_scale_out(values: dict[str, Any]) -> Any:
     from bcdeploy.scale.cluster import Replicas
     from bcdeploy.scale.ray_infer import RayOptions
 
-    return RayOptions(address=address, replicas=replicas or Replicas())
+    return RayOptions(address=address, replicas=replicas or Replicas(), connect_timeout_s=timeout)

@@ -46,8 +46,12 @@ def _min_max(ctx: click.Context, param: click.Parameter, value: str | None) -> t
     click.option("--autoscale", callback=_min_max, hidden=True),
     click.option("--drain-s", default=30.0, show_default=True, type=click.FloatRange(0),
                  help="On SIGTERM/Ctrl-C, how long replicas may finish the requests they hold."),
+    click.option("--connect-timeout", "connect_timeout_s", default=15.0, show_default=True,
+                 type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+                 help="How long to try reaching a cluster --address before one error line."),
 )
-def serve(model, max_batch, provider, threads, host, port, max_body_mb, max_pixels, address, drain_s, **values) -> None:
+def serve(model, max_batch, provider, threads, host, port, max_body_mb, max_pixels, address, drain_s,
+          connect_timeout_s, **values) -> None:
     """Serve MODEL over HTTP with Ray Serve and dynamic batching (POST an image to /segment)."""
     from bcdeploy.scale.cluster import Replicas
     from bcdeploy.serve.launch import serve_forever
@@ -56,6 +60,7 @@ def serve(model, max_batch, provider, threads, host, port, max_body_mb, max_pixe
     replicas = pop_replicas(values, {"replicas": "autoscale"}) or Replicas()
     options = ServeOptions(
         address=address, host=host, port=port, max_body_bytes=int(max_body_mb * 2**20), drain_s=drain_s,
+        connect_timeout_s=connect_timeout_s,
         replica=ReplicaOptions(backend=runner_options(model, provider=provider, threads=threads), max_batch=max_batch,
                                max_pixels=max_pixels),
         replicas=replicas)

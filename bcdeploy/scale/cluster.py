@@ -42,8 +42,14 @@ def parse_count(text: str) -> tuple[int, int]:
     return int(low), int(high or low)
 
 
-def connect(address: str, object_store_bytes: int, purpose: str) -> None:
-    """Start a loopback-only local Ray, or join the cluster at `address`."""
+DEFAULT_CONNECT_TIMEOUT_S = 15.0
+
+
+def connect(address: str, object_store_bytes: int, purpose: str,
+            timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> None:
+    """Start a loopback-only local Ray, or join the cluster at `address` (reached within `timeout_s`)."""
+    if address not in ("local", "auto"):
+        check_reachable(address, timeout_s)
     if address == "local":
         # must be set before ray is imported: Ray reads it once, into a module constant
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -56,6 +62,22 @@ def connect(address: str, object_store_bytes: int, purpose: str) -> None:
                  object_store_memory=object_store_bytes, configure_logging=False)
     else:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
+
+
+def check_reachable(address: str, timeout_s: float) -> None:
+    """A cluster address where nothing listens is one error line within `timeout_s`: Ray's own client
+    retries such an address for minutes, without a word and deaf to Ctrl-C."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"{address}: expected a Ray cluster address HOST:PORT (or ray://HOST:PORT), 'auto' or 'local'")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as err:
+        why = "no answer" if isinstance(err, TimeoutError) else (err.strerror or str(err))
+        raise InputError(f"cannot reach a Ray cluster at {address} ({why} within {timeout_s:g} s); is it running? "
+                         "(--connect-timeout sets the wait)") from None
 
 
 def check_fits(replicas: Replicas, extra_cpus: float = 0.0) -> None:

@@ -37,7 +37,7 @@ from bcdeploy.runtime.run.segment import segment
 from bcdeploy.runtime.run.sources import FileSource
 from bcdeploy.runtime.run.work import Work
 from bcdeploy.runtime.run.writer import Writer
-from bcdeploy.scale.cluster import Replicas, check_fits, connect
+from bcdeploy.scale.cluster import DEFAULT_CONNECT_TIMEOUT_S, Replicas, check_fits, connect
 
 TASK_CPUS = 0.25  # read/decode and render/write tasks: codecs and I/O; the model actors hold the CPUs
 RETRIES = 5  # the one plain task (_describe), for system failures (a node lost)
@@ -49,6 +49,7 @@ class RayOptions:
     replicas: Replicas = dataclasses.field(default_factory=Replicas)  # model actors: (MIN, MAX), CPUs, GPUs
     backend: BackendOptions | None = None
     sliding_window: Any = None  # segmenter.SlidingWindow
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
 
 
 def run_on_ray(model_path: str | Path, inputs: Sequence[str], options: RunOptions, scale: RayOptions) -> RunSummary:
@@ -72,7 +73,7 @@ class RayDriver:
         from bcdeploy.scale.model_blob import ModelBlob
 
         connect(self.scale.address, max(256 * 2**20, 3 * self.model_path.stat().st_size),
-                purpose="bcdeploy infer --ray")
+                purpose="bcdeploy infer --ray", timeout_s=self.scale.connect_timeout_s)
         self._connected = True
         if self.scale.address == "local":
             check_fits(self.scale.replicas, extra_cpus=TASK_CPUS)

@@ -41,7 +41,8 @@ def serve_forever(model_path: str | Path, options: ServeOptions,
     model_path = Path(model_path)
     if not model_path.is_file():
         raise InputError(f"{model_path}: model file not found")
-    connect(options.address, max(256 * 2**20, 3 * model_path.stat().st_size), purpose="bcdeploy serve")
+    connect(options.address, max(256 * 2**20, 3 * model_path.stat().st_size), purpose="bcdeploy serve",
+            timeout_s=options.connect_timeout_s)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs its own SIGTERM exit
         signal.signal(sig, lambda *_: stop.set())

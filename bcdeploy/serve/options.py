@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from bcdeploy.runtime.backends import BackendOptions
 from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
-from bcdeploy.scale.cluster import LOOPBACK, Replicas
+from bcdeploy.scale.cluster import DEFAULT_CONNECT_TIMEOUT_S, LOOPBACK, Replicas
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,3 +31,4 @@ class ServeOptions:
     replica: ReplicaOptions = field(default_factory=ReplicaOptions)
     replicas: Replicas = field(default_factory=Replicas)
     drain_s: float = 30.0  # graceful shutdown: how long a replica may finish its requests
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S  # a cluster address where nothing listens: an error
