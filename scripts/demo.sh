@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on generated DMID-like data (no download needed):
 #   synth data -> prepare (MMSeg layout) -> train the tiny model -> test (pixel + lesion metrics)
-#   -> export (ONNX + FP16 ONNX, parity-checked) -> infer with the torch-free runtime.
+#   -> export (ONNX + FP16 ONNX, parity-checked) -> infer with the torch-free runtime
+#   -> clinical outputs: the validation images as DICOM -> SEG, SR (TID 1500) and SC, checked by dciodvfy.
 # Results land in demo_out/ (override with DEMO_OUT=...). DEMO_ITERS shortens training.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -14,26 +15,26 @@ mkdir -p "$OUT"
 
 step() { printf '\n== %s\n' "$*"; }
 
-step "1/6 generate a DMID-like data set (60 images, figshare layout)"
+step "1/7 generate a DMID-like data set (60 images, figshare layout)"
 bcdeploy data synth --out "$OUT/dmid" --count 60 --min-size 700 --max-size 1000 --seed 0
 
-step "2/6 prepare it for MMSeg (classes from metadata, y origin detected, no-leak split)"
+step "2/7 prepare it for MMSeg (classes from metadata, y origin detected, no-leak split)"
 bcdeploy prepare --images-dir "$OUT/dmid/TIFF Images" --masks-dir "$OUT/dmid/ROI Masks" \
   --metadata "$OUT/dmid/Info.txt" --output-dir "$OUT/prepared"
 
-step "3/6 train the tiny UNet-S5-D16 + ASPP for $ITERS iterations on the CPU"
+step "3/7 train the tiny UNet-S5-D16 + ASPP for $ITERS iterations on the CPU"
 bcdeploy train "$CONFIG" --data-root "$OUT/prepared" --work-dir "$OUT/work_dir" --max-iters "$ITERS" \
   > "$OUT/train.log" 2>&1 || { tail -30 "$OUT/train.log"; exit 1; }
 grep -E "Iter\(val\)" "$OUT/train.log" | tail -1 || true
 CKPT="$OUT/work_dir/iter_${ITERS}.pth"
 
-step "4/6 test: MMSeg metrics and lesion-level metrics"
+step "4/7 test: MMSeg metrics and lesion-level metrics"
 bcdeploy test "$CONFIG" "$CKPT" --data-root "$OUT/prepared" --out "$OUT/test" 2> >(grep -v -i warn >&2)
 
-step "5/6 export: dynamic ONNX + FP16 ONNX, checked against PyTorch"
+step "5/7 export: dynamic ONNX + FP16 ONNX, checked against PyTorch"
 bcdeploy export --ckpt "$CKPT" --out "$OUT/export" --fp16 2> >(grep -v -i warn >&2)
 
-step "6/6 infer with the torch-free runtime on the validation mammograms"
+step "6/7 infer with the torch-free runtime on the validation mammograms"
 VAL_IDS=$(python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['splits']['val']))" "$OUT/prepared/manifest.json")
 VAL_FILES=()
 for id in $VAL_IDS; do VAL_FILES+=("$OUT/dmid/TIFF Images/$id.tif"); done
@@ -41,9 +42,29 @@ bcdeploy infer --model "$OUT/export/model.onnx" "${VAL_FILES[@]}" --out "$OUT/in
 echo "-- the same command again: the ledger proves every image unchanged (file, model, options), nothing is recomputed"
 bcdeploy infer --model "$OUT/export/model.onnx" "${VAL_FILES[@]}" --out "$OUT/infer" --metadata "$OUT/dmid/Info.txt"
 
+step "7/7 clinical outputs: the validation mammograms as DICOM -> case scores, SEG, SR (TID 1500), SC"
+bcdeploy data dicom "${VAL_FILES[@]}" --out "$OUT/dicom" --metadata "$OUT/dmid/Metadata.xlsx"
+bcdeploy infer --model "$OUT/export/model.onnx" "$OUT/dicom" --out "$OUT/clinical" --save masks,vis,seg,sr,sc
+if command -v dciodvfy >/dev/null; then
+  objects=0; errors=0
+  for f in "$OUT"/clinical/{seg,sr,sc}/*.dcm; do
+    objects=$((objects + 1)); errors=$((errors + $(dciodvfy "$f" 2>&1 | grep -c '^Error' || true)))
+  done
+  echo "dciodvfy: $objects DICOM objects written, $errors Error lines"
+else
+  echo "dciodvfy not installed (Debian: dicom3tools): the DICOM objects are not validated here"
+fi
+if command -v dsrdump >/dev/null; then
+  SR=$(ls "$OUT"/clinical/sr/*.dcm | head -1)
+  echo "-- $SR as a viewer lists it (dsrdump, first lines):"
+  dsrdump "$SR" | head -40
+fi
+
 printf '\nDone. Results in %s:\n' "$OUT"
 printf '  metrics      %s\n' "$OUT/test/metrics.json"
 printf '  models       %s\n' "$OUT/export/model.onnx (+ model.fp16.onnx, sidecars)"
 printf '  overlays     %s\n' "$OUT/infer/vis/"
 printf '  lesion list  %s\n' "$OUT/infer/lesions.csv"
 printf '  run ledger   %s\n' "$OUT/infer/ledger.sqlite (every image: source hash, model hash, outputs, lesions)"
+printf '  case scores  %s\n' "$OUT/clinical/cases.csv (image, breast, study)"
+printf '  DICOM        %s\n' "$OUT/clinical/{seg,sr,sc}/ (SEG, TID 1500 SR, Secondary Capture per image)"

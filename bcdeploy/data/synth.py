@@ -5,8 +5,9 @@ scale: 8-bit RGBA TIFFs with R=G=B, a bright half-ellipse breast against the che
 triangle on MLO views, a dark film background with burned-in label rectangles; 0/255 RGBA LZW masks
 only for abnormal images; MIAS-style Info.txt + Metadata.xlsx (figshare layout) or the original
 project's ground_truth/ + metadata.csv. Lesions are drawn so that a small model can learn them:
-benign masses are round with soft edges, malignant ones spiculated and denser, calcification
-clusters are bright specks (whose coordinates are sometimes missing, as in DMID).
+benign masses are round or oval with a sharp (circumscribed) margin, malignant ones irregular,
+spiculated, denser and larger; benign calcifications are a few coarse specks, malignant ones many fine
+specks along a line (calcification centres are sometimes missing, as in DMID).
 
 Same seed, same bytes: every random draw comes from a per-image generator seeded by (seed, index),
 and the xlsx is written with fixed timestamps.
@@ -191,8 +192,9 @@ def _draw_lesion(rng, image, mask, breast, case: SynthCase) -> LesionRow:
     cy, cx = int(ys[pick] * step), int(xs[pick] * step)
     severity = "M" if rng.random() < 0.45 else "B"
     kind = rng.choice(["mass", "mass", "calc"])
-    # malignant masses are larger, denser and spiculated, benign ones smaller, fainter and round: DMID's
-    # classes differ in shape and margin, which is what a small model at 192 px can pick up from size and contrast
+    # drawn as radiologists describe them (BI-RADS): benign masses round or oval and circumscribed,
+    # malignant ones irregular, spiculated, denser and larger; calcifications coarse and scattered
+    # (benign) or fine and clustered along a line (malignant): what a small model can learn from
     if kind == "mass":
         radius = int(height * (rng.uniform(0.07, 0.11) if severity == "M" else rng.uniform(0.04, 0.065)))
     else:
@@ -204,26 +206,47 @@ def _draw_lesion(rng, image, mask, breast, case: SynthCase) -> LesionRow:
     dist = np.sqrt(xx * xx + yy * yy).astype(np.float32) / radius
     if kind == "calc":
         local = np.zeros(dist.shape, np.uint8)
-        for _ in range(int(rng.integers(8, 20))):
-            ang, rad = rng.uniform(0, 2 * math.pi), rng.uniform(0, 0.8) * radius
+        # benign calcifications are few, coarse and round, scattered; malignant ones many, fine and
+        # pleomorphic, clustered along a line (a duct): BI-RADS' "coarse" versus "fine linear branching"
+        specks = int(rng.integers(3, 7)) if severity == "B" else int(rng.integers(15, 30))
+        angle = rng.uniform(0, math.pi)
+        for _ in range(specks):
+            if severity == "B":
+                ang, rad = rng.uniform(0, 2 * math.pi), rng.uniform(0, 0.8) * radius
+                size = max(3, radius // 5)
+            else:  # along a line through the centre, jittered
+                ang, rad = angle + rng.normal(0, 0.25), rng.uniform(-0.8, 0.8) * radius
+                size = max(1, radius // 16)
             centre = (radius + 2 + int(rad * math.cos(ang)), radius + 2 + int(rad * math.sin(ang)))
-            cv2.circle(local, centre, max(2, radius // 12), 255, -1)
-        image[ys0, xs0] += (cv2.GaussianBlur(local, (0, 0), max(1.0, radius / 30)) / 255.0 * 0.35).astype(np.float32)
+            cv2.circle(local, centre, size, 255, -1)
+        image[ys0, xs0] += (cv2.GaussianBlur(local, (0, 0), max(1.0, radius / 30)) / 255.0 * 0.4).astype(np.float32)
         region = cv2.dilate(local, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (radius // 2 | 1,) * 2))
         abnormality = "CALC" if rng.random() < 0.7 else "MISC+CALC"
         with_centre = rng.random() < 0.5
+    elif severity == "B":
+        # benign: round or oval, circumscribed (a sharp margin), moderately and evenly dense
+        ratio, tilt = rng.uniform(0.65, 1.0), rng.uniform(0, math.pi)
+        rx = (xx * math.cos(tilt) + yy * math.sin(tilt)) / radius
+        ry = (-xx * math.sin(tilt) + yy * math.cos(tilt)) / (radius * ratio)
+        oval = np.sqrt(rx * rx + ry * ry).astype(np.float32)
+        region = (oval < 0.85).astype(np.uint8) * 255
+        core = np.clip((0.85 - oval) * 25.0, 0.0, 1.0)  # a sharp edge: one or two pixels of transition
+        image[ys0, xs0] += (core * 0.3).astype(np.float32)
+        abnormality = "CIRC" if rng.random() < 0.7 else "MISC"
+        with_centre = True
     else:
-        core = np.clip((1.0 - dist) * 4.0, 0.0, 1.0)
-        region = (dist < 0.85).astype(np.uint8) * 255
-        if severity == "M":
-            for _ in range(int(rng.integers(6, 12))):
-                ang = rng.uniform(0, 2 * math.pi)
-                end = (radius + 2 + int(1.0 * radius * math.cos(ang)), radius + 2 + int(1.0 * radius * math.sin(ang)))
-                cv2.line(region, (radius + 2, radius + 2), end, 255, max(2, radius // 6))
-            core = np.maximum(core, cv2.GaussianBlur(region, (0, 0), radius / 20) / 255.0)
-        amplitude = 0.45 if severity == "M" else 0.2
-        image[ys0, xs0] += (core * amplitude).astype(np.float32)
-        abnormality = ("SPIC" if rng.random() < 0.7 else "MISC") if severity == "M" else ("CIRC" if rng.random() < 0.7 else "MISC")
+        # malignant: irregular (a lobulated outline), spiculated, denser towards its centre, larger
+        angles = np.arctan2(yy, xx)
+        lobes = 1.0 + sum(rng.uniform(0.06, 0.16) * np.cos(k * angles + rng.uniform(0, 2 * math.pi))
+                          for k in (3, 5, 7))
+        region = (dist < 0.8 * lobes).astype(np.uint8) * 255
+        for _ in range(int(rng.integers(8, 14))):
+            ang = rng.uniform(0, 2 * math.pi)
+            end = (radius + 2 + int(1.0 * radius * math.cos(ang)), radius + 2 + int(1.0 * radius * math.sin(ang)))
+            cv2.line(region, (radius + 2, radius + 2), end, 255, max(2, radius // 8))
+        core = np.maximum(np.clip((1.0 - dist) * 2.0, 0.0, 1.0), cv2.GaussianBlur(region, (0, 0), radius / 20) / 255.0)
+        image[ys0, xs0] += (core * 0.5).astype(np.float32)
+        abnormality = "SPIC" if rng.random() < 0.7 else "MISC"
         with_centre = True
     mask[ys0, xs0] = np.maximum(mask[ys0, xs0], region)
     if not with_centre:

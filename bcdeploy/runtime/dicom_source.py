@@ -27,6 +27,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# What names the source image: a derived object references it by these (Type 1, never repaired).
+TYPE1_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
 # Type 2 attributes of the Patient and General Study modules that derived objects copy (PS3.3 C.7.1.1, C.7.2.1).
 TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
          "ReferringPhysicianName", "StudyID", "AccessionNumber")
@@ -52,8 +54,15 @@ class DicomRepair:
         return f"source {self.keyword}{shown} {self.why}: {self.action} in derived objects"
 
 
-def checked_source(ds: Any) -> tuple[Any, list[DicomRepair]]:
-    """A copy of `ds` (pixel data left out) whose copied attributes are valid, and the repairs made."""
+def checked_source(ds: Any, origin: str = "<dataset>") -> tuple[Any, list[DicomRepair]]:
+    """A copy of `ds` whose copied attributes are valid, and the repairs made. A missing UID that names
+    the source (Type 1) cannot be repaired: no derived object could reference it (InputError)."""
+    from bcdeploy.errors import InputError
+
+    missing = [keyword for keyword in TYPE1_UIDS if not str(ds.get(keyword) or "").strip()]
+    if missing:
+        raise InputError(f"{origin}: the source has no {', '.join(missing)} (Type 1): no derived object can "
+                         "reference it")
     source = copy.copy(ds)  # shallow: the elements we change are replaced, never modified in place
     repairs: list[DicomRepair] = []
     for keyword in (*TYPE2, *TYPE3):

@@ -51,7 +51,8 @@ class Rendering:
 
         if self.source is None or self.algorithm is None:
             raise InputError(f"{self.origin}: a DICOM output needs the DICOM source and the model's algorithm")
-        dataset, repairs = checked_source(read_dataset(self.source, self.origin, max_pixels=self.max_pixels))
+        dataset, repairs = checked_source(read_dataset(self.source, self.origin, max_pixels=self.max_pixels),
+                                          self.origin)
         log_repairs(repairs, self.origin)
         return dataset
 

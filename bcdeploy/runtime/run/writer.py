@@ -23,7 +23,7 @@ from bcdeploy.fileio import strict_json, write_bytes
 from bcdeploy.runtime.geometry import with_mm_sizes
 from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.lesions import case_score, extract_lesions
-from bcdeploy.runtime.outputs import OUTPUT_KINDS, Rendering
+from bcdeploy.runtime.outputs import OUTPUT_KINDS, OutputKind, Rendering
 from bcdeploy.runtime.run.identity import ModelIdentity, output_record
 from bcdeploy.runtime.run.sources import InputSource
 from bcdeploy.runtime.run.work import Status, Work, describe_error
@@ -72,6 +72,7 @@ class Writer:
         prediction, image = work.prediction, work.image
         work.spans += prediction.spans
         target = self.out
+        written: list[Path] = []  # this attempt's files: removed again when the image fails after all
         try:
             with stage_span("write", work.spans):
                 lesions = _with_mm(extract_lesions(prediction.mask, self.classes, prediction.probs), image)
@@ -85,28 +86,32 @@ class Writer:
                     if kind.key not in self.kinds or (kind.dicom_only and work.source_bytes is None):
                         continue  # a picture nobody wants is not even drawn
                     relative = kind.relative(work.name)
-                    data = kind.render(rendering)
+                    data = _render(kind, rendering, work)
                     target = self.out / relative
                     write_bytes(target, data)
+                    written.append(target)
                     outputs[kind.key] = output_record(relative, data)
                 self.source.deliver(work.item, {key: self.out / record["path"] for key, record in outputs.items()})
         except OSError as err:
             if err.errno in FATAL_ERRNOS:
                 raise OutputError(f"{target}: cannot write ({err.strerror})") from None
-            return self._failure(work.fail(f"{work.item.path}: cannot write {target} ({err.strerror or err})"))
+            return self._failure(work.fail(f"{work.item.path}: cannot write {target} ({err.strerror or err})"), written)
         except Exception as err:  # noqa: BLE001 - one odd image is one failure line
-            return self._failure(work.fail(describe_error(work.item.path, err, "writing outputs")))
+            line = str(err) if isinstance(err, _KindFailed) else describe_error(work.item.path, err, "writing outputs")
+            return self._failure(work.fail(line), written)
         info = {**_image_info(image, work.node), "case_score": score}
         work.row = {**self._row(work, Status.OK), "image": strict_json(info),
                     "lesions": strict_json(lesions), "outputs": strict_json(outputs)}
         work.status = Status.OK
         return work
 
-    def _failure(self, work: Work) -> Work:
+    def _failure(self, work: Work, written: list[Path] = ()) -> Work:
+        """A failed image has no outputs: those of this attempt and those an earlier success left go
+        (they are ours), so the folder holds exactly what the ledger lists."""
         work.row = {**self._row(work, Status.FAILED), "error": work.error}
-        if work.previous and work.previous.get("outputs"):
-            for record in json.loads(work.previous["outputs"]).values():
-                (self.out / record["path"]).unlink(missing_ok=True)
+        stale = [self.out / r["path"] for r in json.loads((work.previous or {}).get("outputs") or "{}").values()]
+        for path in [*written, *stale]:
+            path.unlink(missing_ok=True)
         return work
 
     def _row(self, work: Work, status: Status) -> dict[str, Any]:
@@ -118,6 +123,19 @@ class Writer:
                 "run_id": self.run_id, "started": work.started, "finished": time.time(),
                 "spans": json.dumps([span.to_dict() for span in work.spans]),
                 **{f"{stage}_ms": ms for stage, ms in durations_ms(work.spans).items()}}
+
+
+class _KindFailed(Exception):
+    """One output kind could not be made: its line names the kind (the other kinds were fine)."""
+
+
+def _render(kind: OutputKind, rendering: Rendering, work: Work) -> bytes:
+    try:
+        return kind.render(rendering)
+    except OSError:
+        raise  # a disk error is the writer's to judge (fatal or this image's)
+    except Exception as err:  # noqa: BLE001 - named by kind, then one failure line
+        raise _KindFailed(f"{describe_error(work.item.path, err, 'rendering')} [{kind.save_name} not written]") from err
 
 
 def _image_info(image: DecodedImage, node: str | None) -> dict[str, Any]:
