@@ -220,7 +220,12 @@ def _draw_lesion(rng, image, mask, breast, case: SynthCase) -> LesionRow:
             centre = (radius + 2 + int(rad * math.cos(ang)), radius + 2 + int(rad * math.sin(ang)))
             cv2.circle(local, centre, size, 255, -1)
         image[ys0, xs0] += (cv2.GaussianBlur(local, (0, 0), max(1.0, radius / 30)) / 255.0 * 0.4).astype(np.float32)
-        region = cv2.dilate(local, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (radius // 2 | 1,) * 2))
+        # the cluster is one finding: its region is the hull of its specks (with the centre), as a
+        # radiologist outlines a cluster, not one island per speck
+        points = np.vstack([np.argwhere(local)[:, ::-1], [[radius + 2, radius + 2]]]).astype(np.int32)
+        region = np.zeros_like(local)
+        cv2.fillConvexPoly(region, cv2.convexHull(points), 255)
+        region = cv2.dilate(region, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, radius // 6) | 1,) * 2))
         abnormality = "CALC" if rng.random() < 0.7 else "MISC+CALC"
         with_centre = rng.random() < 0.5
     elif severity == "B":

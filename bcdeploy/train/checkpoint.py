@@ -202,6 +202,7 @@ def load_checkpoint_file(path: str | Path, trust: bool = False, *, training_stat
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
+    _check_format(path)
     try:
         if trust:
             return _as_dict(path, torch.load(path, map_location=map_location, weights_only=False))
@@ -217,7 +218,21 @@ def load_checkpoint_file(path: str | Path, trust: bool = False, *, training_stat
             "if you trust this file, pass --trust-checkpoint"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise InputError(f"{path}: not a readable PyTorch checkpoint ({str(err).splitlines()[0][:200]})") from None
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise InputError(f"{path}: not a readable PyTorch checkpoint ({first[:200]})") from None
+
+
+def _check_format(path: Path) -> None:
+    """Refuse what cannot be a checkpoint before unpickling anything: torch.save writes a zip archive
+    (PK), the legacy format is a pickle (protocol 2+, 0x80). An empty or foreign file is named as such;
+    advising --trust-checkpoint for it would be advice that cannot help."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head:
+        raise InputError(f"{path}: empty file (0 bytes), not a checkpoint")
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise InputError(f"{path}: not a PyTorch checkpoint (neither torch's zip archive nor a pickle; "
+                         f"the file starts with {head.hex()})")
 
 
 @contextlib.contextmanager
