@@ -23,7 +23,8 @@ def short_name(name: str) -> str:
 
 def overlay(bgr: np.ndarray, mask: np.ndarray, palette: list[list[int]], class_names: list[str],
             lesions: list[dict], target: str | None = None, max_side: int = 2048) -> np.ndarray:
-    """Contours per class (palette is RGB) and a `Pred: M | Target: B` label per lesion.
+    """Contours per class (palette is RGB) and a `Pred: M 0.91 | Target: B` label per lesion (the
+    lesion's score where the model gives probabilities).
 
     The picture is downscaled to `max_side` first: a full-size DMID overlay JPEG would be ~10 MB and
     no reader looks at it at 1:1.
@@ -46,9 +47,10 @@ def overlay(bgr: np.ndarray, mask: np.ndarray, palette: list[list[int]], class_n
     for lesion in lesions:
         x, y = (int(v * scale) for v in lesion["bbox"][:2])
         pred = short_name(lesion["class"])
-        _label(canvas, f"Pred: {pred}", (x, max(0, y - 6)), WHITE, font)
+        text = f"Pred: {pred}" + (f" {lesion['score']:.2f}" if lesion.get("score") is not None else "")
+        _label(canvas, text, (x, max(0, y - 6)), WHITE, font)
         if target is not None:
-            width = cv2.getTextSize(f"Pred: {pred} ", cv2.FONT_HERSHEY_SIMPLEX, font, 2)[0][0]
+            width = cv2.getTextSize(f"{text} ", cv2.FONT_HERSHEY_SIMPLEX, font, 2)[0][0]
             _label(canvas, f"| Target: {target}", (x + width, max(0, y - 6)), GREEN if target == pred else RED, font)
     if not lesions and target is not None:
         _label(canvas, f"Pred: none | Target: {target}", (10, int(40 * font)), GREEN if target == "N" else RED, font)
