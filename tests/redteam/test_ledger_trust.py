@@ -102,3 +102,31 @@ def test_undecodable_text_in_the_ledger_is_one_error_line(tmp_path, tiny_model):
     assert isinstance(result.exception, SystemExit), result.exc_info
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert result.exit_code == 1 and len(errors) == 1 and "cannot be read" in errors[0], result.output
+
+
+def test_a_row_pointing_at_another_images_outputs_is_not_trusted(tmp_path, tiny_model):
+    """Issue "Reliability round 3", defect 6: a row edited to name another image's outputs (with their
+    true sizes and hashes) must not make the resume rule skip this image: outputs live where the row's
+    own name puts them, and nowhere else."""
+    images, out = tmp_path / "images", tmp_path / "out"
+    write_png(images / "a.png", seed=1)
+    write_png(images / "b.png", seed=2)
+    assert infer(tiny_model, images, "--out", out)[0] == 0
+    with closing(sqlite3.connect(out / "ledger.sqlite")) as db, db:
+        theirs = db.execute("SELECT outputs FROM images WHERE name = 'b'").fetchone()[0]
+        db.execute("UPDATE images SET outputs = ? WHERE name = 'a'", (theirs,))
+    (out / "masks" / "a.png").unlink()
+    code, output = infer(tiny_model, images, "--out", out)
+    assert code == 0 and "processed 1, skipped 1" in output, output
+    assert (out / "masks" / "a.png").is_file()
+
+
+def test_a_ledger_that_is_a_symlink_is_refused(tmp_path, tiny_model):
+    images, out = tmp_path / "images", tmp_path / "out"
+    write_png(images / "a.png")
+    elsewhere = tmp_path / "elsewhere.sqlite"
+    elsewhere.write_bytes(b"")
+    out.mkdir()
+    (out / "ledger.sqlite").symlink_to(elsewhere)
+    code, output = infer(tiny_model, images, "--out", out)
+    assert code == 1 and "symlink" in output and elsewhere.stat().st_size == 0, output

@@ -59,11 +59,16 @@ def output_record(relative: str, data: bytes) -> dict[str, Any]:
     return {"path": relative, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def outputs_intact(out: Path, outputs: dict[str, dict] | None) -> bool:
-    """Every recorded output exists with its recorded size and SHA-256."""
+def outputs_intact(out: Path, outputs: dict[str, dict] | None, name: str | None = None) -> bool:
+    """Every recorded output exists with its recorded size and SHA-256, at the path `name` gives its
+    kind (a row edited to name another image's outputs, with their true hashes, does not pass)."""
+    from bcdeploy.runtime.outputs import KINDS_BY_KEY
+
     if not outputs:
         return False
-    for record in outputs.values():
+    for kind, record in outputs.items():
+        if name is not None and (kind not in KINDS_BY_KEY or record["path"] != KINDS_BY_KEY[kind].relative(name)):
+            return False
         path = out / record["path"]
         try:
             if path.stat().st_size != record["size"]:
@@ -83,4 +88,4 @@ def can_skip(row: dict[str, Any] | None, source: SourceIdentity, model: ModelIde
     same = (row["source"] == source.path and row["size"] == source.size and row["mtime_ns"] == source.mtime_ns
             and row["sha256"] == source.sha256 and row["model_sha256"] == model.sha256
             and row["mask_options"] == model.mask_options and row["target"] == target)
-    return same and outputs_intact(out, json.loads(row["outputs"] or "null"))
+    return same and outputs_intact(out, json.loads(row["outputs"] or "null"), row["name"])

@@ -79,6 +79,9 @@ class Ledger:
         except OSError as err:
             raise OutputError(f"{err.filename or self.path.parent}: cannot create the output folder "
                               f"({err.strerror})") from None
+        if self.path.is_symlink():  # SQLite would follow it and write wherever it points
+            raise OutputError(f"{self.path}: the run ledger is a symlink (to {os.readlink(self.path)}); a ledger "
+                              "lives in the output folder itself: move the link away")
         self._lock = _lock_folder(self.path.with_name(LOCK_NAME))
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
