@@ -80,6 +80,7 @@ def replaced_dir(target_dir: str | os.PathLike[str], *, overwrite: bool = False)
     target = Path(target_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
+    os.chmod(stage, 0o777 & ~_UMASK)  # mkdtemp's 0700 would become the product's mode
     try:
         yield stage
         _swap_in(stage, target, overwrite)

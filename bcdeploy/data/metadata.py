@@ -34,11 +34,15 @@ def read_metadata(path: str | Path) -> list[LesionRow]:
         raise DataError(f"{path}: metadata file not found")
     suffix = path.suffix.lower()
     if suffix == ".xlsx":
-        return _read_xlsx(path)
-    text = _read_text(path)
-    if suffix == ".csv":
-        return _rows_from_table(path, list(csv.reader(io.StringIO(text))))
-    return _read_info_txt(path, text)
+        rows = _read_xlsx(path)
+    elif suffix == ".csv":
+        rows = _rows_from_table(path, list(csv.reader(io.StringIO(_read_text(path)))))
+    else:
+        rows = _read_info_txt(path, _read_text(path))
+    if not rows:
+        raise DataError(f"{path}: no metadata rows (an empty or header-only file): every image needs a row, "
+                        "NORM for a normal one")
+    return rows
 
 
 def _read_text(path: Path) -> str:

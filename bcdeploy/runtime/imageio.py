@@ -177,8 +177,12 @@ def _decode_tiff(path: Path, data: bytes, max_pixels: int, color: bool) -> _Pixe
         try:
             page = tif.pages[0]
             width, height = int(page.imagewidth), int(page.imagelength)
+            images = sum(1 for p in tif.pages if not int(getattr(p, "subfiletype", 0) or 0) & 1)
         except Exception as err:  # noqa: BLE001 - as above
             raise InputError(f"{path}: cannot read the TIFF header ({type(err).__name__}: {err})") from None
+        if images > 1:  # reduced-resolution pages (thumbnails, bit 0 of NewSubfileType) do not count
+            raise InputError(f"{path}: multi-page TIFF ({images} full-resolution pages); expected one mammogram "
+                             "per file: split it (e.g. tiffsplit) and segment each page")
         check_pixel_budget(path, width, height, max_pixels)
         _check_dimensions(path, (height, width))
         decoded = _tifffile_fast(page, len(data)) or _tiff_via_opencv(path, data, page, color)
