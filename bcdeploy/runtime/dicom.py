@@ -234,8 +234,9 @@ def window_to_uint8(ds: Any, pixels: np.ndarray, *, origin: str | Path = "<bytes
     in the full-image path (identical output), but a 13.6 MP mammogram costs 4096 evaluations instead of
     13.6 M float64 ones (0.48 s -> 0.11 s on the 2-core CI machine, benchmarks/dicom_speed.py).
     """
+    ds, dropped = _usable_lut_attributes(ds, origin)
     has_voi = "VOILUTSequence" in ds or "WindowCenter" in ds
-    how = "VOI LUT/window" if has_voi else "modality LUT, no window"
+    how = ("VOI LUT/window" if has_voi else "modality LUT, no window") + dropped
     lo, hi = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
     if pixels.dtype.kind not in "ui" or hi - lo > LUT_MAX_ENTRIES:
         values = _voi(ds, pixels, has_voi)
@@ -246,6 +247,58 @@ def window_to_uint8(ds: Any, pixels: np.ndarray, *, origin: str | Path = "<bytes
     present = table[np.bincount(index.ravel(), minlength=table.size) > 0]
     low, high = _finite_range(ds, origin, float(present.min()), float(present.max()))
     return _scale(table, low, high)[index], f"{how}, {low:g}..{high:g} -> 0..255"
+
+
+def _usable_lut_attributes(ds: Any, origin: str | Path) -> tuple[Any, str]:
+    """The dataset as the LUT functions may read it: a Rescale Slope or Intercept that is not a finite
+    number makes every pixel value unknown (refused, one line); a window that is not finite numbers with
+    a width of at least 1 is no window (dropped, as for a file without one, and said in the intensity map)."""
+    numbers = {}
+    for keyword in ("RescaleSlope", "RescaleIntercept"):
+        if keyword in ds:
+            numbers[keyword] = _numbers(ds[keyword].value)
+            if numbers[keyword] is None or len(numbers[keyword]) != 1:
+                raise InputError(f"{origin}: {keyword} {str(ds[keyword].value)[:40]!r} is not one finite number: "
+                                 "the stored values cannot be mapped to intensities")
+    note = ""
+    if "WindowCenter" in ds or "WindowWidth" in ds:
+        centers, widths = _numbers(ds.get("WindowCenter")), _numbers(ds.get("WindowWidth"))
+        if centers and widths and all(w >= 1 for w in widths):  # PS3.3 C.11.2.1.2: Window Width >= 1
+            numbers.update(WindowCenter=centers, WindowWidth=widths)
+        else:
+            note = f" (window {ds.get('WindowCenter')!s:.20}/{ds.get('WindowWidth')!s:.20} unusable: ignored)"
+            numbers.update(WindowCenter=None, WindowWidth=None)
+    if not numbers:
+        return ds, ""
+    from pydicom.tag import Tag
+
+    # a copy holding the values as the numbers just read, with their proper VR: a file may store them
+    # as text under another VR, which pydicom's LUT arithmetic cannot take
+    usable = ds.copy()
+    for keyword, values in numbers.items():
+        tag = Tag(keyword)
+        if tag in usable:
+            del usable[tag]
+        if values is not None:
+            usable.add_new(tag, "DS", values if len(values) > 1 else values[0])
+    return usable, note
+
+
+def _numbers(value: Any) -> list[float] | None:
+    """A DS value (one or several) as finite floats; None when absent, text, NaN or inf."""
+    if value is None or value == "":
+        return None
+    values = value if isinstance(value, list | tuple) or type(value).__name__ == "MultiValue" else [value]
+    numbers = []
+    for item in values:
+        try:
+            number = float(item)
+        except (TypeError, ValueError):
+            return None
+        if not math.isfinite(number):
+            return None
+        numbers.append(number)
+    return numbers
 
 
 def _finite_range(ds: Any, origin: str | Path, low: float, high: float) -> tuple[float, float]:

@@ -45,6 +45,7 @@ MIN_SIDE = 32
 MAX_SIDE = 65_536
 MAX_PIXELS = 1 << 30  # OpenCV's own decode limit
 
+TIFF_BITS = (1, 8, 16)  # bits per sample a TIFF mammogram (or its mask) is stored with
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 
 
@@ -178,8 +179,14 @@ def _decode_tiff(path: Path, data: bytes, max_pixels: int, color: bool) -> _Pixe
             page = tif.pages[0]
             width, height = int(page.imagewidth), int(page.imagelength)
             images = sum(1 for p in tif.pages if not int(getattr(p, "subfiletype", 0) or 0) & 1)
+            bits, samples = int(page.bitspersample), int(page.samplesperpixel)
         except Exception as err:  # noqa: BLE001 - as above
             raise InputError(f"{path}: cannot read the TIFF header ({type(err).__name__}: {err})") from None
+        # the header's sample layout decides what a decoder allocates, as much as its size: a 214-byte
+        # file claiming 26857 bits per sample made one ask for gigabytes (found by the reader fuzzer)
+        if bits not in TIFF_BITS or not 1 <= samples <= 4:
+            raise InputError(f"{path}: TIFF with {bits} bits per sample and {samples} samples per pixel; "
+                             f"a mammogram has {'/'.join(map(str, TIFF_BITS))} bits and 1 to 4 samples")
         if images > 1:  # reduced-resolution pages (thumbnails, bit 0 of NewSubfileType) do not count
             raise InputError(f"{path}: multi-page TIFF ({images} full-resolution pages); expected one mammogram "
                              "per file: split it (e.g. tiffsplit) and segment each page")

@@ -1,0 +1,33 @@
+"""What the reader fuzzer found (tests/fuzz/findings/), kept as regression tests: each file is one clear
+BcDeployError, decoded in a process of its own whose peak memory must stay under 1 GiB (its address
+space is capped at 8 GiB, so a file that makes a decoder allocate far more fails the test, not the
+machine)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FINDINGS = sorted((Path(__file__).parent / "findings").iterdir())
+DECODE = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))  # a safety net for the machine, not the test
+from bcdeploy.errors import BcDeployError
+from bcdeploy.runtime.imageio import decode_image
+try:
+    decode_image(open(sys.argv[1], "rb").read(), sys.argv[1], max_pixels=4_000_000)
+except BcDeployError as err:
+    print("refused:", err)
+print("peak MiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.mark.parametrize("finding", FINDINGS, ids=lambda p: p.name)
+def test_a_fuzzer_finding_is_one_clear_error_in_bounded_memory(finding):
+    done = subprocess.run([sys.executable, "-c", DECODE, str(finding)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("refused:"), done.stdout + done.stderr[-2000:]
+    peak = int(done.stdout.rsplit("peak MiB", 1)[1])
+    assert peak < 1024, f"decoding {finding.name} ({finding.stat().st_size} bytes) took {peak} MiB"
