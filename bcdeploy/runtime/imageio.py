@@ -178,7 +178,7 @@ def _decode_tiff(path: Path, data: bytes, max_pixels: int, color: bool) -> _Pixe
         try:
             page = tif.pages[0]
             width, height = int(page.imagewidth), int(page.imagelength)
-            images = sum(1 for p in tif.pages if not int(getattr(p, "subfiletype", 0) or 0) & 1)
+            images = _full_pages(tif)
             bits, samples = int(page.bitspersample), int(page.samplesperpixel)
         except Exception as err:  # noqa: BLE001 - as above
             raise InputError(f"{path}: cannot read the TIFF header ({type(err).__name__}: {err})") from None
@@ -197,6 +197,17 @@ def _decode_tiff(path: Path, data: bytes, max_pixels: int, color: bool) -> _Pixe
     check_decoded_size(path, (width, height), (decoded.pixels.shape[1], decoded.pixels.shape[0]),
                        may_rotate=transposed)
     return decoded
+
+
+def _full_pages(tif: Any, most: int = 16) -> int:
+    """Full-resolution pages (not reduced-resolution ones, bit 0 of NewSubfileType), counted up to two
+    among the first `most` pages: a crafted IFD chain can be endless (found by the reader fuzzer)."""
+    found = 0
+    for index, page in enumerate(tif.pages):
+        if index >= most or found > 1:
+            break
+        found += not int(getattr(page, "subfiletype", 0) or 0) & 1
+    return found
 
 
 # Layouts tifffile (with imagecodecs) decodes to exactly OpenCV's samples, tested for each: 8-bit
