@@ -185,8 +185,8 @@ def _decode_tiff(path: Path, data: bytes, max_pixels: int, color: bool) -> _Pixe
         # the header's sample layout decides what a decoder allocates, as much as its size: a 214-byte
         # file claiming 26857 bits per sample made one ask for gigabytes (found by the reader fuzzer)
         if bits not in TIFF_BITS or not 1 <= samples <= 4:
-            raise InputError(f"{path}: TIFF with {bits} bits per sample and {samples} samples per pixel; "
-                             f"a mammogram has {'/'.join(map(str, TIFF_BITS))} bits and 1 to 4 samples")
+            raise InputError(f"{path}: TIFF with {samples} channels of {bits} bits; a mammogram has 1 to 4 "
+                             f"channels of {'/'.join(map(str, TIFF_BITS))} bits")
         if images > 1:  # reduced-resolution pages (thumbnails, bit 0 of NewSubfileType) do not count
             raise InputError(f"{path}: multi-page TIFF ({images} full-resolution pages); expected one mammogram "
                              "per file: split it (e.g. tiffsplit) and segment each page")
