@@ -276,7 +276,10 @@ def _tiff_via_opencv(path: Path, data: bytes, page: Any, color: bool) -> _Pixels
 
 
 def _orientation(page: Any) -> int:
-    return int(page.tags.valueof(274, default=1))  # TIFF Orientation; 1 = rows top to bottom
+    """TIFF Orientation (1 = rows top to bottom); a value that is no single number in 1..8 (a crafted
+    tag holding a tuple: the fuzzer's fourth finding) is read as 1, as OpenCV reads it."""
+    value = page.tags.valueof(274, default=1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 @functools.cache
