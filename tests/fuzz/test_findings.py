@@ -1,7 +1,8 @@
 """What the reader fuzzer found (tests/fuzz/findings/), kept as regression tests: each file is a valid
-image or one clear BcDeployError, never another exception, decoded in a process of its own whose peak memory must stay under 1 GiB (its address
-space is capped at 8 GiB, so a file that makes a decoder allocate far more fails the test, not the
-machine), and in bounded time (a file that makes a reader loop fails too)."""
+image or one clear BcDeployError, never another exception, decoded in a process of its own whose peak
+memory must stay under 1 GiB (its address space is capped at 8 GiB, so a file that makes a decoder
+allocate far more fails the test, not the machine), and in bounded time (a file that makes a reader
+loop fails too)."""
 
 from __future__ import annotations
 
