@@ -14,7 +14,8 @@ What prints, and how each is silenced:
 * mmcv/mmseg/mmengine UserWarnings that every torch command prints (mmcv-lite's missing
   MultiScaleDeformableAttention, mmseg's `build_loss` deprecation, ...), onnxruntime's and
   OpenVINO's Python warnings, highdicom's and pydicom's (a person name in one component, a value
-  invalid for its VR; pydicom's logger too): ignored by the module that issues them. bcdeploy checks
+  invalid for its VR; pydicom's logger too): ignored by the module that issues them; numpy's
+  RuntimeWarnings (attributed to the calling line) by category. bcdeploy checks
   DICOM attributes by its own rules and says in one line what it repaired (runtime/dicom_source.py).
 """
 
@@ -45,6 +46,10 @@ def silence_libraries() -> Callable[[], None]:
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)  # a user's own setting wins
     warnings.filterwarnings("ignore", module=_LIBRARY_MODULES)
+    # numpy's RuntimeWarnings (overflow, invalid value) are attributed to the calling line, ours: by
+    # category, then. What they warn of is handled where it matters (non-finite values are refused or
+    # written as null), and a user reads `RuntimeWarning: invalid value encountered` as a crash.
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
     # pydicom also logs what it warns about ("WARNING pydicom: Invalid value for VR ..."): files are
     # checked by bcdeploy's own rules (runtime/dicom_source.py), which say what they repaired
     logging.getLogger("pydicom").setLevel(logging.ERROR)

@@ -118,6 +118,7 @@ def prepare(options: PrepareOptions, on_progress: Callable[[str, int], None] | N
             if on_progress:
                 on_progress(cid, len(jobs))
         manifest = _manifest(options, records, skipped, y_origin, evidence)
+        _refuse_all_lesions_dropped(options, manifest["counts"])
         _check_no_leak(staging, manifest)
         write_json(staging / "manifest.json", manifest)
     return PrepareReport(
@@ -288,6 +289,17 @@ def _refuse_all_below_threshold(mask_path: Path, mask: np.ndarray, rows: list[Le
                         f"0/{top}?); pass --mask-threshold {top} if {top} marks lesion pixels")
 
 
+def _refuse_all_lesions_dropped(options: PrepareOptions, counts: dict) -> None:
+    """The metadata lists lesions, yet no annotation holds one: a training set without a single lesion
+    is no training set (typically --min-lesion-area above every lesion's size); nothing is written."""
+    listed = counts["with_benign"] + counts["with_malignant"]
+    labelled = sum(value for key, value in counts.items() if key.startswith("labelled_"))
+    if listed and not labelled:
+        raise DataError(f"the metadata lists lesions in {listed} image(s) but no annotation holds one: "
+                        f"{counts['dropped_components']} mask component(s) were dropped as smaller than "
+                        f"--min-lesion-area {options.min_lesion_area} px; lower it")
+
+
 def _write_image(path: Path, array: np.ndarray) -> None:
     import cv2
 
@@ -311,6 +323,9 @@ def _manifest(options, records, skipped, y_origin, evidence) -> dict:
     counts["ignored_pixels_images"] = sum(1 for r in records.values() if IGNORE_INDEX in r["label_values"])
     counts["dropped_components"] = sum(r["dropped_components"] for r in records.values())
     counts["masks_not_0_255"] = sum(1 for r in records.values() if r["mask_values"])
+    # what the annotations hold, beside what the metadata says: they differ when lesions were dropped
+    for index, name in enumerate(options.class_names[1:], 1):
+        counts[f"labelled_{name}"] = sum(1 for r in records.values() if index in r["label_values"])
     opts = asdict(options)
     opts.pop("workers")
     return {

@@ -44,3 +44,19 @@ def test_a_multi_page_tiff_is_refused_and_a_thumbnail_page_is_not_a_page(tmp_pat
         tif.write(page)
         tif.write(page[::4, ::4], subfiletype=1)  # a reduced-resolution copy
     assert read_image(tmp_path / "thumb.tif").shape[:2] == (96, 80)
+
+
+def test_min_lesion_area_above_every_lesion_is_an_error_and_writes_nothing(dmid, tmp_path):
+    result = run_cli("prepare", "--images-dir", dmid / "TIFF Images", "--masks-dir", dmid / "ROI Masks",
+                     "--metadata", dmid / "Info.txt", "--output-dir", tmp_path / "out", "--workers", "1",
+                     "--min-lesion-area", "100000000", check=False)
+    assert result.returncode == 1 and "--min-lesion-area 100000000" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_manifest_counts_what_the_annotations_hold(prepared):
+    import json
+
+    counts = json.loads((prepared / "manifest.json").read_text())["counts"]
+    assert 0 < counts["labelled_benign"] <= counts["with_benign"] + counts["with_malignant"]
+    assert 0 < counts["labelled_malignant"]

@@ -25,7 +25,9 @@ try:
     print("decoded:", image.bgr.shape)
 except BcDeployError as err:
     print("refused:", err)
-print("peak MiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM is this address space's peak (ru_maxrss would carry the parent's across fork and exec)
+peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print("peak MiB", peak_kib // 1024)
 """
 
 

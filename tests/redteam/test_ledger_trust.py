@@ -130,3 +130,18 @@ def test_a_ledger_that_is_a_symlink_is_refused(tmp_path, tiny_model):
     (out / "ledger.sqlite").symlink_to(elsewhere)
     code, output = infer(tiny_model, images, "--out", out)
     assert code == 1 and "symlink" in output and elsewhere.stat().st_size == 0, output
+
+
+@pytest.mark.parametrize("version", ["1", "abc"])
+def test_a_ledger_with_a_wrong_schema_stamp_is_migrated_or_one_clear_line(tmp_path, tiny_model, version):
+    """Issue "Reliability round 3", defect 7: a ledger stamped v1 that already has v2's column failed with
+    SQLite's bare `duplicate column name: spans`; a stamp that is no number is said as such."""
+    images, out = _first_run(tmp_path, tiny_model)
+    with closing(sqlite3.connect(out / "ledger.sqlite")) as db, db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
+    code, output = infer(tiny_model, images, "--out", out)
+    if version == "1":
+        assert code == 0 and "skipped 1" in output, output
+    else:
+        errors = [line for line in output.splitlines() if line.startswith("error:")]
+        assert code == 1 and len(errors) == 1 and "schema version 'abc'" in errors[0], output

@@ -60,7 +60,7 @@ COLUMNS = ("source", "name", "argument", "path", "size", "mtime_ns", "sha256", "
            *(f"{stage}_ms" for stage in STAGES), "spans")
 # What brings a ledger of version N-1 to version N. Columns are only ever added, so an older ledger's rows
 # stay (NULL in the new columns) and its images are not recomputed.
-MIGRATIONS = {2: ("ALTER TABLE images ADD COLUMN spans TEXT",)}
+MIGRATIONS = {2: (("spans", "TEXT"),)}  # version -> columns it adds to `images`
 
 
 def _cause(err: sqlite3.Error) -> str:
@@ -103,9 +103,10 @@ class Ledger:
                 if not {"meta", "runs", "images", "failures"} <= tables:
                     raise sqlite3.DatabaseError(f"tables {sorted(tables)} are not a bcdeploy run ledger")
                 version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if version is None or not 1 <= int(version[0]) <= SCHEMA_VERSION:
-                    raise sqlite3.DatabaseError(f"schema version {version and version[0]} is not one this bcdeploy "
-                                                f"reads (1 to {SCHEMA_VERSION})")
+                stamp = None if version is None else str(version[0])
+                if stamp is None or not stamp.isdigit() or not 1 <= int(stamp) <= SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(f"schema version {stamp!r} is not one this bcdeploy reads "
+                                                f"(1 to {SCHEMA_VERSION})")
                 verdict = self.db.execute("PRAGMA quick_check").fetchone()[0]
                 if verdict != "ok":  # quick_check reports damage as rows, it does not raise
                     raise sqlite3.DatabaseError(" ".join(str(verdict).split())[:200])
@@ -124,9 +125,11 @@ class Ledger:
         """Bring an older ledger up to SCHEMA_VERSION in one transaction (a new one is only stamped)."""
         with self.transaction():
             row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            have = {column[1] for column in self.db.execute("PRAGMA table_info(images)")}
             for version in range(int(row[0]) + 1 if row else SCHEMA_VERSION + 1, SCHEMA_VERSION + 1):
-                for sql in MIGRATIONS[version]:
-                    self.db.execute(sql)
+                for column, kind in MIGRATIONS.get(version, ()):
+                    if column not in have:  # a ledger stamped older than its columns: add only what is missing
+                        self.db.execute(f"ALTER TABLE images ADD COLUMN {column} {kind}")
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def transaction(self):
