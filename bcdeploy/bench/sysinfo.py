@@ -1,5 +1,5 @@
 """Describe the machine and software a benchmark ran on (numbers mean nothing without it): CPU model,
-the instruction-set flags that decide which precision pays (AVX2, AVX-512, VNNI for INT8, BF16/AMX),
+the instruction-set flags (what a CPU can do; how fast a variant runs is measured by `bench cpu`) (AVX2, AVX-512, VNNI for INT8, BF16/AMX),
 and the FP32 matrix-multiply peak measured here, so every table can say how close to the limit a
 backend runs. The flags are read by bcdeploy.runtime.cpu, the one place that knows them (`infer`
 uses it too)."""

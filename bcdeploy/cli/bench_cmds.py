@@ -127,6 +127,30 @@ def latency(models, ckpt, config, sizes, batch_sizes, images, mmseg_baseline, mi
     _write_report(out, "latency", report, latency_markdown, plot_latency)
 
 
+@bench.command("cpu")
+@click.argument("export_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 100), help="Timed runs per model.")
+def cpu(export_dir, runs) -> None:
+    """Time each CPU variant of EXPORT_DIR on this machine and store it there: `infer`'s cpu: line quotes it."""
+    from bcdeploy.bench.cpu_speed import measure_export
+    from bcdeploy.runtime.cpu import cpu_line
+    from bcdeploy.runtime.speed_record import save_measurement
+
+    folder = Path(export_dir)
+    with progress("bench cpu") as tick:
+        times, skipped = measure_export(folder, runs=runs, on_progress=tick)
+    click.echo(cpu_line())
+    base = times.get("model.onnx")
+    for name, ms in sorted(times.items(), key=lambda item: item[1]):
+        ratio = f"  {base / ms:.2f}x model.onnx" if base else ""
+        click.echo(f"{name:<24} {ms:9.1f} ms{ratio}")
+    for name, why in skipped.items():
+        click.echo(f"{name:<24} skipped: {why}")
+    if times:
+        path = save_measurement(folder, times, runs=runs)
+        click.echo(f"stored in {path}: infer's cpu: line quotes these on this machine")
+
+
 @bench.command("timeline")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--run", "run_id", type=click.IntRange(min=1), help="Which run of the folder's ledger  [default: the last]")

@@ -89,7 +89,7 @@ COMMANDS = [train, test_cmd, confusion_matrix]
     click.option("--int8", is_flag=True, help="Also write model.int8.onnx (static QDQ quantisation, calibrated on --images "
                   "or generated mammograms), parity-checked."),
     click.option("--openvino", is_flag=True, help="Also write OpenVINO IR (model.xml/.bin; with --int8 also the INT8 IR "
-                  "model.int8.xml/.bin, the fastest CPU variant), parity-checked."),
+                  "model.int8.xml/.bin), parity-checked; which runs fastest here: bcdeploy bench cpu OUT."),
     click.option("--engine", is_flag=True, help="Also build model.trt with TensorRT (needs a GPU)."),
     click.option("--precision", type=click.Choice(["fp16", "fp32", "int8"]),
                   help="TensorRT engine precision, built from model.onnx / model.fp16.onnx / model.int8.onnx (int8 implies "

@@ -1,11 +1,12 @@
-"""What this CPU runs fast, read from Linux's /proc/cpuinfo: the one place that knows.
+"""What this CPU has, read from Linux's /proc/cpuinfo: the one place that knows.
 
-Which precision pays on a CPU is decided by a few instruction-set flags: VNNI (AVX-512 or AVX) and
-AMX-INT8 make INT8 dot products single instructions; AVX-512 BF16 and AMX-BF16 let OpenVINO run an
-FP32 model in BF16 at about half the time; with AVX2 alone INT8 still pays (~1.9x on an AVX2 CI
-machine) and FP32 already runs at the sgemm peak. `bcdeploy infer` says this at start and
-`bench.sysinfo` records it beside every benchmark, both from here. Torch- and numpy-free: it runs
-at every `infer` start.
+The instruction-set flags that matter for inference: VNNI (AVX-512 or AVX) and AMX-INT8 make INT8 dot
+products single instructions; AVX-512 BF16 and AMX-BF16 give BF16 ones. They say what a CPU CAN do,
+not how much faster a variant runs on it: that depends on the model, the cores and the runtime too,
+and a flag table once promised INT8 ~1.9x on an AVX2 CPU where it measured 1.1x. So this module
+states facts only; speeds come from measurement on the machine itself (runtime/speed_record.py,
+`bcdeploy bench cpu`). `infer` prints the facts at start and `bench.sysinfo` records them beside every
+benchmark. Torch- and numpy-free: it runs at every `infer` start.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def flags_line(flags: dict[str, bool] | None) -> str:
 class CpuAdvice:
     """Why INT8 / BF16 pays on this CPU (the feature's name), or None where it does not or is unknown."""
 
-    int8: str | None = None  # "AMX-INT8", "VNNI" or "AVX2" (no INT8 instructions, still ~1.9x)
+    int8: str | None = None  # "AMX-INT8", "VNNI" or "AVX2" (INT8 through AVX2, no dot-product instruction)
     bf16: str | None = None  # "AMX-BF16" or "AVX-512 BF16"
     known: bool = True  # False: the platform gave no flags, so nothing is claimed
 
@@ -67,14 +68,13 @@ class CpuAdvice:
             return "no advice (CPU flags unknown)"
         parts = []
         if self.int8 in ("AMX-INT8", "VNNI"):
-            parts.append(f"INT8 pays ({self.int8}): model.int8.xml with OpenVINO, else model.int8.onnx")
+            parts.append(f"INT8 dot-product instructions ({self.int8})")
         elif self.int8:
-            parts.append("INT8 still pays (~1.9x, AVX2 without VNNI): model.int8.xml or model.int8.onnx")
-        if self.bf16:
-            parts.append(f"BF16 pays for FP32 models ({self.bf16}): model.xml --precision bf16")
-        elif self.int8:
-            parts.append("FP32 runs at the sgemm peak, no BF16 instructions")
-        return "; ".join(parts) or "no AVX2: INT8 and BF16 have no fast kernels here"
+            parts.append("no INT8 dot-product instructions (AVX2 only)")
+        parts.append(f"BF16 instructions ({self.bf16})" if self.bf16 else "no BF16 instructions")
+        if not self.int8 and not self.bf16:
+            return "no AVX2, no INT8 or BF16 instructions"
+        return ", ".join(parts) + "; speeds are measured, not read from flags (bcdeploy bench cpu)"
 
 
 def advise(flags: dict[str, bool] | None) -> CpuAdvice:

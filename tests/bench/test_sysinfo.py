@@ -77,4 +77,5 @@ def test_latency_table_shows_rate_and_share():
                           "fp32_matmul": {"peak_gflops": 456.0, "n": 1024}}, "entries": [entry], "end_to_end": []}
     table = latency_markdown(report)
     assert "| 457 | 100 % |" in table and "GFLOP/s" in table and "avx512_vnni" in table
-    assert "CPU advice: INT8 pays (VNNI): model.int8.xml with OpenVINO" in table and "--precision bf16" in table
+    assert "CPU advice: INT8 dot-product instructions (VNNI), BF16 instructions (AVX-512 BF16)" in table
+    assert "speeds are measured" in table and "pays" not in table

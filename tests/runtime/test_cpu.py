@@ -1,14 +1,16 @@
-"""What the CPU runs fast (runtime/cpu.py) and which variant of an export `infer` names (runtime/variants.py):
-pure functions on synthetic /proc/cpuinfo texts and sidecars written here (no model is run)."""
+"""What the CPU has (runtime/cpu.py: facts, no speed claims) and what `infer`'s cpu: line says of an export's
+variants (runtime/variants.py): only what was measured on this machine (runtime/speed_record.py), else how
+to measure it. Pure functions on synthetic /proc/cpuinfo texts, sidecars and speed records written here."""
 
 import json
 
 import pytest
 
-from bcdeploy.runtime.backends.options import OnnxRuntimeOptions, OpenVINOOptions
+from bcdeploy.runtime.backends.options import OnnxRuntimeOptions
 from bcdeploy.runtime.cpu import advise, cpu_flags, cpu_line
 from bcdeploy.runtime.metadata import ModelMeta, sidecar_path_for
-from bcdeploy.runtime.variants import faster_variant, start_line
+from bcdeploy.runtime.speed_record import RECORD_NAME, save_measurement
+from bcdeploy.runtime.variants import start_line
 from tests.tiny_models import SHA_A, SHA_B, description
 
 
@@ -22,19 +24,20 @@ AVX2 = _cpuinfo("Intel Xeon E5-2686 v4", "avx avx2 fma")
 NO_FLAGS = "processor\t: 0\nmodel name\t: Apple M2\n"
 
 
-def test_advice_from_cpu_flags():
+def test_advice_from_cpu_flags_states_facts_not_speeds():
     vnni, amx, avx2, unknown = (advise(cpu_flags(text)) for text in (VNNI, BF16, AVX2, NO_FLAGS))
-    assert (vnni.int8, vnni.bf16) == ("VNNI", None)
-    assert "INT8 pays (VNNI): model.int8.xml with OpenVINO" in vnni.text()
-    assert (amx.int8, amx.bf16) == ("AMX-INT8", "AMX-BF16") and "model.xml --precision bf16" in amx.text()
-    assert (avx2.int8, avx2.bf16) == ("AVX2", None) and "~1.9x" in avx2.text() and "sgemm peak" in avx2.text()
+    assert (vnni.int8, vnni.bf16) == ("VNNI", None) and "INT8 dot-product instructions (VNNI)" in vnni.text()
+    assert (amx.int8, amx.bf16) == ("AMX-INT8", "AMX-BF16") and "BF16 instructions (AMX-BF16)" in amx.text()
+    assert (avx2.int8, avx2.bf16) == ("AVX2", None) and "no INT8 dot-product instructions" in avx2.text()
+    for advice in (vnni, amx, avx2):  # a flag table once said "INT8 ~1.9x" where 1.1x was measured
+        assert "pays" not in advice.text() and "~" not in advice.text() and "faster" not in advice.text()
     assert not unknown.known and unknown.int8 is None and "unknown" in unknown.text()
-    assert advise(cpu_flags(_cpuinfo("old", "sse4_2"))).int8 is None  # no AVX2: no claim that INT8 pays
+    assert advise(cpu_flags(_cpuinfo("old", "sse4_2"))).int8 is None
 
 
-def test_cpu_line_names_model_cores_flags_and_advice():
+def test_cpu_line_names_model_cores_flags_and_facts():
     line = cpu_line(VNNI)
-    assert line.startswith("cpu: AMD EPYC 9R14, ") and " cores, flags avx2 fma avx512f avx512_vnni; INT8 pays" in line
+    assert line.startswith("cpu: AMD EPYC 9R14, ") and " cores, flags avx2 fma avx512f avx512_vnni; INT8 dot-product" in line
     assert "flags unknown; no advice" in cpu_line(NO_FLAGS)
 
 
@@ -71,47 +74,47 @@ def needs_openvino():
     pytest.importorskip("openvino")
 
 
-def test_fastest_variant_of_the_same_export(tmp_path, needs_openvino):
-    folder = _export(tmp_path, "model.onnx", "model.int8.onnx", "model.xml", "model.int8.xml")
-    vnni, amx = advise(cpu_flags(VNNI)), advise(cpu_flags(BF16))
-    ort, ov = OnnxRuntimeOptions(), OpenVINOOptions()
-    for model in ("model.onnx", "model.xml", "model.int8.onnx"):
-        found = faster_variant(folder / model, _meta(folder / model), ov if model.endswith(".xml") else ort, vnni)
-        assert found.path == folder / "model.int8.xml" and found.precision is None and found.reason == "VNNI", model
-    assert faster_variant(folder / "model.int8.xml", _meta(folder / "model.int8.xml"), ov, amx) is None  # fastest
-    bf16 = OpenVINOOptions(precision="bf16")
-    assert faster_variant(folder / "model.xml", _meta(folder / "model.xml"), bf16, amx).path.name == "model.int8.xml"
-    cuda = OnnxRuntimeOptions(provider="cuda")
-    assert faster_variant(folder / "model.onnx", _meta(folder / "model.onnx"), cuda, vnni) is None  # not on the CPU
-    assert faster_variant(folder / "model.onnx", _meta(folder / "model.onnx"), ort, advise(None)) is None
-
-
-def test_only_variants_of_the_same_checkpoint_are_named(tmp_path, needs_openvino):
-    """A model of another checkpoint beside this one is not this model, faster: never named."""
-    _export(tmp_path, "model.onnx", "model.xml")
-    _export(tmp_path, "model.int8.onnx", "model.int8.xml", sha=SHA_B)
-    amx = advise(cpu_flags(BF16))
-    found = faster_variant(tmp_path / "model.onnx", _meta(tmp_path / "model.onnx"), OnnxRuntimeOptions(), amx)
-    assert found.label() == "model.xml --precision bf16" and found.reason == "AMX-BF16"
-    assert faster_variant(tmp_path / "model.onnx", _meta(tmp_path / "model.onnx"), OnnxRuntimeOptions(),
-                          advise(cpu_flags(VNNI))) is None  # VNNI without BF16: FP32 IR is no faster
-    (tmp_path / "model.bin").unlink()  # an IR without its weights cannot run
-    assert faster_variant(tmp_path / "model.onnx", _meta(tmp_path / "model.onnx"), OnnxRuntimeOptions(), amx) is None
-
-
-def test_start_line_hint(tmp_path, needs_openvino):
-    folder = _export(tmp_path, "model.onnx", "model.int8.onnx", "model.int8.xml")
-    meta = _meta(folder / "model.onnx")
-    line = start_line(folder / "model.onnx", meta, OnnxRuntimeOptions(), cpuinfo=VNNI)
+def test_without_a_measurement_here_the_line_says_how_to_measure(tmp_path):
+    folder = _export(tmp_path, "model.onnx", "model.int8.onnx")
+    line = start_line(folder / "model.onnx", _meta(folder / "model.onnx"), OnnxRuntimeOptions(), cpuinfo=VNNI)
     assert "\n" not in line and line.startswith("cpu: AMD EPYC 9R14")
-    assert line.endswith("; hint: model.int8.xml beside this model is the fastest variant on this CPU (VNNI)")
-    assert "hint" not in start_line(folder / "model.onnx", meta, OnnxRuntimeOptions(), cpuinfo=NO_FLAGS)
-    _export(folder, "model.xml")
-    own = start_line(folder / "model.xml", _meta(folder / "model.xml"), OpenVINOOptions(), cpuinfo=BF16)
-    assert own.endswith("; hint: model.int8.xml beside this model is the fastest variant on this CPU (AMX-INT8)")
-    for name in ("model.int8.onnx", "model.int8.xml", "model.int8.bin"):
-        (folder / name).unlink()
-    own = start_line(folder / "model.xml", _meta(folder / "model.xml"), OpenVINOOptions(), cpuinfo=BF16)
-    assert own.endswith("; hint: --precision bf16 runs this model faster on this CPU (AMX-BF16)")
+    assert line.endswith(f"; its variants are not measured on this CPU: bcdeploy bench cpu {folder}")
+    assert "faster" not in line
+
+
+def test_a_measurement_made_here_is_quoted_and_one_from_elsewhere_is_not(tmp_path):
+    folder = _export(tmp_path, "model.onnx", "model.int8.onnx", "model.fp16.onnx")
+    save_measurement(folder, {"model.onnx": 100.0, "model.int8.onnx": 91.0, "model.fp16.onnx": 99.0}, runs=5, cpuinfo=AVX2)
+    onnx_meta = _meta(folder / "model.onnx")
+    here = start_line(folder / "model.onnx", onnx_meta, OnnxRuntimeOptions(), cpuinfo=AVX2)
+    assert here.endswith("; measured here: model.int8.onnx computes 1.10x faster than model.onnx (91 vs 100 ms, "
+                         "bench cpu; its masks differ slightly: check with bench parity)")
+    fastest = start_line(folder / "model.int8.onnx", _meta(folder / "model.int8.onnx"), OnnxRuntimeOptions(), cpuinfo=AVX2)
+    assert fastest.endswith("; measured here: model.int8.onnx is the fastest of its export (91 ms compute)")
+    elsewhere = start_line(folder / "model.onnx", onnx_meta, OnnxRuntimeOptions(), cpuinfo=VNNI)  # another CPU
+    assert "not measured on this CPU" in elsewhere and "faster" not in elsewhere
+
+
+@pytest.mark.parametrize("record", ["not json", json.dumps({"format": "bcdeploy-speed", "entries": "x"}),
+                                    "NAN", None])
+def test_an_edited_or_broken_record_is_not_trusted(tmp_path, record):
+    folder = _export(tmp_path, "model.onnx", "model.int8.onnx")
+    save_measurement(folder, {"model.onnx": 100.0, "model.int8.onnx": 50.0}, runs=5, cpuinfo=AVX2)
+    path = folder / RECORD_NAME
+    if record == "NAN":
+        path.write_text(path.read_text().replace("50.0", "NaN"))
+    elif record is not None:
+        path.write_text(record)
+    else:
+        path.write_text(path.read_text().replace("50.0", "-5.0"))
+    line = start_line(folder / "model.onnx", _meta(folder / "model.onnx"), OnnxRuntimeOptions(), cpuinfo=AVX2)
+    assert "not measured on this CPU" in line
+
+
+def test_no_variant_beside_or_another_checkpoint_beside_says_nothing_of_speed(tmp_path):
+    folder = _export(tmp_path, "model.onnx")
+    _export(folder, "model.int8.onnx", sha=SHA_B)  # another checkpoint's model is no variant of this one
+    line = start_line(folder / "model.onnx", _meta(folder / "model.onnx"), OnnxRuntimeOptions(), cpuinfo=VNNI)
+    assert "measured here" not in line and "not measured" not in line
     unhashed = ModelMeta.from_dict({**description(), "source": {}})
-    assert "hint" not in start_line(folder / "model.onnx", unhashed, OnnxRuntimeOptions(), cpuinfo=VNNI)
+    assert "bench cpu " not in start_line(folder / "model.onnx", unhashed, OnnxRuntimeOptions(), cpuinfo=VNNI)
