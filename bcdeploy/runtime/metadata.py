@@ -126,7 +126,8 @@ def load_meta(model_path: str | Path, embedded: str | None = None) -> ModelMeta:
 
 # Fields that change the masks a model gives: two descriptions of one model file must agree on them.
 MASK_FIELDS = ("classes", "mean", "std", "input_size", "keep_ratio", "channel_order", "size_divisor", "pad_value",
-               "layout", "output_kind", "align_corners", "input_name", "output_name")
+               "layout", "output_kind", "align_corners", "input_name", "output_name",
+               "precision")  # precision: the FP16 sidecar copied over the FP32 model's (the report would say fp16)
 
 
 def check_same_model(first: ModelMeta, first_name: str, second: ModelMeta, second_name: str) -> None:

@@ -183,3 +183,12 @@ def test_openvino_ir_is_checked_the_same_way(tmp_path):
     write_sidecar(tmp_path / "model.xml", description())
     with _open(tmp_path / "model.xml") as segmenter:
         assert [str(s) for s in segmenter.runner.output_specs()] == ["output: float32 [?x3x?x?]"]
+
+
+def test_an_fp16_sidecar_copied_over_the_fp32_model_is_refused(tmp_path):
+    """Issue "Reliability round 3", defect 6: the ONNX carries its own description (export embeds it); a
+    sidecar saying fp16 beside a graph that says fp32 belongs to another file, and the report would lie."""
+    model = write_onnx(tmp_path / "model.onnx", embedded=description(precision="fp32"))
+    write_sidecar(model, description(precision="fp16"))
+    with pytest.raises(ConfigError, match="precision = 'fp16'.*'fp32'"):
+        _open(model)
