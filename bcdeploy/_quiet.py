@@ -53,6 +53,9 @@ def silence_libraries() -> Callable[[], None]:
     # pydicom also logs what it warns about ("WARNING pydicom: Invalid value for VR ..."): files are
     # checked by bcdeploy's own rules (runtime/dicom_source.py), which say what they repaired
     logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # Ray 2.60 announces its token authentication on every start of a private local Ray: information
+    # for cluster operators, not for someone segmenting a folder
+    logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)
     if "cv2" in sys.modules and hasattr(sys.modules["cv2"], "setLogLevel"):
         sys.modules["cv2"].setLogLevel(0)  # already imported: the environment is read too late
     return _redirect_c_stderr()

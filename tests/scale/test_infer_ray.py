@@ -277,3 +277,18 @@ def test_local_and_ray_drivers_agree_field_by_field(cluster, model, tmp_path, mi
     assert [without_run_fields(e) for e in local_report["images"]] == [without_run_fields(e) for e in ray_report["images"]]
     assert local_report["failed"] == ray_report["failed"]
     assert (tmp_path / "local" / "lesions.csv").read_text() == (tmp_path / "ray" / "lesions.csv").read_text()
+
+
+def test_ray_says_nothing_of_its_own_on_the_terminal(cluster, model, images, tmp_path):
+    """Issue "Reliability round 3", defect 7: a real process joining the cluster prints bcdeploy's lines only
+    (Ray's token-authentication notice is for cluster operators; `--verbose` shows it)."""
+    import sys
+
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "a.png").write_bytes((images / "img_00.png").read_bytes())
+    done = subprocess.run([sys.executable, "-m", "bcdeploy.cli", "infer", "--model", str(model), str(one), "--out",
+                           str(tmp_path / "out"), "--ray", cluster[0].address, *RAY_ARGS],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Token authentication" not in done.stderr and "WARNING" not in done.stderr, done.stderr
