@@ -57,7 +57,7 @@ fi
 if command -v dsrdump >/dev/null; then
   SR=$(ls "$OUT"/clinical/sr/*.dcm | head -1)
   echo "-- $SR as a viewer lists it (dsrdump, first lines):"
-  dsrdump "$SR" | head -40
+  dsrdump "$SR" | head -40 || true  # head closes the pipe early: SIGPIPE is not a failure
 fi
 
 printf '\nDone. Results in %s:\n' "$OUT"
