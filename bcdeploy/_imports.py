@@ -23,6 +23,7 @@ _EXTRA_FOR = {
     "matplotlib": "bench",
     "highdicom": "dicom",
     "dicomweb_client": "pacs",
+    "pynetdicom": "gateway",
 }
 
 

@@ -45,3 +45,7 @@ class OutputError(BcDeployError):
 
 class PacsError(BcDeployError):
     """A PACS (DICOMweb server) cannot be reached, refuses a request, or rejects what we store."""
+
+
+class PacsRefused(PacsError):
+    """The PACS answered and refused this object (a failure status): sending it again as it is will not help."""

@@ -11,7 +11,7 @@ import sys
 import click
 
 from bcdeploy import __version__, _quiet
-from bcdeploy.cli import bench_cmds, data_cmds, dicom_cmds, inspect_cmds, model_cmds, runtime_cmds, serve_cmds
+from bcdeploy.cli import bench_cmds, data_cmds, dicom_cmds, gateway_cmds, inspect_cmds, model_cmds, runtime_cmds, serve_cmds
 from bcdeploy.errors import BcDeployError
 
 
@@ -43,6 +43,7 @@ cli.add_command(data_cmds.prepare)
 cli.add_command(bench_cmds.bench)
 cli.add_command(inspect_cmds.inspect_cmd)
 cli.add_command(serve_cmds.serve)
+cli.add_command(gateway_cmds.gateway)
 cli.add_command(dicom_cmds.dicom)
 for command in model_cmds.COMMANDS + runtime_cmds.COMMANDS:
     cli.add_command(command)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bcdeploy._imports import require
-from bcdeploy.errors import PacsError
+from bcdeploy.errors import PacsError, PacsRefused
 
 MAMMOGRAPHY = "MG"
 SEGMENTATION = "SEG"
@@ -88,7 +88,7 @@ class DicomWebPacs:
         response = self._call(f"store {len(datasets)} instance(s)", self._client.store_instances, datasets=datasets)
         failed = [str(item.get("ReferencedSOPInstanceUID", "?")) for item in response.get("FailedSOPSequence", [])]
         if failed:
-            raise PacsError(f"{self.url}: the server refused to store {len(failed)} of {len(datasets)} instance(s): "
+            raise PacsRefused(f"{self.url}: the server refused to store {len(failed)} of {len(datasets)} instance(s): "
                             f"{', '.join(failed)}")
         return [str(ds.SOPInstanceUID) for ds in datasets]
 
@@ -116,7 +116,8 @@ class DicomWebPacs:
             return method(**kwargs)
         except requests.exceptions.HTTPError as err:
             status = err.response.status_code if err.response is not None else "?"
-            raise PacsError(f"{self.url}: {what} failed with HTTP {status}") from None
+            kind = PacsRefused if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429) else PacsError
+            raise kind(f"{self.url}: {what} failed with HTTP {status}") from None
         except requests.exceptions.RequestException as err:
             raise PacsError(f"{self.url}: cannot {what} ({type(err).__name__}); is the DICOMweb URL right "
                             "and the server running?") from None

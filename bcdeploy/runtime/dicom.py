@@ -144,6 +144,7 @@ def check_header(ds: Any, origin: str | Path, *, max_pixels: int, frame: int | N
     if rows * cols > max_pixels:
         raise InputError(f"{origin}: image of {cols}x{rows} = {rows * cols:,} pixels exceeds the budget of "
                          f"{max_pixels:,} pixels; raise it with --max-pixels if this file is genuine")
+    check_pixel_length(ds, origin)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1:
         raise InputError(f"{origin}: DICOM with {samples} samples per pixel "
@@ -153,6 +154,26 @@ def check_header(ds: Any, origin: str | Path, *, max_pixels: int, frame: int | N
         raise InputError(f"{origin}: a 'FOR PROCESSING' (raw detector) image; the model reads 'FOR PRESENTATION' "
                          "images only: send the FOR PRESENTATION series of this study")
     return _frame_index(ds, origin, frame)
+
+
+def check_pixel_length(ds: Any, origin: str | Path) -> None:
+    """Refuse native (uncompressed) pixel data shorter than Rows x Columns x frames x samples x bits say: a
+    truncated file or transfer. Encapsulated data is checked by its decoder (fragments carry their lengths)."""
+    if "PixelData" not in ds:
+        return
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is not None and syntax.is_encapsulated:
+        return
+    try:
+        bits = int(ds.get("BitsAllocated", 16) or 16)
+        expected = (int(ds.get("Rows", 0) or 0) * int(ds.get("Columns", 0) or 0) * _frame_count(ds)
+                    * int(ds.get("SamplesPerPixel", 1) or 1) * bits + 7) // 8
+        have = len(ds.PixelData)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{origin}: unreadable pixel data attributes ({err})") from None
+    if have < expected:
+        raise InputError(f"{origin}: pixel data holds {have:,} bytes, its header describes {expected:,}: the file is "
+                         "truncated")
 
 
 def _frame_index(ds: Any, origin: str | Path, frame: int | None) -> int | None:

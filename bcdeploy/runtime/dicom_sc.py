@@ -49,9 +49,18 @@ def sc_bytes(source: Any, overlay_bgr: np.ndarray, *, algorithm: Any, uids: tupl
                                 f"outlines, classes and scores burned in")[:1024]
     sc.SeriesDescription = f"bcdeploy overlay {algorithm.name}"[:64]
     sc.ImageType = ["DERIVED", "SECONDARY"]
+    sc.SourceImageSequence = [_reference(source)]  # the image it was derived from: a PACS links the two
     buffer = io.BytesIO()
     sc.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def _reference(source: Any) -> Any:
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
+    return item
 
 
 def _orientation(value: Any) -> tuple[str, str] | None:

@@ -68,6 +68,7 @@ SECTIONS = {  # the titled option sections each command's --help shows (cloup op
     ("infer",): ["Inputs", "Outputs", "Model and backend", "Sliding window", "DICOM and PACS", "Scale-out"],
     ("predict",): ["Inputs", "Outputs", "Model (PyTorch/MMSeg)"],
     ("serve",): ["Model and backend", "HTTP", "Scale-out"],
+    ("gateway",): ["Node", "DICOM", "Results", "Security and audit"],
     ("export",): ["Checkpoint", "Graph", "Variants", "Parity gates"],
     ("bench", "latency"): ["Models", "Workload", "Outputs"],
     ("bench", "parity"): ["Reference and contenders", "Gates", "Outputs"],

@@ -1,0 +1,71 @@
+"""DIR/audit.jsonl: one JSON line per association, received instance and sent result.
+
+Shaped after the DICOM audit message schema IHE ATNA uses (PS3.15 A.5): each line has the event's
+code (`event_id`: DCM 110100 Application Activity, 110102 Begin Transferring DICOM Instances, 110104
+DICOM Instances Transferred, 110113 Security Alert), the action (C create: received; R read: sent;
+E execute), the outcome (0 success, 4 minor failure, 8 serious failure, 12 major failure), the two
+parties (AE title, network address) and the objects (study, SOP class, SOP instance UIDs). A hospital's
+audit repository maps these fields one to one onto its RFC 3881 / ATNA records.
+
+No pixel data, and no patient name or ID unless the node runs with --audit-phi: the audit trail is read
+by people who may not see patient data. Each line is written whole and flushed to disk before the
+event's answer goes out, so the trail never lacks an event the peer saw succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+AUDIT_NAME = "audit.jsonl"
+
+EVENTS = {
+    "application": ("110100", "Application Activity"),
+    "association": ("110102", "Begin Transferring DICOM Instances"),
+    "instance": ("110104", "DICOM Instances Transferred"),
+    "security": ("110113", "Security Alert"),
+}
+SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE, MAJOR_FAILURE = 0, 4, 8, 12
+
+
+class AuditLog:
+    def __init__(self, root: Path, *, phi: bool = False) -> None:
+        self.path = Path(root) / AUDIT_NAME
+        self.phi = phi
+        self._lock = threading.Lock()
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def record(self, event: str, action: str, outcome: int, *, text: str | None = None,
+               source: dict[str, Any] | None = None, destination: dict[str, Any] | None = None,
+               objects: dict[str, Any] | None = None, patient: dict[str, str] | None = None) -> None:
+        code, meaning = EVENTS[event]
+        line: dict[str, Any] = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "event": event, "event_id": {"code": code, "system": "DCM", "meaning": meaning},
+            "action": action, "outcome": outcome}
+        if text:
+            line["outcome_text"] = text
+        for key, value in (("source", source), ("destination", destination), ("objects", objects)):
+            if value:
+                line[key] = {k: v for k, v in value.items() if v not in (None, "")}
+        if patient and self.phi:
+            line["patient"] = patient
+        data = (json.dumps(line, sort_keys=True) + "\n").encode()
+        with self._lock:
+            os.write(self._fd, data)  # O_APPEND: one write, one whole line, even beside another writer
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        with self._lock:
+            os.close(self._fd)
+
+
+def read_audit(root: Path) -> list[dict[str, Any]]:
+    path = Path(root) / AUDIT_NAME
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

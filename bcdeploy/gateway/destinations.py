@@ -1,0 +1,114 @@
+"""Where the node sends its results: a DICOM node by C-STORE (`AE@HOST:PORT`) or a DICOMweb server by
+STOW-RS (`--stow URL`), behind one small interface the sender uses.
+
+`session(paths)` opens one association (or HTTP session) for a batch and yields `send(path)`, which
+returns on success and raises PacsRefused when the peer answered a failure status for that object, or
+PacsError when the peer cannot be reached or dropped the association (the sender then waits and tries
+the batch again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from bcdeploy._imports import require
+from bcdeploy.errors import InputError, PacsError, PacsRefused
+
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: 16 characters, no backslash, no control
+
+
+def check_ae_title(value: str, what: str = "AE title") -> str:
+    title = value.strip()
+    if not _AE_TITLE.match(title):
+        raise InputError(f"{what} {value!r} is not a DICOM AE title (1 to 16 printable characters, no backslash)")
+    return title
+
+
+class Destination(Protocol):
+    def describe(self) -> str: ...
+
+    def session(self, paths: Sequence[Path]) -> contextlib.AbstractContextManager[Callable[[Path], None]]: ...
+
+
+@dataclass(frozen=True)
+class DimseDestination:
+    """A Storage SCP (a PACS's DICOM port), e.g. `ORTHANC@127.0.0.1:4242`."""
+
+    ae_title: str
+    host: str
+    port: int
+    calling_ae: str = "BCDEPLOY"
+    timeout_s: float = 30.0
+
+    @classmethod
+    def parse(cls, value: str, calling_ae: str = "BCDEPLOY") -> DimseDestination:
+        match = re.match(r"^(?P<ae>[^@]+)@(?P<host>\[[^\]]+\]|[^:]+):(?P<port>\d{1,5})$", value.strip())
+        if not match or not 0 < int(match["port"]) < 65536:
+            raise InputError(f"--send-to {value!r}: expected AE@HOST:PORT, e.g. PACS@10.0.0.5:104")
+        return cls(check_ae_title(match["ae"], "--send-to AE title"), match["host"].strip("[]"), int(match["port"]),
+                   calling_ae)
+
+    def describe(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+    @contextlib.contextmanager
+    def session(self, paths: Sequence[Path]) -> Iterator[Callable[[Path], None]]:
+        require("pynetdicom", "Sending results by C-STORE")
+        import pydicom
+        from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+        from pynetdicom import AE
+
+        ae = AE(ae_title=self.calling_ae)
+        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
+        ae.connection_timeout = min(self.timeout_s, 10.0)
+        contexts: dict[str, set[str]] = {}
+        for path in paths:
+            meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
+            contexts.setdefault(str(meta.MediaStorageSOPClassUID), set()).add(str(meta.TransferSyntaxUID))
+        for sop_class, syntaxes in contexts.items():
+            ae.add_requested_context(sop_class, sorted(syntaxes | {ExplicitVRLittleEndian, ImplicitVRLittleEndian}))
+        assoc = ae.associate(self.host, self.port, ae_title=self.ae_title)
+        if not assoc.is_established:
+            why = "rejected the association" if assoc.is_rejected else "cannot be reached"
+            raise PacsError(f"{self.describe()}: {why}")
+        try:
+            def send(path: Path) -> None:
+                status = assoc.send_c_store(path)
+                code = int(status.get("Status", -1)) if status else -1
+                if code == -1:
+                    raise PacsError(f"{self.describe()}: no answer to C-STORE of {path.name} (association lost)")
+                if code not in (0x0000, 0xB000, 0xB007, 0xB006):  # success, or success with a warning
+                    raise PacsRefused(f"{self.describe()}: C-STORE of {path.name} refused with status 0x{code:04X}")
+                if not assoc.is_established:
+                    raise PacsError(f"{self.describe()}: association lost after C-STORE of {path.name}")
+            yield send
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+
+@dataclass(frozen=True)
+class StowDestination:
+    """A DICOMweb server's STOW-RS endpoint (pacs/dicomweb.py)."""
+
+    url: str
+
+    def describe(self) -> str:
+        return self.url
+
+    @contextlib.contextmanager
+    def session(self, paths: Sequence[Path]) -> Iterator[Callable[[Path], None]]:
+        import pydicom
+
+        from bcdeploy.pacs.dicomweb import DicomWebPacs
+
+        pacs = DicomWebPacs(self.url)
+
+        def send(path: Path) -> None:
+            pacs.store([pydicom.dcmread(path)])
+        yield send

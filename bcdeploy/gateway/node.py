@@ -1,0 +1,145 @@
+"""The node's life: receive on pynetdicom's threads, segment quiet studies on the main thread, send from
+a sender thread; SIGTERM ends it cleanly, SIGKILL loses nothing.
+
+- Segmenting: every half second the main thread asks the spool for studies with no new instance for
+  `study_idle_s` and runs each through runtime.run (the same reader, model, writer, ledger and resume
+  rule as `infer`, output folder DIR/results). The model is opened once, when the node starts: a model
+  that does not open stops the node before it accepts anything.
+- After a study's run, one spool transaction marks each instance processed or failed and records its
+  DICOM results as due (spool.py says why this order survives a kill at any point).
+- SIGTERM or Ctrl-C: the SCP stops accepting at once, the run in hand stops after the images in flight
+  (runtime.run's Interrupts), the sender finishes the object it is sending; exit status 0. What was
+  not finished waits in the spool and outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bcdeploy.errors import BcDeployError
+from bcdeploy.gateway.audit import SUCCESS, AuditLog
+from bcdeploy.gateway.destinations import Destination
+from bcdeploy.gateway.scp import ScpOptions, StorageSCP
+from bcdeploy.gateway.sender import Sender
+from bcdeploy.gateway.source import KEY_PREFIX, SpoolSource
+from bcdeploy.gateway.spool import Spool
+from bcdeploy.runtime.outputs import KINDS_BY_KEY
+from bcdeploy.runtime.predictor import Predictor
+
+log = logging.getLogger("bcdeploy.gateway")
+
+DEFAULT_SAVE = frozenset({"seg", "sr", "sc"})
+POLL_S = 0.5
+RETRY_STUDY_S = 30.0  # a study whose run failed as a whole (disk full) is tried again after this
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayOptions:
+    out: Path
+    scp: ScpOptions
+    destination: Destination
+    save: frozenset[str] = DEFAULT_SAVE
+    study_idle_s: float = 10.0
+    max_spool_bytes: int | None = None
+    audit_phi: bool = False
+    sender: dict[str, Any] = field(default_factory=dict)  # Sender's waits and limits (tests shorten them)
+
+
+class Gateway:
+    def __init__(self, open_predictor: Callable[[], Predictor], options: GatewayOptions) -> None:
+        self.options = options
+        self.stop = threading.Event()
+        self.spool = Spool(options.out, max_bytes=options.max_spool_bytes)
+        self.audit = AuditLog(options.out, phi=options.audit_phi)
+        self.predictor = open_predictor()
+        self.scp = StorageSCP(options.scp, self.spool, self.audit)
+        self.sender = Sender(self.spool, options.destination, self.audit, **options.sender)
+        self._in_run = False
+        self._retry_after: dict[str, float] = {}
+
+    def serve(self, on_ready: Callable[[int], None] | None = None) -> None:
+        """Run until SIGTERM or Ctrl-C (or `stop` is set)."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        sender = threading.Thread(target=self.sender.run, args=(self.stop,), name="sender", daemon=True)
+        try:
+            self.scp.start()
+            self.audit.record("application", "E", SUCCESS, text="node started",
+                              destination={"ae": self.options.scp.ae_title, "address": f":{self.scp.port}"})
+            sender.start()
+            if on_ready:
+                on_ready(self.scp.port)
+            while not self.stop.is_set():
+                for study in self.spool.studies_due(self.options.study_idle_s):
+                    if self.stop.is_set():
+                        break
+                    if time.monotonic() >= self._retry_after.get(study, 0.0):
+                        self._process(study)
+                self.stop.wait(POLL_S)
+        finally:
+            self.stop.set()
+            self.scp.stop()
+            self.sender.wake.set()
+            if sender.is_alive():
+                sender.join(timeout=60)
+            self.audit.record("application", "E", SUCCESS, text="node stopped")
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.predictor.close()
+        self.audit.close()
+        self.spool.close()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        first = not self.stop.is_set()
+        self.stop.set()
+        if first:
+            log.warning("%s: no more associations accepted; finishing the image in hand",
+                        signal.Signals(signum).name)
+            threading.Thread(target=self.scp.stop, name="scp-stop", daemon=True).start()
+        if self._in_run and signum == signal.SIGTERM:
+            signal.raise_signal(signal.SIGINT)  # the run's own Ctrl-C handling stops it after the images in flight
+
+    def _process(self, study: str) -> None:
+        from bcdeploy.runtime.run import RunOptions, run
+        from bcdeploy.runtime.run.ledger import Ledger
+
+        instances = self.spool.waiting(study)
+        options = RunOptions(out=self.spool.results, save=self.options.save, max_pixels=self.options.scp.max_pixels,
+                             modalities=frozenset({"MG"}))
+        started = time.perf_counter()
+        self._in_run = True
+        try:
+            summary = run(lambda: self.predictor, SpoolSource(study, instances), options)
+        except BcDeployError as err:
+            log.error("study %s: %s; trying again in %.0f s", study, err, RETRY_STUDY_S)
+            self._retry_after[study] = time.monotonic() + RETRY_STUDY_S
+            return
+        finally:
+            self._in_run = False
+        ledger = Ledger(self.spool.results)
+        try:
+            rows = ledger.rows_for([KEY_PREFIX + i.sop_uid for i in instances])
+        finally:
+            ledger.close()
+        dicom_kinds = {k for k in self.options.save if KINDS_BY_KEY[k].dicom_only}
+        self.spool.finish(instances, {key[len(KEY_PREFIX):]: row for key, row in rows.items()}, dicom_kinds)
+        for instance in instances:
+            self.spool.release(instance)
+        self.sender.wake.set()
+        score = f", highest case score {summary.highest_case[1]:.2f}" if summary.highest_case else ""
+        log.info("study %s: %d image(s) segmented, %d unchanged, %d failed%s (%.1f s)%s", study,
+                    summary.processed, summary.skipped, len(summary.failed), score, time.perf_counter() - started,
+                    " - interrupted, the rest waits for the next start" if summary.interrupted else "")
+        for failure in summary.failed:
+            log.info("  %s", failure["error"])

@@ -1,0 +1,269 @@
+"""The node's durable state: received instances on disk and in SQLite, and the outbox of results.
+
+DIR/spool/<study>/<series>/<instance>.dcm holds each accepted mammogram, written atomically and
+fsynced; DIR/gateway.sqlite records it in the same breath, and only then does the SCP answer success:
+an instance the sender was told is stored survives SIGKILL and power loss. The states:
+
+    instances: waiting -> processed | failed   (the run ledger in DIR/results says why a failure failed)
+    results:   due -> sent | refused           (refused: the PACS answered a failure status repeatedly)
+
+A study is due when it has instances waiting and none arrived for the idle time. A result is recorded
+as due in the same transaction that marks its instance processed, so a kill between the run and that
+transaction re-runs the study: the run ledger's resume rule skips the finished images, and their
+results are recorded then. A result is marked sent after the PACS answered success; a kill between
+the two sends it again with the same SOP Instance UID, which a PACS stores once (DICOM defines an
+instance by its UID; Orthanc keeps the first copy).
+
+One connection, serialised by a lock: the SCP's association threads, the main loop and the sender
+thread all use it; every write is one short transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bcdeploy.errors import InputError, OutputError
+from bcdeploy.fileio import atomic_path
+
+DB_NAME = "gateway.sqlite"
+SPOOL = "spool"
+RESULTS = "results"
+# What DICOM allows in a UID (PS3.5 9.1): digits and dots, at most 64 characters. A UID names a spool
+# file, so anything else (`../x`, a slash) is refused before it reaches a path.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS instances (
+    sop_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, series_uid TEXT NOT NULL, sop_class TEXT NOT NULL,
+    path TEXT NOT NULL,                        -- below DIR
+    size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    received REAL NOT NULL, calling_ae TEXT,
+    state TEXT NOT NULL CHECK (state IN ('waiting', 'processed', 'failed')),
+    error TEXT, finished REAL);
+CREATE INDEX IF NOT EXISTS instances_state ON instances (state, study_uid);
+CREATE TABLE IF NOT EXISTS results (
+    path TEXT NOT NULL,                        -- below DIR/results
+    sha256 TEXT NOT NULL,                      -- of the file as the run wrote it
+    sop_uid TEXT NOT NULL, kind TEXT NOT NULL, source_sop TEXT NOT NULL, study_uid TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('due', 'sent', 'refused')),
+    attempts INTEGER NOT NULL DEFAULT 0, error TEXT, created REAL NOT NULL, sent REAL,
+    PRIMARY KEY (path, sha256));
+CREATE INDEX IF NOT EXISTS results_state ON results (state);
+"""
+SCHEMA_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Instance:
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    path: Path  # absolute
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Result:
+    path: Path  # absolute
+    sha256: str
+    sop_uid: str
+    kind: str
+    attempts: int
+    study_uid: str
+    source_sop: str
+
+
+def check_uid(value: Any, what: str) -> str:
+    uid = str(value or "").strip()
+    if not _UID.match(uid) or len(uid) > 64:
+        raise InputError(f"{what} {uid[:80]!r} is not a DICOM UID (digits and dots, at most 64 characters)")
+    return uid
+
+
+class Spool:
+    def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
+        self.root = Path(root)
+        self.results = self.root / RESULTS
+        self.max_bytes = max_bytes
+        self.path = self.root / DB_NAME
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")  # a success status promises the row survives power loss
+            self.db.executescript(SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+        except (OSError, sqlite3.Error) as err:
+            raise OutputError(f"{self.path}: cannot open the gateway's state ({err})") from None
+        version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            raise InputError(f"{self.path}: gateway state of schema version {version!r}; this bcdeploy reads "
+                             f"{SCHEMA_VERSION}")
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self.db.execute(sql, params).fetchall()
+
+    # --- receiving ------------------------------------------------------------------------------------
+    def spooled_bytes(self) -> int:
+        """What the spool holds: instances waiting, and failed ones (kept for a look; processed ones go)."""
+        return int(self._query("SELECT COALESCE(SUM(size), 0) FROM instances WHERE state != 'processed'")[0][0])
+
+    def has_room(self, size: int) -> bool:
+        return self.max_bytes is None or self.spooled_bytes() + size <= self.max_bytes
+
+    def receive(self, data: bytes, *, study_uid: str, series_uid: str, sop_uid: str, sop_class: str,
+                calling_ae: str) -> Instance:
+        """Write the instance's file (atomic, fsynced), then record it as waiting; returns only when both
+        are durable. The same SOP instance received again replaces the earlier copy and waits again."""
+        relative = Path(SPOOL) / study_uid / series_uid / f"{sop_uid}.dcm"
+        target = self.root / relative
+        with atomic_path(target) as tmp:
+            with tmp.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        _fsync_folder(target.parent)
+        digest = hashlib.sha256(data).hexdigest()
+        with self._transaction() as db:
+            db.execute("INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'waiting', NULL, NULL) "
+                       "ON CONFLICT(sop_uid) DO UPDATE SET study_uid = excluded.study_uid, "
+                       "series_uid = excluded.series_uid, sop_class = excluded.sop_class, path = excluded.path, "
+                       "size = excluded.size, sha256 = excluded.sha256, received = excluded.received, "
+                       "calling_ae = excluded.calling_ae, state = 'waiting', error = NULL, finished = NULL",
+                       (sop_uid, study_uid, series_uid, sop_class, str(relative), len(data), digest, time.time(),
+                        calling_ae))
+        return Instance(sop_uid, study_uid, series_uid, target, digest)
+
+    # --- processing -----------------------------------------------------------------------------------
+    def studies_due(self, idle_s: float, now: float | None = None) -> list[str]:
+        """Studies with instances waiting and none received in the last `idle_s` seconds, oldest first."""
+        now = time.time() if now is None else now
+        rows = self._query("SELECT study_uid, MAX(received) AS last FROM instances WHERE state = 'waiting' "
+                           "GROUP BY study_uid HAVING last <= ? ORDER BY last", (now - idle_s,))
+        return [row[0] for row in rows]
+
+    def waiting(self, study_uid: str) -> list[Instance]:
+        rows = self._query("SELECT sop_uid, study_uid, series_uid, path, sha256 FROM instances "
+                           "WHERE study_uid = ? AND state = 'waiting' ORDER BY series_uid, sop_uid", (study_uid,))
+        return [Instance(r[0], r[1], r[2], self.root / r[3], r[4]) for r in rows]
+
+    def finish(self, instances: list[Instance], rows: dict[str, dict[str, Any]], dicom_kinds: set[str]) -> None:
+        """After a study's run: each instance whose ledger row describes the bytes it was received with is
+        processed (its DICOM outputs due for sending) or failed; an instance replaced meanwhile, or one the
+        run did not reach (interrupted), keeps waiting. One transaction."""
+        import json
+
+        now = time.time()
+        with self._transaction() as db:
+            for instance in instances:
+                row = rows.get(instance.sop_uid)
+                if row is None or row.get("sha256") != instance.sha256:
+                    continue
+                state = "processed" if row["status"] == "ok" else "failed"
+                changed = db.execute("UPDATE instances SET state = ?, error = ?, finished = ? "
+                                     "WHERE sop_uid = ? AND sha256 = ? AND state = 'waiting'",
+                                     (state, row.get("error"), now, instance.sop_uid, instance.sha256)).rowcount
+                if not changed or state != "processed":
+                    continue
+                for kind, record in json.loads(row.get("outputs") or "{}").items():
+                    if kind in dicom_kinds:
+                        db.execute("INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?, ?, 'due', 0, NULL, ?, NULL)",
+                                   (record["path"], record["sha256"], _sop_uid_of(self.results / record["path"]),
+                                    kind, instance.sop_uid, instance.study_uid, now))
+
+    def release(self, instance: Instance) -> None:
+        """Drop a finished instance's spooled file: its outcome is in the ledgers, the PACS keeps the image."""
+        with contextlib.suppress(FileNotFoundError):
+            if self._query("SELECT 1 FROM instances WHERE sop_uid = ? AND sha256 = ? AND state = 'processed'",
+                           (instance.sop_uid, instance.sha256)):
+                instance.path.unlink()
+
+    # --- sending --------------------------------------------------------------------------------------
+    def due_results(self, limit: int = 64) -> list[Result]:
+        rows = self._query("SELECT path, sha256, sop_uid, kind, attempts, study_uid, source_sop FROM results "
+                           "WHERE state = 'due' ORDER BY created, path LIMIT ?", (limit,))
+        return [Result(self.results / r[0], *r[1:]) for r in rows]
+
+    def mark_sent(self, result: Result) -> None:
+        self._set_result(result, "sent", None, sent=time.time())
+
+    def mark_attempt(self, result: Result, error: str, *, give_up: bool) -> None:
+        self._set_result(result, "refused" if give_up else "due", error, attempts=result.attempts + 1)
+
+    def _set_result(self, result: Result, state: str, error: str | None, *, sent: float | None = None,
+                    attempts: int | None = None) -> None:
+        with self._transaction() as db:
+            db.execute("UPDATE results SET state = ?, error = ?, sent = COALESCE(?, sent), "
+                       "attempts = COALESCE(?, attempts) WHERE path = ? AND sha256 = ?",
+                       (state, error, sent, attempts, str(result.path.relative_to(self.results)), result.sha256))
+
+    # --- reporting ------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The queue, for `gateway --status` and the log."""
+        instances = dict(self._query("SELECT state, COUNT(*) FROM instances GROUP BY state"))
+        results = dict(self._query("SELECT state, COUNT(*) FROM results GROUP BY state"))
+        errors = self._query("SELECT error FROM results WHERE state != 'sent' AND error IS NOT NULL "
+                             "ORDER BY created DESC LIMIT 1")
+        return {"received": sum(instances.values()), "waiting": instances.get("waiting", 0),
+                "processed": instances.get("processed", 0), "failed": instances.get("failed", 0),
+                "results_due": results.get("due", 0), "sent": results.get("sent", 0),
+                "refused": results.get("refused", 0), "spool_bytes": self.spooled_bytes(),
+                "last_send_error": errors[0][0] if errors else None}
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+
+def open_status(root: Path) -> dict[str, Any]:
+    """The queue of the node at `root`, read without creating anything."""
+    path = Path(root) / DB_NAME
+    if not path.is_file():
+        raise InputError(f"{root}: no gateway state here ({DB_NAME} is missing); is it the node's --out folder?")
+    spool = Spool.__new__(Spool)
+    spool.root, spool.results, spool.max_bytes, spool.path = Path(root), Path(root) / RESULTS, None, path
+    spool.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    spool._lock = threading.Lock()
+    try:
+        return spool.status()
+    finally:
+        spool.close()
+
+
+def _sop_uid_of(path: Path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """The rename that made the file visible is durable only once its folder is synced."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

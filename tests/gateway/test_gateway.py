@@ -1,0 +1,301 @@
+"""bcdeploy as a DICOM node, against real parts: storescu/echoscu as the modality, Orthanc's DICOM port
+as the PACS, the node a subprocess killed and restarted by its process id."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from bcdeploy.gateway.audit import read_audit
+from tests.dicom_samples import mammogram_pixels
+from tests.gateway.conftest import MODALITY, NODE, dcmtk
+
+pytestmark = pytest.mark.slow
+RESULT_MODALITIES = ("SEG", "SR", "OT")  # SC overlays are Secondary Capture, modality OT
+
+
+def write_study(root: Path, patient: str, *, images: int = 4, shape: tuple[int, int] = (512, 384)) -> list[Path]:
+    """One study of `images` views of a generated patient (UIDs unique to `patient`)."""
+    from bcdeploy.data.mammogram_dicom import mammogram_dataset, write_mammogram
+
+    paths, study_uid = [], None
+    views = [("L", "CC"), ("L", "MLO"), ("R", "CC"), ("R", "MLO")]
+    for i in range(images):
+        lat, view = views[i % 4]
+        ds = mammogram_dataset(mammogram_pixels(shape, seed=i), patient_id=patient, study_uid=study_uid,
+                               laterality=lat, view=view, seed=i)
+        study_uid = ds.StudyInstanceUID
+        paths.append(write_mammogram(root / patient / f"{i + 1}-1.dcm", ds))  # real archives repeat names
+    return paths
+
+
+def study_uid_of(path: Path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
+
+
+def results_in_pacs(pacs, study_uid: str) -> dict[str, list]:
+    """The PACS's instances of `study_uid` by modality, each parsed (pixel data skipped)."""
+    import pydicom
+
+    request = urllib.request.Request(f"{pacs.url}/tools/find", method="POST", data=json.dumps(
+        {"Level": "Series", "Query": {"StudyInstanceUID": study_uid}, "Expand": True}).encode())
+    with urllib.request.urlopen(request, timeout=10) as response:
+        series = json.loads(response.read())
+    found: dict[str, list] = {}
+    for item in series:
+        for instance in item["Instances"]:
+            with urllib.request.urlopen(f"{pacs.url}/instances/{instance}/file", timeout=10) as response:
+                ds = pydicom.dcmread(io.BytesIO(response.read()), stop_before_pixels=True)
+            found.setdefault(str(ds.Modality), []).append(ds)
+    return found
+
+
+def referenced_sources(ds) -> list[str]:
+    """The source image SOP Instance UIDs a SEG, SR or SC names."""
+    uids = []
+    for item in ds.get("ReferencedSeriesSequence", []):
+        uids += [str(ref.ReferencedSOPInstanceUID) for ref in item.ReferencedInstanceSequence]
+    for item in ds.get("SourceImageSequence", []):
+        uids.append(str(item.ReferencedSOPInstanceUID))
+    for item in ds.get("CurrentRequestedProcedureEvidenceSequence", []):
+        for series in item.ReferencedSeriesSequence:
+            uids += [str(ref.ReferencedSOPInstanceUID) for ref in series.ReferencedSOPSequence
+                     if str(ref.ReferencedSOPClassUID).startswith("1.2.840.10008.5.1.4.1.1.1.")]
+    return sorted(set(uids))
+
+
+def assert_one_result_set_per_image(pacs, sources: list[Path]) -> None:
+    import pydicom
+
+    source_uids = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in sources)
+    found = results_in_pacs(pacs, study_uid_of(sources[0]))
+    for modality in RESULT_MODALITIES:
+        objects = found.get(modality, [])
+        referenced = sorted(uid for ds in objects for uid in referenced_sources(ds))
+        assert referenced == source_uids, (modality, len(objects), referenced, source_uids)
+        assert len({str(ds.SOPInstanceUID) for ds in objects}) == len(sources), modality
+
+
+def wait_for_results(node, pacs, sources: list[Path], timeout: float = 90.0) -> None:
+    study = study_uid_of(sources[0])
+
+    def complete() -> bool:
+        found = results_in_pacs(pacs, study)
+        return all(len(found.get(m, [])) >= len(sources) for m in RESULT_MODALITIES)
+    node.wait_for(complete, timeout, f"{len(sources)} result sets in the PACS")
+
+
+def test_a_study_reaches_the_pacs_and_strangers_are_refused(node_factory, pacs, tmp_path):
+    sources = write_study(tmp_path / "in", "GW-A")
+    node = node_factory("--study-idle", "1").start()
+    echo = subprocess.run([dcmtk("echoscu"), "-aet", MODALITY, "-aec", NODE, "127.0.0.1", str(node.port)],
+                          capture_output=True, text=True, timeout=60)
+    assert echo.returncode == 0, echo.stderr
+
+    sent = node.storescu(*sources)
+    assert sent.returncode == 0, sent.stderr
+    stranger = node.storescu(sources[0], calling="STRANGER")
+    wrong_called = node.storescu(sources[0], called="OTHERNODE")
+    assert stranger.returncode != 0 and "Calling AE Title Not Recognized" in stranger.stderr
+    assert wrong_called.returncode != 0 and "Called AE Title Not Recognized" in wrong_called.stderr
+
+    wait_for_results(node, pacs, sources)
+    node.wait_for(lambda: "0 due, 12 sent" in node.status(), 30, "the status to show every result sent")
+    assert_one_result_set_per_image(pacs, sources)
+    status = node.status()
+    assert "4 received, 0 waiting, 4 processed, 0 failed" in status, status
+    assert node.signal(signal.SIGTERM) == 0
+
+    audit = read_audit(node.out)
+    refusals = [e for e in audit if e["event"] == "security"]
+    assert {e["source"]["ae"] for e in refusals} == {"STRANGER", MODALITY}
+    assert any("not in --allow" in e["outcome_text"] for e in refusals)
+    assert any("called AE title 'OTHERNODE'" in e["outcome_text"] for e in refusals)
+    received = [e for e in audit if e["event"] == "instance" and e["action"] == "C" and e["outcome"] == 0]
+    assert len(received) == 4 and all(e["source"]["ae"] == MODALITY for e in received)
+    sent_lines = [e for e in audit if e["event"] == "instance" and e["action"] == "R" and e["outcome"] == 0]
+    assert len(sent_lines) == 12
+    text = (node.out / "audit.jsonl").read_text()
+    assert "GW-A" not in text and "Test^" not in text  # no patient ID or name without --audit-phi
+    assert [e["outcome_text"] for e in audit if e["event"] == "application"] == ["node started", "node stopped"]
+
+
+@pytest.mark.parametrize("kill_when", ["received", "segmented"])
+def test_sigkill_then_restart_sends_each_result_exactly_once(node_factory, pacs, tmp_path, kill_when):
+    sources = write_study(tmp_path / "in", f"GW-KILL-{kill_when}")
+    idle = "60" if kill_when == "received" else "0.5"
+    node = node_factory("--study-idle", idle).start()
+    assert node.storescu(*sources).returncode == 0
+    if kill_when == "segmented":  # the run has committed its rows; results may be on their way
+        node.wait_for(lambda: "image(s) segmented" in node.log(), 60, "the study to be segmented")
+    node.kill()
+
+    node.start("--study-idle", "0.5")
+    wait_for_results(node, pacs, sources)
+    node.wait_for(lambda: "0 due, 12 sent" in node.status(), 30, "every result sent")
+    assert node.signal(signal.SIGTERM) == 0
+    assert_one_result_set_per_image(pacs, sources)
+
+
+def test_results_wait_while_the_pacs_is_down(node_factory, pacs, tmp_path):
+    sources = write_study(tmp_path / "in", "GW-DOWN", images=2)
+    node = node_factory("--study-idle", "0.5").start()
+    pacs.stop()
+    try:
+        assert node.storescu(*sources).returncode == 0
+        node.wait_for(lambda: "cannot send results" in node.log(), 60, "the node to find the PACS down")
+        assert "6 due, 0 sent" in node.status()
+    finally:
+        pacs.start()
+    wait_for_results(node, pacs, sources, timeout=120)
+    assert_one_result_set_per_image(pacs, sources)
+    assert node.log().count("cannot send results") == 1  # one line per outage, not one per try
+
+
+def _scu(port: int, contexts: list[str], tls=None):
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    ae = AE(ae_title=MODALITY)
+    for uid in contexts:
+        ae.add_requested_context(uid)
+    ae.add_requested_context(Verification)
+    return ae.associate("127.0.0.1", port, ae_title=NODE, tls_args=tls)
+
+
+def test_hostile_instances_are_refused_and_the_good_one_in_the_same_association_succeeds(node_factory, pacs, tmp_path):
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    good = write_study(tmp_path / "in", "GW-HOSTILE", images=1)[0]
+    truncated = pydicom.dcmread(good)
+    truncated.SOPInstanceUID = truncated.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    truncated.PixelData = truncated.PixelData[: len(truncated.PixelData) // 3]
+    huge = pydicom.dcmread(good)
+    huge.SOPInstanceUID = huge.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    huge.Rows = huge.Columns = 65535  # US caps Rows and Columns at 65535: the largest header DICOM can state
+    processing = pydicom.dcmread(good)
+    processing.SOPInstanceUID = processing.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    processing.SOPClassUID = processing.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2.1"
+
+    node = node_factory("--study-idle", "0.5").start()
+    assoc = _scu(node.port, [str(huge.SOPClassUID), str(processing.SOPClassUID)])
+    assert assoc.is_established
+    statuses = [int(assoc.send_c_store(ds).Status) for ds in (truncated, huge, processing, pydicom.dcmread(good))]
+    assoc.release()
+    assert statuses[0] != 0 and statuses[0] >= 0xA000, hex(statuses[0])
+    assert statuses[1] != 0 and statuses[1] >= 0xA000, hex(statuses[1])
+    assert statuses[2:] == [0, 0]  # FOR PROCESSING: answered, not segmented; the good one: stored
+
+    wait_for_results(node, pacs, [good])
+    log = node.log()
+    assert "truncated" in log and "exceeds the budget" in log and "accepted, not segmented" in log
+    assert "0 failed" in node.status() and "1 received" in node.status()
+    refused = [e for e in read_audit(node.out) if e["event"] == "instance" and e["outcome"] != 0]
+    assert len(refused) == 2 and all("pixel" in e["outcome_text"] for e in refused)
+
+
+def test_a_full_spool_refuses_with_out_of_resources(node_factory, tmp_path):
+    sources = write_study(tmp_path / "in", "GW-FULL", images=1)
+    node = node_factory("--study-idle", "600", "--max-spool-gb", "0.000001").start()  # 1 kB
+    sent = node.storescu(*sources)
+    assert sent.returncode != 0 or "0xa700" in (sent.stderr + sent.stdout).lower()
+    assert "spool is full" in node.log()
+    assert "0 received" in node.status()
+
+
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A CA, and a server and a client certificate it signed (cryptography, made in the test)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bcdeploy test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256()))
+    paths = {"ca": folder / "ca.pem"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for who in ("server", "client"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+                .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(minutes=1)).not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        paths[who] = folder / f"{who}.pem"
+        paths[f"{who}_key"] = folder / f"{who}.key"
+        paths[who].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        paths[f"{who}_key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    return paths
+
+
+def test_dicom_over_tls_with_client_certificates(node_factory, pacs, tmp_path):
+    import ssl
+
+    import pydicom
+
+    certs = _certificates(tmp_path)
+    good = write_study(tmp_path / "in", "GW-TLS", images=1)[0]
+    node = node_factory("--study-idle", "0.5", "--tls-cert", str(certs["server"]), "--tls-key",
+                        str(certs["server_key"]), "--tls-ca", str(certs["ca"])).start()
+    assert "(TLS)" in node.log()
+
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(certs["ca"]))
+    client.load_cert_chain(certs["client"], certs["client_key"])
+    assoc = _scu(node.port, [str(pydicom.dcmread(good, stop_before_pixels=True).SOPClassUID)], (client, "localhost"))
+    assert assoc.is_established
+    assert int(assoc.send_c_echo().Status) == 0
+    assert int(assoc.send_c_store(pydicom.dcmread(good)).Status) == 0
+    assoc.release()
+
+    plain = _scu(node.port, [])  # no TLS: the handshake fails, nothing is accepted
+    assert not plain.is_established
+    anonymous = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(certs["ca"]))  # no client certificate
+    assert not _scu(node.port, [], (anonymous, "localhost")).is_established
+    wait_for_results(node, pacs, [good])
+
+
+def test_status_of_a_folder_that_is_no_node(tmp_path):
+    from click.testing import CliRunner
+
+    from bcdeploy.cli import cli
+
+    result = CliRunner().invoke(cli, ["gateway", "--status", str(tmp_path)])
+    assert result.exit_code == 1 and "no gateway state here" in result.output
+    assert list(tmp_path.iterdir()) == []  # reading the status creates nothing
+
+
+@pytest.mark.parametrize("value", ["PACS@host", "@h:104", "PACS@h:0", "A\\B@h:104", "TOO-LONG-AE-TITLE-X@h:104"])
+def test_a_destination_is_checked_before_the_node_starts(value):
+    from bcdeploy.errors import InputError
+    from bcdeploy.gateway.destinations import DimseDestination
+
+    with pytest.raises(InputError):
+        DimseDestination.parse(value)
+
+
+@pytest.mark.parametrize("uid", ["../../etc/passwd", "1.2/3", "1.2.", "", "1." + "2" * 70])
+def test_a_uid_that_would_escape_the_spool_is_refused(uid):
+    from bcdeploy.errors import InputError
+    from bcdeploy.gateway.spool import check_uid
+
+    with pytest.raises(InputError):
+        check_uid(uid, "SOPInstanceUID")
+    assert check_uid("1.2.840.10008.5.1.4.1.1.1.2", "x") == "1.2.840.10008.5.1.4.1.1.1.2"
