@@ -118,6 +118,7 @@ class Gateway:
         options = RunOptions(out=self.spool.results, save=self.options.save, max_pixels=self.options.scp.max_pixels,
                              modalities=frozenset({"MG"}))
         started = time.perf_counter()
+        log.info("study %s: segmenting %d image(s)", study, len(instances))
         self._in_run = True
         try:
             summary = run(lambda: self.predictor, SpoolSource(study, instances), options)

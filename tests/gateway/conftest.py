@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orthanc_server import OrthancProcess, free_port
+from tests.orthanc_server import OrthancProcess, dicomweb_plugin, free_port
 
 MODALITY = "MODALITY"
 NODE = "BCDEPLOY"
@@ -23,7 +23,7 @@ NODE = "BCDEPLOY"
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory) -> OrthancProcess:
     pytest.importorskip("pynetdicom", reason="needs the gateway extra: pip install 'bcdeploy[gateway]'")
-    server = OrthancProcess(tmp_path_factory.mktemp("pacs"), dicom=True).start()
+    server = OrthancProcess(tmp_path_factory.mktemp("pacs"), dicom=True, dicomweb=dicomweb_plugin() is not None).start()
     try:
         yield server
     finally:
@@ -47,9 +47,10 @@ class Node:
         self.log_path = out.parent / f"{out.name}.log"
 
     def start(self, *extra: str, timeout: float = 90.0) -> Node:
+        extra = [*self.extra, *extra]
+        destination = [] if "--stow" in extra else ["--send-to", f"{self.pacs.aet}@127.0.0.1:{self.pacs.dicom_port}"]
         args = [sys.executable, "-m", "bcdeploy.cli", "gateway", "--model", str(self.model), "--out", str(self.out),
-                "--host", "127.0.0.1", "--port", str(self.port), "--allow", MODALITY,
-                "--send-to", f"{self.pacs.aet}@127.0.0.1:{self.pacs.dicom_port}", *self.extra, *extra]
+                "--host", "127.0.0.1", "--port", str(self.port), "--allow", MODALITY, *destination, *extra]
         with self.log_path.open("a") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         started = len(self.log().split("listening on")) - 1

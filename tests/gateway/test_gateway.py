@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import signal
 import subprocess
 import urllib.request
@@ -15,6 +16,7 @@ import pytest
 from bcdeploy.gateway.audit import read_audit
 from tests.dicom_samples import mammogram_pixels
 from tests.gateway.conftest import MODALITY, NODE, dcmtk
+from tests.orthanc_server import dicomweb_plugin
 
 pytestmark = pytest.mark.slow
 RESULT_MODALITIES = ("SEG", "SR", "OT")  # SC overlays are Secondary Capture, modality OT
@@ -299,3 +301,52 @@ def test_a_uid_that_would_escape_the_spool_is_refused(uid):
     with pytest.raises(InputError):
         check_uid(uid, "SOPInstanceUID")
     assert check_uid("1.2.840.10008.5.1.4.1.1.1.2", "x") == "1.2.840.10008.5.1.4.1.1.1.2"
+
+
+def test_sigterm_finishes_the_image_in_hand_and_exits_0(node_factory, pacs, tmp_path):
+    sources = write_study(tmp_path / "in", "GW-TERM", images=8, shape=(1024, 768))
+    node = node_factory("--study-idle", "0.2").start()
+    assert node.storescu(*sources).returncode == 0
+    node.wait_for(lambda: "segmenting 8 image(s)" in node.log(), 60, "the study's run to start")
+    assert node.signal(signal.SIGTERM) == 0
+    log = node.log()
+    assert "SIGTERM: no more associations accepted" in log
+    first = node.status()
+    node.start("--study-idle", "0.2")  # what was not finished waits for the next start
+    wait_for_results(node, pacs, sources)
+    node.wait_for(lambda: "0 due, 24 sent" in node.status(), 30, "every result sent")
+    assert node.signal(signal.SIGTERM) == 0
+    assert_one_result_set_per_image(pacs, sources)
+    assert "8 received" in first
+    # what each run said it segmented adds up to the study: no image done twice, none done unsaid
+    said = [int(m) for m in re.findall(r"(\d+) image\(s\) segmented", node.log())]
+    assert sum(said) == 8, said
+
+
+def test_results_by_stow_rs(node_factory, pacs, tmp_path):
+    if dicomweb_plugin() is None:
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian: apt-get install orthanc-dicomweb)")
+    sources = write_study(tmp_path / "in", "GW-STOW", images=1)
+    node = node_factory("--study-idle", "0.5", "--stow", f"{pacs.url}/dicom-web").start()
+    assert node.storescu(*sources).returncode == 0
+    wait_for_results(node, pacs, sources)
+    assert_one_result_set_per_image(pacs, sources)
+
+
+def test_associations_over_the_limit_are_refused_and_audited(node_factory, tmp_path):
+    node = node_factory("--max-associations", "1", "--audit-phi").start()
+    first = _scu(node.port, [])
+    assert first.is_established
+    second = _scu(node.port, [])
+    assert not second.is_established and second.is_rejected
+    first.release()
+    refusals = [e for e in read_audit(node.out) if e["event"] == "security"]
+    assert len(refusals) == 1 and "more than 1 associations at once" in refusals[0]["outcome_text"]
+
+
+def test_audit_phi_puts_the_patient_in_the_audit_trail(node_factory, tmp_path):
+    sources = write_study(tmp_path / "in", "GW-PHI", images=1)
+    node = node_factory("--study-idle", "600", "--audit-phi").start()
+    assert node.storescu(*sources).returncode == 0
+    received = [e for e in read_audit(node.out) if e["event"] == "instance" and e["action"] == "C"]
+    assert received[0]["patient"] == {"id": "GW-PHI", "name": "Test^GW-PHI"}

@@ -183,14 +183,18 @@ class LocalDriver:
         pending: deque = deque()
 
         def finish(work: Work) -> Work:
+            """On the writer thread, counting included: Ctrl-C (a KeyboardInterrupt in the main thread) can
+            then never fall between a committed row and its count."""
             work = plan.writer.write(work)
             if work.row is not None:
                 plan.ledger.save(work.row)
+            count(work, summary, fatal)
             return work
 
         def collect(limit: int) -> None:
             while len(pending) > limit:
-                count(pending.popleft().result(), summary, fatal)
+                pending[0].result()
+                pending.popleft()
 
         with ThreadPoolExecutor(1, "write", background_thread) as writer:
             next_batch = self._first
