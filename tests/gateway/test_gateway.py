@@ -350,3 +350,14 @@ def test_audit_phi_puts_the_patient_in_the_audit_trail(node_factory, tmp_path):
     assert node.storescu(*sources).returncode == 0
     received = [e for e in read_audit(node.out) if e["event"] == "instance" and e["action"] == "C"]
     assert received[0]["patient"] == {"id": "GW-PHI", "name": "Test^GW-PHI"}
+
+
+def test_a_study_sent_again_is_not_segmented_or_sent_again(node_factory, pacs, tmp_path):
+    sources = write_study(tmp_path / "in", "GW-AGAIN", images=2)
+    node = node_factory("--study-idle", "0.5").start()
+    assert node.storescu(*sources).returncode == 0
+    node.wait_for(lambda: "0 due, 6 sent" in node.status(), 60, "the first results sent")
+    assert node.storescu(*sources).returncode == 0  # a modality resending what it had no answer for
+    node.wait_for(lambda: "0 image(s) segmented, 2 unchanged" in node.log(), 60, "the second run")
+    assert "0 due, 6 sent" in node.status() and "2 received, 0 waiting, 2 processed" in node.status()
+    assert_one_result_set_per_image(pacs, sources)
