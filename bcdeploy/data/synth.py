@@ -5,8 +5,8 @@ scale: 8-bit RGBA TIFFs with R=G=B, a bright half-ellipse breast against the che
 triangle on MLO views, a dark film background with burned-in label rectangles; 0/255 RGBA LZW masks
 only for abnormal images; MIAS-style Info.txt + Metadata.xlsx (figshare layout) or the original
 project's ground_truth/ + metadata.csv. Lesions are drawn so that a small model can learn them:
-benign masses are round or oval with a sharp (circumscribed) margin, malignant ones irregular,
-spiculated, denser and larger; benign calcifications are a few coarse specks, malignant ones many fine
+benign masses are round or oval with a sharp (circumscribed) margin and fat-containing or of low
+density inside a thin capsule, malignant ones irregular, spiculated, of high density and larger; benign calcifications are a few coarse specks, malignant ones many fine
 specks along a line (calcification centres are sometimes missing, as in DMID).
 
 Same seed, same bytes: every random draw comes from a per-image generator seeded by (seed, index),
@@ -236,7 +236,11 @@ def _draw_lesion(rng, image, mask, breast, case: SynthCase) -> LesionRow:
         oval = np.sqrt(rx * rx + ry * ry).astype(np.float32)
         region = (oval < 0.85).astype(np.uint8) * 255
         core = np.clip((0.85 - oval) * 25.0, 0.0, 1.0)  # a sharp edge: one or two pixels of transition
-        image[ys0, xs0] += (core * 0.3).astype(np.float32)
+        # BI-RADS density: fat-containing (lucent, always benign: oil cyst, lipoma) or low density, each
+        # inside a thin dense capsule; high density is the malignant descriptor, drawn below
+        capsule = core * np.clip((oval - 0.7) * 8.0, 0.0, 1.0)
+        inside = -0.18 if rng.random() < 0.6 else 0.06
+        image[ys0, xs0] += (core * inside + capsule * 0.25).astype(np.float32)
         abnormality = "CIRC" if rng.random() < 0.7 else "MISC"
         with_centre = True
     else:

@@ -137,7 +137,7 @@ class HttpIngress:
             body = await read_capped(request, self.max_body_bytes)
         except BodyTooLarge as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
-        name = request.headers.get("x-filename", "upload")
+        name = upload_name(request.headers.get("x-filename"))
         try:
             status, reply = await self._call("segment", body, name)
         except ReplicasUnavailable as err:
@@ -173,12 +173,20 @@ class BodyStalled(BodyTooLarge):
     status = 408
 
 
+def upload_name(header: str | None, most: int = 120) -> str:
+    """The client's X-Filename as it may appear in an error line and the server log: printable characters
+    only (no control character can forge or break a line), at most `most` of them; 'upload' if none."""
+    text = "".join(c for c in (header or "") if c.isprintable()).strip()
+    return (text[:most - 3] + "..." if len(text) > most else text) or "upload"
+
+
 async def read_capped(request: Any, limit: int) -> bytes:
     """The request body, refused (413) as soon as it is known to exceed `limit` bytes: by its
     Content-Length before a byte is read, else while streaming, never after buffering it whole."""
     declared = request.headers.get("content-length")
     advice = f"this server accepts at most {limit} bytes (bcdeploy serve --max-body-mb)"
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # ASCII digits only: str.isdigit() also takes '²' (latin-1 superscript two), which int() refuses
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"request body is {int(declared)} bytes; {advice}")
     chunks, size = [], 0
     stream = request.stream().__aiter__()
