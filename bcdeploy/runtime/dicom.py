@@ -34,6 +34,7 @@ import numpy as np
 
 from bcdeploy.errors import InputError
 from bcdeploy.runtime.intensity import scale_to_uint8
+from bcdeploy.runtime.notices import say_once
 
 INSTALL_HINT = "pip install 'bcdeploy[dicom]'"
 # What a mammogram's Modality says: MG, or DX/CR from a general radiography system (older archives).
@@ -43,7 +44,6 @@ MAMMOGRAPHY_MODALITIES = frozenset({"MG", "DX", "CR"})
 # spacing is a broken header (0, NaN, 1e300), never a real one: sizes then stay in pixels.
 SPACING_RANGE_MM = (0.001, 5.0)
 MAX_MAGNIFICATION = 5.0  # Estimated Radiographic Magnification Factor: magnification views reach ~2
-_SAID: set[tuple[str, ...]] = set()
 log = logging.getLogger(__name__)
 _PREFERRED_PLUGIN = {"1.2.840.10008.1.2.4.80": "pyjpegls", "1.2.840.10008.1.2.4.81": "pyjpegls"}
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -371,14 +371,6 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _say_once(message: str) -> None:
-    """One warning line per kind of problem per process: an archive with one defect everywhere says so once."""
-    key = message.split(" is ", 1)[0].split(" ")[:3]
-    if tuple(key) not in _SAID:
-        _SAID.add(tuple(key))
-        log.warning("%s (further files like it: the same)", message)
-
-
 def _text(ds: Any, keyword: str) -> str | None:
     value = ds.get(keyword)
     return str(value).strip() or None if value is not None else None
@@ -398,8 +390,9 @@ def pixel_spacing_mm(ds: Any) -> tuple[list[float] | None, str | None]:
         except (TypeError, ValueError):
             continue
         if not all(SPACING_RANGE_MM[0] <= v <= SPACING_RANGE_MM[1] for v in (row, col)):  # NaN fails too
-            _say_once(f"pixel spacing {keyword} {row:g} x {col:g} mm is outside {SPACING_RANGE_MM[0]:g}.."
-                      f"{SPACING_RANGE_MM[1]:g} mm: treated as unknown, sizes in pixels")
+            say_once(log, ("pixel spacing", keyword), f"pixel spacing {keyword} {row:g} x {col:g} mm is outside "
+                     f"{SPACING_RANGE_MM[0]:g}..{SPACING_RANGE_MM[1]:g} mm: treated as unknown, sizes in pixels "
+                     "(further files like it: the same)")
             continue
         factor = _number(ds.get("EstimatedRadiographicMagnificationFactor"))
         if keyword == "ImagerPixelSpacing" and factor is not None and 1.0 < factor <= MAX_MAGNIFICATION:

@@ -36,7 +36,6 @@ TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDat
 TYPE3 = ("PatientAge", "PatientSize", "PatientWeight", "StudyDescription", "IssuerOfPatientID", "OtherPatientIDs",
          "EthnicGroup", "PatientComments", "PatientBirthTime", "InstitutionName")
 _DIRECTION = re.compile(r"^[APRLHF]{1,3}$")
-_seen: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -96,13 +95,12 @@ def checked_source(ds: Any, origin: str = "<dataset>") -> tuple[Any, list[DicomR
 
 
 def log_repairs(repairs: list[DicomRepair], origin: str) -> None:
-    """One warning line per kind of repair (attribute and action) per process: an archive with the same
-    defect in every file says so once, not once per file."""
+    """One warning line per kind of repair (attribute and action) per run (runtime/notices.py)."""
+    from bcdeploy.runtime.notices import say_once
+
     for repair in repairs:
-        key = (repair.keyword, repair.action)
-        if key not in _seen:
-            _seen.add(key)
-            log.warning("%s: %s (further files with this defect are repaired silently)", origin, repair.line)
+        say_once(log, ("repair", repair.keyword, repair.action),
+                 f"{origin}: {repair.line} (further files with this defect are repaired silently)")
 
 
 def _invalid(element: Any) -> str | None:

@@ -153,3 +153,23 @@ def test_no_library_warning_reaches_the_terminal(archive, threshold_onnx, tmp_pa
     assert "Warning" not in done.stderr and "highdicom" not in done.stderr and "pydicom" not in done.stderr, done.stderr
     assert "PatientOrientation 'CC' is not two direction codes" in done.stderr
     assert done.stderr.count("PatientOrientation") == 1  # once, not once per file
+
+
+def test_each_run_says_its_repairs_once(archive, threshold_onnx, tmp_path, caplog):
+    """Once per run, not once per process: a DICOM node runs for months in one process, and a defect in
+    next week's study must be said again (with two runs in one process, the second used to say nothing)."""
+    import logging
+
+    from bcdeploy.runtime.outputs import parse_save
+    from bcdeploy.runtime.run import RunOptions, run
+    from bcdeploy.runtime.segmenter import Segmenter
+
+    folder = archive["CC"].parents[1]
+    with Segmenter(threshold_onnx) as model, caplog.at_level(logging.WARNING):
+        for index in range(2):
+            caplog.clear()
+            summary = run(lambda: model, [str(folder)], RunOptions(out=tmp_path / f"run{index}", recursive=True,
+                                                                    save=parse_save(KINDS)))
+            assert summary.processed == 2
+            said = [r.getMessage() for r in caplog.records if "PatientOrientation" in r.getMessage()]
+            assert len(said) == 1, (index, said)

@@ -23,6 +23,7 @@ from pathlib import Path
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+from bcdeploy.runtime.notices import new_run
 from bcdeploy.runtime.outputs import DEFAULT_OUTPUTS, KINDS_BY_KEY
 from bcdeploy.runtime.predictor import Predictor
 from bcdeploy.runtime.run.driver import Driver, Interrupts, OpenedModel, RunPlan, RunSummary, count
@@ -68,6 +69,7 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
     """The run around a driver: inputs and names, the ledger's run row and input failures, Ctrl-C, then
     the closing row and the reports."""
     start = time.perf_counter()
+    new_run()  # a warning said once per run is said again in this one
     out = Path(options.out)
     source = inputs if isinstance(inputs, InputSource) else FileSource(inputs, options.recursive)
     refuse_overlap(out, [p for p in [*source.local_paths(), *options.extra_inputs] if _resolvable(p)])
