@@ -8,14 +8,15 @@ baseline round by round (a ratio from one round compares runs seconds apart, so 
         --run int8   "bcdeploy infer --engine E/model.int8.onnx DIR --out /tmp/o8 --overwrite"
 
 The first --run is the baseline. Per-image time is the whole process's wall time (start-up and model
-load included, as a user waits for it) over --images. CPU time is the children's user+sys from
-getrusage. Writes OUT.json and OUT.md with the machine's CPU model and flags.
+load included, as a user waits for it) over --images, or the time a command measured itself and printed
+as `TIMED_S=<seconds>` (the model's compute alone). CPU time and peak RSS are each command's own (wait4's
+rusage). Writes OUT.json and OUT.md with the machine's CPU model and flags.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import shlex
 import statistics
 import subprocess
@@ -29,13 +30,21 @@ from bcdeploy.fileio import write_json, write_text
 
 
 def run_once(cmd: list[str], log) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Wall and CPU time and peak resident memory of one command (its own rusage, from wait4). A command
+    that prints `TIMED_S=<seconds>` last (benchmarks/plain_loop.py --compute-only) is timed by that
+    figure instead of its wall time: the part it measured itself."""
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "rc": proc.returncode}
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    text = output.decode(errors="replace")
+    log.write(text)
+    timed = [line.split("=", 1)[1] for line in text.splitlines() if line.startswith("TIMED_S=")]
+    return {"wall_s": round(float(timed[-1]) if timed else wall, 3), "process_wall_s": round(wall, 3),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+            "rc": proc.returncode}
 
 
 def spread(values: list[float], higher_is_better: bool = False) -> dict:
@@ -72,6 +81,7 @@ def main() -> None:
         ratios = [b["wall_s"] / r["wall_s"] for b, r in zip(runs[base], runs[name])]
         summary[name] = {"command": shlex.join(commands[name]), "per_image_s": spread(per_image),
                          "cpu_per_image_s": spread([r["cpu_s"] / args.images for r in runs[name]]),
+                         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs[name]),
                          "speedup_vs_" + base: spread(ratios, higher_is_better=True), "exit_codes": sorted({r["rc"] for r in runs[name]}),
                          "runs": runs[name]}
     report = {"machine": describe(), "images": args.images, "repeat": args.repeat, "warmup": args.warmup,
@@ -87,12 +97,14 @@ def markdown(report: dict) -> str:
     base = report["baseline"]
     lines = [f"# Whole process per image ({report['images']} images, {report['repeat']} alternating rounds)", "",
              machine_line(report["machine"]), "",
-             f"| command | per image best | median | worst | CPU s per image (median) | vs {base} (per round: best / median / worst) |",
-             "|---|---|---|---|---|---|"]
+             f"| command | per image best | median | worst | CPU s per image (median) | peak RSS | "
+             f"vs {base} (per round: best / median / worst) |",
+             "|---|---|---|---|---|---|---|"]
     for name, s in report["results"].items():
         p, r = s["per_image_s"], s["speedup_vs_" + base]
         lines.append(f"| {name} | {p['best']:.2f} s | {p['median']:.2f} s | {p['worst']:.2f} s | "
-                     f"{s['cpu_per_image_s']['median']:.2f} | {r['best']:.2f}x / {r['median']:.2f}x / {r['worst']:.2f}x |")
+                     f"{s['cpu_per_image_s']['median']:.2f} | {s.get('peak_rss_mib', 0):,.0f} MiB | "
+                     f"{r['best']:.2f}x / {r['median']:.2f}x / {r['worst']:.2f}x |")
     lines += ["", "Commands:", ""] + [f"- {name}: `{s['command']}`" for name, s in report["results"].items()]
     return "\n".join(lines) + "\n"
 

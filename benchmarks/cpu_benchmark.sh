@@ -12,10 +12,12 @@
 #  6. whole process per image on the DMID-size directory: MMSeg inference_model vs `bcdeploy infer`
 #     onnxruntime FP32 / INT8 and OpenVINO INT8, alternating, repeated; then the per-stage Gantt chart of
 #     each last run (timeline_*.png + .json/.md: stage medians, each thread's busy share, images/s);
-#  7. the same for one image (start-up and model load included).
+#  7. the same for one image (start-up and model load included);
+#  8. memory: resident memory against images done over a 200-image DMID-size directory (flat?) and the
+#     8-image one, against 3x the largest decoded image plus the model's working set.
 # Every result file records the CPU model and flags (avx2, avx512f, avx512_vnni, avx512_bf16, amx).
 #
-# Knobs (environment): BENCH_WORK (default bench_work/), RESULTS (benchmarks/results/cpu),
+# Knobs (environment): BENCH_WORK (default bench_work/), RESULTS (benchmarks/results/cpu), MEMORY_IMAGES (200),
 # TRAIN_ITERS (400; 60 for a smoke run), TRAIN_BATCH (4), IMAGES (8), REPEAT (3), ROUNDS (5). The committed
 # results used the defaults (checkpoint trained on the CPU). A checkpoint trained elsewhere with the same
 # command (e.g. `--iters 2000 --batch 8 --device cuda`) is reused from $BENCH_WORK/reference/work_dir/iter_N.pth
@@ -68,13 +70,19 @@ python benchmarks/compute_bench.py "$E/model.onnx" "$E/model.int8.onnx" "$E/mode
 # 5. encoders of the write stage
 python benchmarks/encode_bench.py --rounds "${ROUNDS:-5}" --out "$R/encode"
 
-# 6. whole process per image, alternating: MMSeg inference_model vs bcdeploy infer FP32 / INT8
+# 6. whole process per image, alternating: MMSeg inference_model vs bcdeploy infer FP32 / INT8, each beside
+# the plain loop a user writes instead and the model's compute alone (benchmarks/plain_loop.py), peak RSS too
 O="$W/infer_out"
+PLAIN="python benchmarks/plain_loop.py"
 python benchmarks/alternate.py --images "$IMAGES" --repeat "${REPEAT:-3}" --out "$R/end_to_end" \
   --run mmseg "python benchmarks/mmseg_baseline.py --ckpt $CKPT $D" \
   --run ort-fp32 "bcdeploy infer --engine $E/model.onnx $D --out $O/fp32 --overwrite" \
+  --run plain-fp32 "$PLAIN $E/model.onnx $D $O/plain-fp32" \
+  --run compute-fp32 "$PLAIN $E/model.onnx $D $O/plain-fp32 --compute-only" \
   --run ort-int8 "bcdeploy infer --engine $E/model.int8.onnx $D --out $O/int8 --overwrite" \
-  --run ov-int8 "bcdeploy infer --engine $E/model.int8.xml $D --out $O/ov-int8 --overwrite"
+  --run ov-int8 "bcdeploy infer --engine $E/model.int8.xml $D --out $O/ov-int8 --overwrite" \
+  --run plain-ov-int8 "$PLAIN $E/model.int8.xml $D $O/plain-ov-int8" \
+  --run compute-ov-int8 "$PLAIN $E/model.int8.xml $D $O/plain-ov-int8 --compute-only"
 # the per-stage Gantt chart of the last runs (read from their ledgers; $O is left as it is)
 for p in fp32 int8 ov-int8; do
   bcdeploy bench timeline "$O/$p" --png "$R/timeline_$p.png" | tee "$R/timeline_$p.md"
@@ -88,4 +96,12 @@ python benchmarks/alternate.py --images 1 --repeat "${REPEAT:-3}" --out "$R/sing
   --run ort-fp32 "bcdeploy infer --engine $E/model.onnx $D1 --out $O/one-fp32 --overwrite" \
   --run ort-int8 "bcdeploy infer --engine $E/model.int8.onnx $D1 --out $O/one-int8 --overwrite" \
   --run ov-int8 "bcdeploy infer --engine $E/model.int8.xml $D1 --out $O/one-ov-int8 --overwrite"
+# 8. memory over a long directory: resident memory against images done, INT8 IR (the fast one, so 200
+# DMID-size images take minutes); MEMORY_IMAGES=0 skips it
+if [[ "${MEMORY_IMAGES:-200}" -gt 0 ]]; then
+  DM="$W/dmid_size_${MEMORY_IMAGES:-200}"
+  python benchmarks/dmid_size_images.py "$DM" --count "${MEMORY_IMAGES:-200}" > /dev/null
+  python benchmarks/memory_flat.py "$E/model.int8.xml" "$DM" --out "$R/memory_${MEMORY_IMAGES:-200}" --work "$W/memory"
+  python benchmarks/memory_flat.py "$E/model.onnx" "$D" --out "$R/memory_${IMAGES}_fp32" --work "$W/memory"
+fi
 echo "results in $R"

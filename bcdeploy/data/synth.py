@@ -6,8 +6,9 @@ triangle on MLO views, a dark film background with burned-in label rectangles; 0
 only for abnormal images; MIAS-style Info.txt + Metadata.xlsx (figshare layout) or the original
 project's ground_truth/ + metadata.csv. Lesions are drawn so that a small model can learn them:
 benign masses are round or oval with a sharp (circumscribed) margin and fat-containing or of low
-density inside a thin capsule, malignant ones irregular, spiculated, of high density and larger; benign calcifications are a few coarse specks, malignant ones many fine
-specks along a line (calcification centres are sometimes missing, as in DMID).
+density inside a thin capsule, malignant ones irregular, spiculated, of high density and larger;
+benign calcifications are a few coarse specks, malignant ones many fine specks along a line
+(calcification centres are sometimes missing, as in DMID).
 
 Same seed, same bytes: every random draw comes from a per-image generator seeded by (seed, index),
 and the xlsx is written with fixed timestamps.

@@ -1,0 +1,108 @@
+"""Does `bcdeploy infer`'s memory stay flat over a long directory? Resident memory against images done.
+
+    python benchmarks/memory_flat.py MODEL DIR --out RESULT [--work WORK]
+
+Runs `bcdeploy infer MODEL DIR` once, samples the process tree's resident memory every 0.2 s and the
+number of ledger rows committed (images done) beside it, and reports: the peak over the first 10 images,
+the peak over the whole run and over its second half (flat: the later peaks are no higher than the early
+one, within 5 %), against the bound the issue sets: 3x the largest decoded image (H x W x 3 bytes)
+plus the model's working set (the compute-only process's peak, benchmarks/plain_loop.py). Writes
+RESULT.json and RESULT.md with the machine's CPU model and flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_memory import tree_rss_bytes  # noqa: E402
+
+from bcdeploy.bench.report import machine_line  # noqa: E402
+from bcdeploy.bench.sysinfo import describe  # noqa: E402
+from bcdeploy.fileio import write_json, write_text  # noqa: E402
+
+MIB = 2 ** 20
+
+
+def images_done(ledger: Path) -> int:
+    try:
+        with closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True, timeout=0.1)) as db:
+            return int(db.execute("SELECT count(*) FROM images").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def largest_image_bytes(folder: Path) -> int:
+    import tifffile
+
+    largest = 0
+    for path in folder.iterdir():
+        if path.suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                height, width = tif.pages[0].shape[:2]
+            largest = max(largest, height * width * 3)
+    return largest
+
+
+def model_working_set(model: Path, folder: Path, work: Path) -> int:
+    """Peak RSS (bytes) of the model's compute alone at the same input (plain_loop.py --compute-only)."""
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("plain_loop.py")), str(model), str(folder),
+                             str(work / "plain"), "--compute-only"], stdout=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss_bytes(proc.pid))
+        time.sleep(0.1)
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("inputs", type=Path)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("bench_work/memory_flat"))
+    args = parser.parse_args()
+    out_dir = args.work / "infer"
+    ledger = out_dir / "ledger.sqlite"
+    samples: list[tuple[float, int, int]] = []  # (seconds, images done, rss bytes)
+    start = time.perf_counter()
+    proc = subprocess.Popen(["bcdeploy", "infer", "--model", str(args.model), str(args.inputs), "--out", str(out_dir),
+                             "--overwrite"], stdout=subprocess.DEVNULL)
+    while proc.poll() is None:
+        samples.append((time.perf_counter() - start, images_done(ledger), tree_rss_bytes(proc.pid)))
+        time.sleep(0.2)
+    if proc.returncode != 0:
+        sys.exit(f"bcdeploy infer exited {proc.returncode}")
+    total = images_done(ledger)
+    early = max((rss for _, done, rss in samples if done <= 10), default=0)
+    late = max((rss for _, done, rss in samples if done >= total // 2), default=0)
+    peak = max(rss for _, _, rss in samples)
+    image, working = largest_image_bytes(args.inputs), model_working_set(args.model, args.inputs, args.work)
+    bound = 3 * image + working
+    report = {"machine": describe(), "model": str(args.model), "images": total, "seconds": round(samples[-1][0], 1),
+              "peak_first_10_images_mib": round(early / MIB), "peak_second_half_mib": round(late / MIB),
+              "peak_mib": round(peak / MIB), "flat": late <= early * 1.05,
+              "largest_decoded_image_mib": round(image / MIB), "model_working_set_mib": round(working / MIB),
+              "bound_mib": round(bound / MIB), "within_bound": peak <= bound,
+              "samples": [[round(t, 1), done, round(rss / MIB)] for t, done, rss in samples[::5]]}
+    write_json(args.out.with_suffix(".json"), report)
+    lines = [f"# Memory over a {total}-image run (`bcdeploy infer --model {args.model.name}`)", "",
+             machine_line(report["machine"]), "",
+             "| peak, first 10 images | peak, second half | peak | flat (late <= early + 5 %) | "
+             "3 x largest image + model working set | within |", "|---|---|---|---|---|---|",
+             f"| {report['peak_first_10_images_mib']} MiB | {report['peak_second_half_mib']} MiB | {report['peak_mib']} MiB "
+             f"| {'yes' if report['flat'] else 'NO'} | 3 x {report['largest_decoded_image_mib']} + "
+             f"{report['model_working_set_mib']} = {report['bound_mib']} MiB | {'yes' if report['within_bound'] else 'NO'} |"]
+    write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
