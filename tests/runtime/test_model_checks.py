@@ -192,3 +192,17 @@ def test_an_fp16_sidecar_copied_over_the_fp32_model_is_refused(tmp_path):
     write_sidecar(model, description(precision="fp16"))
     with pytest.raises(ConfigError, match="precision = 'fp16'.*'fp32'"):
         _open(model)
+
+
+def test_a_sidecar_copied_over_an_openvino_ir_is_refused(tmp_path):
+    """The IR carries the description its ONNX embedded (OpenVINO keeps ONNX metadata in rt_info under
+    `framework`): the INT8 IR with the FP32 sidecar copied beside it is refused like an ONNX would be."""
+    ov = pytest.importorskip("openvino")
+    onnx_path = write_onnx(tmp_path / "model.onnx", embedded=description(precision="int8"))
+    ov.save_model(ov.convert_model(str(onnx_path)), str(tmp_path / "model.int8.xml"), compress_to_fp16=False)
+    write_sidecar(tmp_path / "model.int8.xml", description(precision="fp32"))
+    with pytest.raises(ConfigError, match="precision = 'fp32'.*'int8'"):
+        _open(tmp_path / "model.int8.xml")
+    write_sidecar(tmp_path / "model.int8.xml", description(precision="int8"))
+    with _open(tmp_path / "model.int8.xml") as segmenter:
+        assert segmenter.meta.precision == "int8"

@@ -15,6 +15,7 @@ from bcdeploy._imports import require
 from bcdeploy.errors import BackendError
 from bcdeploy.runtime.backends.base import Runner, TensorSpec
 from bcdeploy.runtime.backends.options import OpenVINOOptions
+from bcdeploy.runtime.metadata import METADATA_KEY
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -27,6 +28,7 @@ class OpenVINORunner(Runner):
     def __init__(self, model_path: str | Path, options: OpenVINOOptions | None = None) -> None:
         super().__init__(model_path, options)
         self.compiled = None
+        self._embedded: str | None = None
 
     def activate_impl(self) -> None:
         ov = require("openvino", "running OpenVINO .xml models")
@@ -39,6 +41,7 @@ class OpenVINORunner(Runner):
             config["INFERENCE_NUM_THREADS"] = str(self.options.threads)
         try:
             model = core.read_model(str(self.model_path))
+            self._embedded = _embedded(model)
             self.compiled = core.compile_model(model, device, config)
         except RuntimeError as err:
             raise BackendError(f"{self.model_path}: OpenVINO cannot load it ({str(err).splitlines()[0][:300]})") from None
@@ -51,6 +54,9 @@ class OpenVINORunner(Runner):
     def deactivate_impl(self) -> None:
         self.compiled = None
         self.request = None
+
+    def embedded_metadata(self) -> str | None:
+        return self._embedded
 
     def input_specs(self) -> list[TensorSpec]:
         return [_spec(port) for port in self.compiled.inputs]
@@ -69,3 +75,13 @@ def _spec(port) -> TensorSpec:
     names = port.get_names()
     shape = tuple(d.get_length() if d.is_static else None for d in port.get_partial_shape())
     return TensorSpec(sorted(names)[0] if names else None, str(port.get_element_type().to_dtype()), shape)
+
+
+def _embedded(model: Any) -> str | None:
+    """The description export embedded in the ONNX the IR was converted from: OpenVINO's ONNX frontend
+    keeps ONNX metadata in rt_info under `framework`, and save_model writes it into the .xml."""
+    path = ["framework", METADATA_KEY]
+    try:
+        return str(model.get_rt_info(path).astype(str)) if model.has_rt_info(path) else None
+    except RuntimeError:
+        return None
