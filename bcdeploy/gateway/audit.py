@@ -9,7 +9,8 @@ audit repository maps these fields one to one onto its RFC 3881 / ATNA records.
 
 No pixel data, and no patient name or ID unless the node runs with --audit-phi: the audit trail is read
 by people who may not see patient data. Each line is written whole and flushed to disk before the
-event's answer goes out, so the trail never lacks an event the peer saw succeed.
+event's answer goes out, so the trail never lacks an event the peer saw succeed. The file is opened for
+each line, so logrotate (or an auditor's collector) may move it at any time.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class AuditLog:
         self.path = Path(root) / AUDIT_NAME
         self.phi = phi
         self._lock = threading.Lock()
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def record(self, event: str, action: str, outcome: int, *, text: str | None = None,
                source: dict[str, Any] | None = None, destination: dict[str, Any] | None = None,
@@ -55,13 +56,16 @@ class AuditLog:
         if patient and self.phi:
             line["patient"] = patient
         data = (json.dumps(line, sort_keys=True) + "\n").encode()
-        with self._lock:
-            os.write(self._fd, data)  # O_APPEND: one write, one whole line, even beside another writer
-            os.fsync(self._fd)
+        with self._lock:  # opened per line: logrotate may move the file between two events
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, data)  # O_APPEND: one write, one whole line, even beside another writer
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
-        with self._lock:
-            os.close(self._fd)
+        """Nothing is held open between lines (see record)."""
 
 
 def read_audit(root: Path) -> list[dict[str, Any]]:
