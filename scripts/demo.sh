@@ -45,6 +45,8 @@ bcdeploy infer --model "$OUT/export/model.onnx" "${VAL_FILES[@]}" --out "$OUT/in
 step "7/7 clinical outputs: the validation mammograms as DICOM -> case scores, SEG, SR (TID 1500), SC"
 bcdeploy data dicom "${VAL_FILES[@]}" --out "$OUT/dicom" --metadata "$OUT/dmid/Metadata.xlsx"
 bcdeploy infer --model "$OUT/export/model.onnx" "$OUT/dicom" --out "$OUT/clinical" --save masks,vis,seg,sr,sc
+echo "-- do the case scores separate normal from malignant images?"
+python scripts/case_separation.py "$OUT/clinical/cases.csv" "$OUT/dmid/Info.txt"
 if command -v dciodvfy >/dev/null; then
   objects=0; errors=0
   for f in "$OUT"/clinical/{seg,sr,sc}/*.dcm; do
