@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -30,11 +31,19 @@ def pacs(tmp_path_factory) -> OrthancProcess:
         server.stop()
 
 
+@functools.cache
 def dcmtk(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.skip(f"DCMTK's {tool} is not installed (Debian: apt-get install dcmtk)")
-    return path
+    """DCMTK's own `tool`, the independent peer: pynetdicom installs console scripts of the same names
+    (storescu, echoscu) into the virtual environment, first on PATH, and those would test pynetdicom
+    against itself (their messages and exit codes differ too)."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = shutil.which(tool, path=folder)
+        if path is None:
+            continue
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+        if "dcmtk" in (version.stdout + version.stderr).lower():
+            return path
+    pytest.skip(f"DCMTK's {tool} is not installed (Debian: apt-get install dcmtk)")
 
 
 class Node:
