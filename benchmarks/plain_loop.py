@@ -62,10 +62,11 @@ def main() -> None:
     parser.add_argument("inputs", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--compute-only", action="store_true")
+    parser.add_argument("--limit", type=int, default=0, help="the first N images only (0: all)")
     args = parser.parse_args()
     meta = sidecar(args.model)
     model = open_model(args.model)
-    paths = sorted(p for p in args.inputs.iterdir() if p.suffix.lower() in SUFFIXES)
+    paths = sorted(p for p in args.inputs.iterdir() if p.suffix.lower() in SUFFIXES)[:args.limit or None]
     if args.compute_only:
         batches = [preprocess(p, meta)[0] for p in paths]
         model(batches[0])  # the first call allocates; a user's loop pays it once too, outside this floor

@@ -24,7 +24,7 @@ import functools
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,19 @@ class DecodedImage:
     source_channels: int
     intensity_map: str  # how the source range became 0..255
     tags: dict[str, Any] | None = None  # DICOM attributes (laterality, view, UIDs, spacing): runtime.dicom
+    dropped_shape: tuple[int, int] | None = None  # (H, W) of pixels dropped by without_pixels()
 
     @property
     def shape(self) -> tuple[int, int]:
+        if self.dropped_shape is not None:
+            return self.dropped_shape
         return int(self.bgr.shape[0]), int(self.bgr.shape[1])
+
+    def without_pixels(self) -> DecodedImage:
+        """The same image's description with no pixels: `shape` stays for the reports, `bgr` becomes
+        an empty (0, 0, 3) array, so anything that would still draw on it fails loudly instead of
+        drawing on a blank picture, and a record crossing processes (Ray) carries no pixels."""
+        return replace(self, bgr=np.empty((0, 0, 3), np.uint8), dropped_shape=self.shape)
 
 
 def sniff_format(head: bytes) -> str | None:

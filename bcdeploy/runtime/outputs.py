@@ -108,6 +108,7 @@ class OutputKind:
     render: Callable[[Rendering], bytes]
     dicom_only: bool = False  # built from the source dataset: only DICOM inputs get one
     description: str = ""
+    draws_image: bool = False  # drawn over the source's pixels (the other kinds need only the mask)
 
     def relative(self, name: str) -> str:
         return f"{self.folder}/{name}{self.suffix}"
@@ -116,12 +117,21 @@ class OutputKind:
 OUTPUT_KINDS: tuple[OutputKind, ...] = (
     OutputKind("masks", "mask", "masks", ".png", _render_mask, description="class-index PNG at the source's size"),
     OutputKind("biner", "biner", "biner", ".png", _render_biner, description="lesion/no-lesion PNG (0/255)"),
-    OutputKind("vis", "vis", "vis", ".jpg", _render_overlay, description="overlay with outlines and labels"),
+    OutputKind("vis", "vis", "vis", ".jpg", _render_overlay, description="overlay with outlines and labels",
+               draws_image=True),
     OutputKind("seg", "seg", "seg", ".dcm", _render_seg, dicom_only=True, description="DICOM Segmentation"),
     OutputKind("sr", "sr", "sr", ".dcm", _render_sr, dicom_only=True, description="DICOM SR, TID 1500 findings"),
-    OutputKind("sc", "sc", "sc", ".dcm", _render_sc, dicom_only=True, description="DICOM Secondary Capture overlay"),
+    OutputKind("sc", "sc", "sc", ".dcm", _render_sc, dicom_only=True, description="DICOM Secondary Capture overlay",
+               draws_image=True),
 )
 KINDS_BY_KEY = {kind.key: kind for kind in OUTPUT_KINDS}
+
+
+def draws_image(kinds: frozenset[str]) -> bool:
+    """Whether any of these output kinds (OUTPUT_KINDS keys) is drawn over the source's pixels: when
+    none is, a run drops each image's pixels as soon as the model has them (memory: a few images
+    in flight, each a 14-Mpx mammogram)."""
+    return any(KINDS_BY_KEY[key].draws_image for key in kinds)
 SAVE_CHOICES = {kind.save_name: kind.key for kind in OUTPUT_KINDS}
 # What a run writes when `--save` is not given: the pictures (a SEG is asked for, as `seg` or --dicom-seg).
 DEFAULT_OUTPUTS = frozenset({"mask", "biner", "vis"})

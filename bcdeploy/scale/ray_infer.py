@@ -170,14 +170,15 @@ def _describe(blob: Any, scale: RayOptions) -> OpenedModel:
 class _ModelActor:
     """One model instance of the actor pool, opened once, used for every batch it is given."""
 
-    def __init__(self, blob: Any, scale: RayOptions) -> None:
+    def __init__(self, blob: Any, scale: RayOptions, keep_pixels: bool = True) -> None:
         import ray
 
         self.segmenter, self._folder = _open_model(blob, scale)
         self.node = ray.get_runtime_context().get_node_id()
+        self.keep_pixels = keep_pixels  # no output drawn over the image: pixels are not shipped back
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Work]]:
-        works = segment(self.segmenter, list(batch["work"]))
+        works = segment(self.segmenter, list(batch["work"]), keep_pixels=self.keep_pixels)
         for work in works:
             work.node = self.node
         return {"work": works}
@@ -213,7 +214,8 @@ def _dataset(plan: RunPlan, resume: Resume, writer: Writer, scale: RayOptions, b
     dataset = ray.data.from_items(records, override_num_blocks=min(len(records), 20_000))
     dataset = dataset.map(_read, fn_kwargs={"reader": plan.reader, "resume": resume}, num_cpus=TASK_CPUS)
     dataset = dataset.map_batches(
-        _ModelActor, fn_constructor_kwargs={"blob": blob, "scale": scale}, batch_size=plan.batch_size,
+        _ModelActor, fn_constructor_kwargs={"blob": blob, "scale": scale, "keep_pixels": writer.draws_image},
+        batch_size=plan.batch_size,
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high), num_cpus=scale.replicas.cpus,
         num_gpus=scale.replicas.gpus)
     return dataset.map(_write, fn_kwargs={"writer": writer}, num_cpus=TASK_CPUS)

@@ -60,3 +60,18 @@ def test_any_exception_in_segmenting_or_writing_is_one_failure(tmp_path):
         rows = dict(db.execute("SELECT name, status FROM images"))
     assert rows == {"a": "ok", "b": "ok", "c": "ok", "crash": "failed", "badmask": "failed"}
     assert not (out / "masks" / "badmask.png").exists() and not list(out.rglob("*.part*"))
+
+
+def test_pixels_are_dropped_after_the_model_when_no_output_draws_on_them():
+    """Memory: without vis/sc the records a run keeps in flight hold no pixels after the model step;
+    their reports still see the size, and a stray drawing fails instead of drawing on a blank."""
+    import numpy as np
+
+    from bcdeploy.runtime.imageio import DecodedImage
+    from bcdeploy.runtime.outputs import draws_image
+
+    image = DecodedImage(np.full((30, 40, 3), 7, np.uint8), "png", "uint8", 3, "none")
+    bare = image.without_pixels()
+    assert bare.shape == (30, 40) and bare.bgr.size == 0 and image.bgr.size == 30 * 40 * 3
+    assert draws_image(frozenset({"vis"})) and draws_image(frozenset({"mask", "sc"}))
+    assert not draws_image(frozenset({"mask", "biner", "seg", "sr"}))

@@ -208,7 +208,7 @@ class LocalDriver:
                         loaded = [plan.resume.settle(work) for work in loaded]
                     next_batch = (self._reader.submit(plan.reader.read_batch, batches[index + 1], plan.resume)
                                   if index + 1 < len(batches) else None)
-                    for work in segment(self.predictor, loaded):
+                    for work in segment(self.predictor, loaded, keep_pixels=plan.writer.draws_image):
                         pending.append(writer.submit(finish, work))
                     collect(2 * size)  # bounded write-behind: memory stays a few images
                     if fatal:

@@ -13,12 +13,16 @@ from bcdeploy.runtime.run.work import Work, describe_error
 from bcdeploy.runtime.spans import StageSpan, stage_span
 
 
-def segment(predictor: Predictor, works: list[Work]) -> list[Work]:
+def segment(predictor: Predictor, works: list[Work], keep_pixels: bool = True) -> list[Work]:
     """Predict the decoded images as one batch; when that fails, one by one to find the culprit, whose
-    record then carries the failure line."""
+    record then carries the failure line. Without `keep_pixels` (no output is drawn over the image:
+    outputs.draws_image) each record leaves with its image's description but not its pixels."""
     ready = [w for w in works if w.pending and w.image is not None]
     for work, prediction in zip(ready, _predict(predictor, ready)):
         work.prediction = prediction
+    if not keep_pixels:
+        for work in ready:
+            work.image = work.image.without_pixels()
     return works
 
 

@@ -23,7 +23,7 @@ from bcdeploy.fileio import strict_json, write_bytes
 from bcdeploy.runtime.geometry import with_mm_sizes
 from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.lesions import case_score, extract_lesions
-from bcdeploy.runtime.outputs import OUTPUT_KINDS, OutputKind, Rendering
+from bcdeploy.runtime.outputs import OUTPUT_KINDS, OutputKind, Rendering, draws_image
 from bcdeploy.runtime.run.identity import ModelIdentity, output_record
 from bcdeploy.runtime.run.sources import InputSource
 from bcdeploy.runtime.run.work import Status, Work, describe_error
@@ -47,6 +47,11 @@ class Writer:
     max_pixels: int  # a SEG re-reads the source's dataset under the same budget
     algorithm: SegAlgorithm | None = None
     series: Mapping[str, str] = field(default_factory=dict)  # DICOM kind -> this run's series UID
+
+    @property
+    def draws_image(self) -> bool:
+        """Whether this run's outputs need the source's pixels after the model step (outputs.py)."""
+        return draws_image(self.kinds)
 
     def _uids(self) -> dict[str, tuple[str, str]]:
         """(series, new SOP instance) UIDs for each DICOM kind this run writes: SR references the SEG's."""
