@@ -125,6 +125,7 @@ OUTPUT_KINDS: tuple[OutputKind, ...] = (
                draws_image=True),
 )
 KINDS_BY_KEY = {kind.key: kind for kind in OUTPUT_KINDS}
+SAVE_CHOICES = {kind.save_name: kind.key for kind in OUTPUT_KINDS}
 
 
 def draws_image(kinds: frozenset[str]) -> bool:
@@ -132,7 +133,8 @@ def draws_image(kinds: frozenset[str]) -> bool:
     none is, a run drops each image's pixels as soon as the model has them (memory: a few images
     in flight, each a 14-Mpx mammogram)."""
     return any(KINDS_BY_KEY[key].draws_image for key in kinds)
-SAVE_CHOICES = {kind.save_name: kind.key for kind in OUTPUT_KINDS}
+
+
 # What a run writes when `--save` is not given: the pictures (a SEG is asked for, as `seg` or --dicom-seg).
 DEFAULT_OUTPUTS = frozenset({"mask", "biner", "vis"})
 # deflate level 1, no row filter, run-length matching: masks are long runs of one value. The row
