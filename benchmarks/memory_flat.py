@@ -33,6 +33,7 @@ from bcdeploy.bench.sysinfo import describe  # noqa: E402
 from bcdeploy.fileio import write_json, write_text  # noqa: E402
 
 MIB = 2 ** 20
+_FLAT_WORDS = {True: "yes", False: "NO", None: "n/a (too few images)"}
 
 
 def images_done(ledger: Path) -> int:
@@ -106,7 +107,7 @@ def main() -> None:
              *(f"| {q['images']} | {q['median']} MiB | {q['peak']} MiB |" for q in report["quarters_mib"]), "",
              "| peak | flat (last quarter <= first + 5 %) | 3 x largest image + model working set | within |",
              "|---|---|---|---|",
-             f"| {report['peak_mib']} MiB | { {True: 'yes', False: 'NO', None: 'n/a (too few images)'}[report['flat']] } | 3 x {report['largest_decoded_image_mib']} + "
+             f"| {report['peak_mib']} MiB | {_FLAT_WORDS[flat]} | 3 x {report['largest_decoded_image_mib']} + "
              f"{report['model_working_set_mib']} = {report['bound_mib']} MiB | {'yes' if report['within_bound'] else 'NO'} |"]
     write_text(args.out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -8,6 +8,7 @@ import sqlite3
 from contextlib import closing
 
 import numpy as np
+import pytest
 
 from bcdeploy.runtime.predictor import Prediction
 from bcdeploy.runtime.run import RunOptions, run
@@ -65,13 +66,16 @@ def test_any_exception_in_segmenting_or_writing_is_one_failure(tmp_path):
 def test_pixels_are_dropped_after_the_model_when_no_output_draws_on_them():
     """Memory: without vis/sc the records a run keeps in flight hold no pixels after the model step;
     their reports still see the size, and a stray drawing fails instead of drawing on a blank."""
-    import numpy as np
-
     from bcdeploy.runtime.imageio import DecodedImage
     from bcdeploy.runtime.outputs import draws_image
+    from bcdeploy.runtime.visualize import overlay
 
     image = DecodedImage(np.full((30, 40, 3), 7, np.uint8), "png", "uint8", 3, "none")
     bare = image.without_pixels()
     assert bare.shape == (30, 40) and bare.bgr.size == 0 and image.bgr.size == 30 * 40 * 3
+    mask = np.zeros((30, 40), np.uint8)
+    mask[5:10, 5:10] = 2
+    with pytest.raises(Exception):  # noqa: B017 - any failure, as long as no blank overlay is drawn
+        overlay(bare.bgr, mask, [[0, 0, 0], [0, 255, 0], [255, 0, 0]], ["background", "benign", "malignant"], [], None)
     assert draws_image(frozenset({"vis"})) and draws_image(frozenset({"mask", "sc"}))
     assert not draws_image(frozenset({"mask", "biner", "seg", "sr"}))
