@@ -39,10 +39,11 @@ def main() -> None:
     print(dst)
     try:  # the INT8 IR, as `export --int8 --openvino` converts it
         import openvino as ov
+        from openvino.tools.ovc import convert_model
     except ImportError:
         return
     xml = dst.with_suffix(".xml")
-    ov.save_model(ov.convert_model(str(dst)), str(xml), compress_to_fp16=False)
+    ov.save_model(convert_model(str(dst)), str(xml), compress_to_fp16=False)
     write_text(sidecar_path_for(xml), replace(variant, export={**variant.export, "source": dst.name}).to_json() + "\n")
     print(xml)
 

@@ -246,8 +246,10 @@ def _openvino(place: _Place, name: str, source: str, meta: ModelMeta, check: _Ch
     from bcdeploy.runtime.backends.openvino import OpenVINORunner
 
     ov = require("openvino", "--openvino export")
+    # from its module, not ov.convert_model: the runtime's load of openvino in this process leaves it out
+    convert_model = require("openvino.tools.ovc", "--openvino export").convert_model
     xml = place.staged(name)
-    ov.save_model(ov.convert_model(str(place.staged(source))), str(xml), compress_to_fp16=False)  # + its .bin
+    ov.save_model(convert_model(str(place.staged(source))), str(xml), compress_to_fp16=False)  # + its .bin
     runner = OpenVINORunner(xml).activate()
     try:
         report = check(runner.infer, tolerances, f"openvino {meta.precision}")

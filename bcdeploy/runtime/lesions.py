@@ -41,7 +41,8 @@ def extract_lesions(mask: np.ndarray, class_names: list[str], probs: np.ndarray 
         binary = (crop == cls).astype(np.uint8)
         if not binary.any():
             continue
-        count, labels, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+        count, labels, stats, centroids = cv2.connectedComponentsWithStatsWithAlgorithm(
+            binary, 8, cv2.CV_32S, cv2.CCL_SPAGHETTI)
         for label in range(1, count):
             x, y, w, h, area = (int(v) for v in stats[label])
             if area < min_area:
@@ -53,16 +54,41 @@ def extract_lesions(mask: np.ndarray, class_names: list[str], probs: np.ndarray 
             record["outline"] = outline
             record["longest_diameter_px"] = round(longest_distance(np.asarray(outline, np.float64)), 2)
             if probs is not None:
-                ys, xs = np.nonzero(component)
-                py = ((ys + y + top) * probs.shape[1] // height).clip(0, probs.shape[1] - 1)
-                px = ((xs + x + left) * probs.shape[2] // width).clip(0, probs.shape[2] - 1)
-                values = probs[cls, py, px]
-                record["mean_prob"] = round(float(values.mean()), 4)
-                record["score"] = round(float(values.max()), 4)
+                mean, peak = _sample(probs[cls], component, y + top, x + left, (height, width))
+                record["mean_prob"], record["score"] = round(mean, 4), round(peak, 4)
             records.append(record)
     for i, record in enumerate(records, 1):
         record["id"] = i
     return records
+
+
+def _sample(prob: np.ndarray, component: np.ndarray, top: int, left: int,
+            shape: tuple[int, int]) -> tuple[float, float]:
+    """Mean and maximum of `prob` (h, w: model resolution) over the component's pixels (a 0/1 patch
+    whose corner is at top, left of a `shape` image), each pixel sampled at its nearest-lower model
+    cell (row * h // height): what gathering one value per image pixel gives, without doing so.
+
+    How many of the component's pixels fall in each model cell comes from the patch's summed-area
+    table (one fast pass) read at the cells' borders, so the work no longer grows with index arrays of
+    every pixel: a large lesion on a 14-Mpx mammogram cost ~40 ms CPU that way, on the writer thread,
+    beside inference.
+    """
+    import cv2
+
+    rows, row_cells = _cells(top, component.shape[0], shape[0], prob.shape[0])
+    cols, col_cells = _cells(left, component.shape[1], shape[1], prob.shape[1])
+    table = cv2.integral(component, sdepth=cv2.CV_32S)[np.ix_(rows, cols)].astype(np.int64)
+    counts = table[1:, 1:] - table[:-1, 1:] - table[1:, :-1] + table[:-1, :-1]
+    values = prob[np.ix_(row_cells, col_cells)].astype(np.float64)
+    return float((counts * values).sum() / counts.sum()), float(values[counts > 0].max())
+
+
+def _cells(start: int, length: int, image: int, model: int) -> tuple[np.ndarray, np.ndarray]:
+    """For image positions start..start+length: the borders of the runs that map to one model cell
+    (offsets into the patch, the patch's end included) and each run's cell."""
+    cell = (np.arange(start, start + length) * model // image).clip(0, model - 1)
+    begins = np.flatnonzero(np.diff(cell, prepend=-1))
+    return np.append(begins, length), cell[begins]
 
 
 def _outline(component: np.ndarray, left: int, top: int) -> list[list[int]]:

@@ -69,3 +69,25 @@ def test_runtime_only_environment(exported, tmp_path):
                                     "--out", tmp_path / "out"], env=env)
     assert loaded == [] and Path(tmp_path / "out" / "masks" / "a.png").is_file()
     assert _run_isolated(python, ["--help"], env=env) == []
+
+
+@pytest.mark.mmseg
+def test_openvino_runtime_sends_no_usage_data(exported, tmp_path):
+    """`import openvino` also imports its model converter, whose import sends a usage event to Google
+    Analytics from a forked process (opt-out: without a consent file it sends) and writes ~/intel/. A
+    hospital node must not phone home: the runtime loads OpenVINO without the converter. CI variables are
+    removed from the environment, as OpenVINO itself stays quiet under CI=true."""
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.full((300, 240), 90, np.uint8))
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")} | {"HOME": str(home)}
+    code = SCRIPT.format(forbidden=["openvino_telemetry", "openvino.tools.ovc"])
+    proc = subprocess.run([sys.executable, "-c", code, "infer", "--engine", str(exported / "model.xml"),
+                           str(tmp_path / "a.png"), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    assert list(home.iterdir()) == []  # no ~/intel/openvino_ga_cid, no ~/intel/stats

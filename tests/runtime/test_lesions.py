@@ -26,7 +26,8 @@ def whole_image_records(mask: np.ndarray, probs: np.ndarray | None) -> list[tupl
                 ys, xs = np.nonzero(labels == label)
                 py = (ys * probs.shape[1] // height).clip(0, probs.shape[1] - 1)
                 px = (xs * probs.shape[2] // width).clip(0, probs.shape[2] - 1)
-                prob = round(float(probs[cls, py, px].mean()), 4)
+                values = probs[cls, py, px].astype(np.float64)
+                prob = (round(float(values.mean()), 4), round(float(values.max()), 4))
             out.append((cls, area, [x, y, w, h], [round(float(centroids[label][0]), 1),
                                                   round(float(centroids[label][1]), 1)], prob))
     return out
@@ -44,14 +45,18 @@ def seeded_mask(seed: int, shape=(700, 500)) -> np.ndarray:
     return mask
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_records_equal_whole_image_labelling(seed: int) -> None:
+# Model resolutions below the image's (the usual case, as divisors and not), equal, and above it.
+@pytest.mark.parametrize("seed,model_shape", [(seed, shape) for seed in range(12) for shape in
+                                              [(70, 50), (333, 219), (700, 500), (1024, 999)][seed % 4:seed % 4 + 1]])
+def test_records_equal_whole_image_labelling(seed: int, model_shape: tuple[int, int]) -> None:
+    """Including each lesion's mean and peak probability, sampled per image pixel in the definition."""
     mask = seeded_mask(seed)
     rng = np.random.default_rng(100 + seed)
-    probs = rng.random((3, 70, 50)).astype(np.float32)
+    probs = rng.random((3, *model_shape)).astype(np.float32)
     got = extract_lesions(mask, CLASSES, probs)
     want = whole_image_records(mask, probs)
-    assert [(r["class_index"], r["area_px"], r["bbox"], r["centroid"], r["mean_prob"]) for r in got] == want
+    assert [(r["class_index"], r["area_px"], r["bbox"], r["centroid"], (r["mean_prob"], r["score"]))
+            for r in got] == want
     assert [r["id"] for r in got] == list(range(1, len(want) + 1))
 
 

@@ -174,8 +174,10 @@ def test_infer_refuses_a_bad_sidecar_with_one_line(tmp_path, sidecar):
 
 def test_openvino_ir_is_checked_the_same_way(tmp_path):
     ov = pytest.importorskip("openvino")
+    from openvino.tools.ovc import convert_model  # not ov.convert_model: absent when the runtime loaded openvino
+
     onnx_path = write_onnx(tmp_path / "model.onnx")
-    ov.save_model(ov.convert_model(str(onnx_path)), str(tmp_path / "model.xml"), compress_to_fp16=False)
+    ov.save_model(convert_model(str(onnx_path)), str(tmp_path / "model.xml"), compress_to_fp16=False)
     onnx_path.unlink()
     write_sidecar(tmp_path / "model.xml", description(classes=["background", "benign"]))
     with pytest.raises(ConfigError, match="2 classes.*3 output channels"):
@@ -198,8 +200,10 @@ def test_a_sidecar_copied_over_an_openvino_ir_is_refused(tmp_path):
     """The IR carries the description its ONNX embedded (OpenVINO keeps ONNX metadata in rt_info under
     `framework`): the INT8 IR with the FP32 sidecar copied beside it is refused like an ONNX would be."""
     ov = pytest.importorskip("openvino")
+    from openvino.tools.ovc import convert_model
+
     onnx_path = write_onnx(tmp_path / "model.onnx", embedded=description(precision="int8"))
-    ov.save_model(ov.convert_model(str(onnx_path)), str(tmp_path / "model.int8.xml"), compress_to_fp16=False)
+    ov.save_model(convert_model(str(onnx_path)), str(tmp_path / "model.int8.xml"), compress_to_fp16=False)
     write_sidecar(tmp_path / "model.int8.xml", description(precision="fp32"))
     with pytest.raises(ConfigError, match="precision = 'fp32'.*'int8'"):
         _open(tmp_path / "model.int8.xml")

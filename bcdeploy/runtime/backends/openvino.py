@@ -6,7 +6,9 @@ roughly halves latency with the same masks (see benchmarks/); "fp32" keeps full 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -31,7 +33,7 @@ class OpenVINORunner(Runner):
         self._embedded: str | None = None
 
     def activate_impl(self) -> None:
-        ov = require("openvino", "running OpenVINO .xml models")
+        ov = import_runtime()
         core = ov.Core()
         device = self.options.device
         if device not in core.available_devices:
@@ -65,10 +67,35 @@ class OpenVINORunner(Runner):
         return [_spec(port) for port in self.compiled.outputs]
 
     def describe(self) -> dict[str, Any]:
-        import openvino as ov
-
+        ov = import_runtime()
         return {"backend": self.name, "device": self.options.device, "precision": self.options.precision,
                 "threads": self.options.threads or "default", "version": ov.__version__}
+
+
+_CONVERTER = "openvino.tools.ovc"
+
+
+def import_runtime() -> ModuleType:
+    """OpenVINO's runtime without its model converter.
+
+    `import openvino` also imports the converter (openvino.tools.ovc), and that import sends a usage
+    event to Google Analytics unless the user opted out beforehand (no consent file counts as yes): it
+    forks the process to send it, waits up to 3 s for the fork, and writes a client id under ~/intel/.
+    A node in a hospital must not phone home, fork a process that holds an inference engine's threads,
+    or write into the home folder of the account it runs as; and running a model needs no converter.
+    A None entry in sys.modules is Python's documented way to make an import fail, which openvino's
+    __init__ expects (the converter is optional there); the entry is removed again, so an export later
+    in the same process still imports the converter (`bcdeploy export --openvino`, the user's own step).
+    Loading without the converter also halves the import time (0.30 -> 0.14 s here).
+    """
+    if "openvino" in sys.modules or _CONVERTER in sys.modules:
+        return require("openvino", "running OpenVINO .xml models")
+    sys.modules[_CONVERTER] = None  # type: ignore[assignment]
+    try:
+        return require("openvino", "running OpenVINO .xml models")
+    finally:
+        if sys.modules.get(_CONVERTER, "") is None:
+            del sys.modules[_CONVERTER]
 
 
 def _spec(port) -> TensorSpec:
