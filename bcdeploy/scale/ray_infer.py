@@ -173,6 +173,9 @@ class _ModelActor:
     def __init__(self, blob: Any, scale: RayOptions, keep_pixels: bool = True) -> None:
         import ray
 
+        from bcdeploy.runtime.run.memory import return_large_blocks
+
+        return_large_blocks()  # a long-lived model process: flat memory as in the local run (run/memory.py)
         self.segmenter, self._folder = _open_model(blob, scale)
         self.node = ray.get_runtime_context().get_node_id()
         self.keep_pixels = keep_pixels  # no output drawn over the image: pixels are not shipped back

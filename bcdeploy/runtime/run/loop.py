@@ -30,6 +30,7 @@ from bcdeploy.runtime.run.driver import Driver, Interrupts, OpenedModel, RunPlan
 from bcdeploy.runtime.run.identity import ModelIdentity, canonical
 from bcdeploy.runtime.run.inputs import assign_names
 from bcdeploy.runtime.run.ledger import Ledger
+from bcdeploy.runtime.run.memory import return_large_blocks
 from bcdeploy.runtime.run.reader import Reader, Resume
 from bcdeploy.runtime.run.reports import write_reports
 from bcdeploy.runtime.run.scheduling import background_thread
@@ -70,6 +71,7 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
     the closing row and the reports."""
     start = time.perf_counter()
     new_run()  # a warning said once per run is said again in this one
+    return_large_blocks()  # resident memory flat over a long run (run/memory.py)
     out = Path(options.out)
     source = inputs if isinstance(inputs, InputSource) else FileSource(inputs, options.recursive)
     refuse_overlap(out, [p for p in [*source.local_paths(), *options.extra_inputs] if _resolvable(p)])
