@@ -7,7 +7,8 @@ allocates and frees full-size arrays of many sizes (a 14-Mpx mask 14 MiB, probab
 images up to 45 MiB, decode buffers) on three threads: after the first images they come from the heap
 arenas of the reader, main and writer threads, whose freed space fragments and stays resident. Measured
 on 200 DMID-size images (OpenVINO INT8, default outputs): median RSS rose from 803 to 948 MiB over the run
-with glibc's default, and stayed at 696-762 MiB (peak 936 instead of 1,104 MiB) with the threshold pinned.
+with glibc's default, and stayed at 706-743 MiB (peak 976 instead of 1,104 MiB) with the threshold pinned
+(benchmarks/results/cpu/memory_200.md).
 
 Pinning it (mallopt M_MMAP_THRESHOLD) also turns the dynamic adjustment off. It costs a map and an unmap
 per large array (page faults on first touch): within the run-to-run spread of a directory run here.
