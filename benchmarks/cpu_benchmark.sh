@@ -73,7 +73,8 @@ python benchmarks/encode_bench.py --rounds "${ROUNDS:-5}" --out "$R/encode"
 # 6. whole process per image, alternating: MMSeg inference_model vs bcdeploy infer FP32 / INT8, each beside
 # the plain loop a user writes instead and the model's compute alone (benchmarks/plain_loop.py), peak RSS too.
 # Like for like: the plain loop writes the mask only, so the bcdeploy rows `--save masks` (their ledger, hashes
-# and reports stay); ov-int8-default writes the default outputs (masks, binary masks, overlays) as users get them.
+# and reports stay); ov-int8-default writes the default outputs (masks, binary masks, overlays) as users get them;
+# ov-int8-latency is OpenVINO's one-stream mode (what --hint auto picks for one image) on the whole directory.
 O="$W/infer_out"
 PLAIN="python benchmarks/plain_loop.py"
 python benchmarks/alternate.py --images "$IMAGES" --repeat "${REPEAT:-3}" --out "$R/end_to_end" \
@@ -83,6 +84,7 @@ python benchmarks/alternate.py --images "$IMAGES" --repeat "${REPEAT:-3}" --out 
   --run compute-fp32 "$PLAIN $E/model.onnx $D $O/plain-fp32 --compute-only" \
   --run ort-int8 "bcdeploy infer --engine $E/model.int8.onnx $D --out $O/int8 --overwrite --save masks" \
   --run ov-int8 "bcdeploy infer --engine $E/model.int8.xml $D --out $O/ov-int8 --overwrite --save masks" \
+  --run ov-int8-latency "bcdeploy infer --engine $E/model.int8.xml $D --out $O/ov-int8-latency --overwrite --save masks --hint latency" \
   --run ov-int8-default "bcdeploy infer --engine $E/model.int8.xml $D --out $O/ov-int8-default --overwrite" \
   --run plain-ov-int8 "$PLAIN $E/model.int8.xml $D $O/plain-ov-int8" \
   --run compute-ov-int8 "$PLAIN $E/model.int8.xml $D $O/plain-ov-int8 --compute-only"

@@ -48,7 +48,7 @@ def main() -> None:
             for label, seg in (("warmup", False), ("plain", False), ("dicom_seg", True), ("plain_2", False),
                                ("dicom_seg_2", True)):
                 start = time.perf_counter()
-                summary = run(lambda: segmenter, [str(root / "in")],
+                summary = run(lambda _images: segmenter, [str(root / "in")],
                               RunOptions(out=root / label, save=parse_save(None, dicom_seg=seg)))
                 assert summary.processed == args.images, summary.failed
                 seconds[label] = (time.perf_counter() - start) / args.images

@@ -108,7 +108,7 @@ def predict(inputs, ckpt, config, device, trust_checkpoint, batch_size, **values
     source = args.no_pacs_source(inputs)
     opened = []
 
-    def open_predictor() -> TorchPredictor:
+    def open_predictor(_images: int) -> TorchPredictor:
         opened.append(TorchPredictor(config, ckpt, device, trust_checkpoint))
         return opened[0]
 

@@ -121,7 +121,7 @@ class Gateway:
         log.info("study %s: segmenting %d image(s)", study, len(instances))
         self._in_run = True
         try:
-            summary = run(lambda: self.predictor, SpoolSource(study, instances), options)
+            summary = run(lambda _images: self.predictor, SpoolSource(study, instances), options)
         except BcDeployError as err:
             log.error("study %s: %s; trying again in %.0f s", study, err, RETRY_STUDY_S)
             self._retry_after[study] = time.monotonic() + RETRY_STUDY_S

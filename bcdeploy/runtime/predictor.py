@@ -10,6 +10,9 @@ benchmarks take a Predictor and never a closure plus loose classes and palette.
 * `mask_options`: every setting that can change a mask (sidecar contents, provider/device/precision,
   sliding window...), as JSON data. The run loop recomputes an image when `sha256` or `mask_options`
   differ from what its outputs were made with; nothing else in `describe()` forces a recompute.
+
+A predictor may also say how many `predict` calls it serves at once from different threads
+(`concurrency`, OpenVINO's streams); one without that attribute takes one call at a time.
 """
 
 from __future__ import annotations
@@ -50,3 +53,8 @@ class Predictor(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     def predict(self, images: list[DecodedImage]) -> list[Prediction]: ...
+
+
+def concurrency_of(predictor: Predictor) -> int:
+    """How many `predict` calls `predictor` serves at once (module docstring)."""
+    return max(1, int(getattr(predictor, "concurrency", 1)))

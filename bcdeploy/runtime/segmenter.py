@@ -79,14 +79,21 @@ class Segmenter:
     def palette(self) -> list[list[int]]:
         return [list(p) for p in self.meta.palette]
 
+    @property
+    def concurrency(self) -> int:
+        """Images `predict` serves at once from different threads (runner.concurrency); the run loop
+        keeps that many in flight."""
+        return self.runner.concurrency
+
     def describe(self) -> dict[str, Any]:
         """Backend, versions, the model file and its SHA-256, and every setting that changes masks."""
         if self._sha256 is None:  # hashed once: a model file is read whole anyway when it is opened
             self._sha256 = sha256_file(self.model_path)
         runner = self.runner.describe()
         sw = asdict(self.sliding_window) if self.sliding_window else None
-        # threads change speed, not masks; the sidecar (normalisation, sizes, classes) changes masks
-        engine = {k: v for k, v in runner.items() if k not in ("threads",)}
+        # threads and OpenVINO's streams change speed, not masks (bit-identical: tests/runtime/test_streams.py);
+        # the sidecar (normalisation, sizes, classes) changes masks
+        engine = {k: v for k, v in runner.items() if k not in ("threads", "hint")}
         sidecar = hashlib.sha256(json.dumps(self.meta.to_dict(), sort_keys=True).encode()).hexdigest()
         return {**runner, "model": str(self.model_path), "sha256": self._sha256, "precision": self.meta.precision,
                 "sliding_window": sw,

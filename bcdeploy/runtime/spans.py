@@ -1,7 +1,8 @@
 """Stage spans: when each stage of an image started and ended, and on which thread.
 
 Why spans and not only durations: the run loop overlaps its stages (a reader thread reads, hashes and
-decodes the next image while the main thread segments this one and a writer thread encodes the last),
+decodes the next image while a segment thread per model stream segments this one and a writer
+thread encodes the last),
 and only start and end stamps on one clock show what overlapped and where a thread sat idle
 (`bcdeploy bench timeline` draws them). Every stage is timed through `stage_span`, so a duration in the
 ledger's `<stage>_ms` columns and the bar in the Gantt chart come from the same measurement.

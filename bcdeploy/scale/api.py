@@ -22,7 +22,10 @@ def infer(model_path: str | Path, inputs: Sequence[str] | InputSource, options: 
 
         return run_on_ray(model_path, inputs, options,
                           dataclasses.replace(ray, backend=backend, sliding_window=sliding_window))
+    from bcdeploy.runtime.backends.registry import options_for
     from bcdeploy.runtime.segmenter import Segmenter
 
+    backend = backend if backend is not None else options_for(model_path)
     with contextlib.ExitStack() as stack:
-        return run(lambda: stack.enter_context(Segmenter(model_path, sliding_window, options=backend)), inputs, options)
+        return run(lambda images: stack.enter_context(
+            Segmenter(model_path, sliding_window, options=backend.for_run(images))), inputs, options)

@@ -41,7 +41,7 @@ def test_timeline_draws_the_run_and_leaves_its_folder_as_it_was(run_folder, tmp_
     assert list(report["stage_ms"]) == list(STAGES)
     assert all(s["images"] == 4 and s["median"] >= 0 for s in report["stage_ms"].values())
     assert report["run"] == 1 and report["images"] == 4 and report["images_per_s"] > 0
-    assert set(report["threads"]) == {"decode", "main", "write"}
+    assert set(report["threads"]) == {"decode", "segment", "write"}
     assert all(0 <= r["share"] <= 1 for r in [*report["rows"].values(), *report["threads"].values()])
     assert "images/s" in result.stdout and str(png) in result.stdout
 

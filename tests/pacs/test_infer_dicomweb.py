@@ -123,11 +123,11 @@ def test_a_failed_store_is_that_images_failure_and_the_next_run_retries(orthanc,
     source._storer = DicomWebPacs(dead, timeout=5)  # the one part aimed elsewhere: fetching stays real
     options = RunOptions(out=tmp_path / "out", save=parse_save(None, dicom_seg=True))
     with Segmenter(model) as segmenter:
-        summary = run(lambda: segmenter, source, options)
+        summary = run(lambda _images: segmenter, source, options)
         assert (summary.processed, len(summary.failed)) == (0, count) and not summary.ok
         assert all(dead in f["error"] and "cannot store" in f["error"] for f in summary.failed), summary.failed
         assert all(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG") == [] for s in studies)
-        summary = run(lambda: segmenter, PacsSource(orthanc.dicomweb, list(studies)), options)
+        summary = run(lambda _images: segmenter, PacsSource(orthanc.dicomweb, list(studies)), options)
     assert (summary.processed, summary.skipped, summary.failed) == (count, 0, [])
     assert all(len(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG")) == len(p) for s, p in studies.items())
 

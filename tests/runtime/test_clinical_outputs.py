@@ -168,7 +168,7 @@ def test_each_run_says_its_repairs_once(archive, threshold_onnx, tmp_path, caplo
     with Segmenter(threshold_onnx) as model, caplog.at_level(logging.WARNING):
         for index in range(2):
             caplog.clear()
-            summary = run(lambda: model, [str(folder)], RunOptions(out=tmp_path / f"run{index}", recursive=True,
+            summary = run(lambda _images: model, [str(folder)], RunOptions(out=tmp_path / f"run{index}", recursive=True,
                                                                     save=parse_save(KINDS)))
             assert summary.processed == 2
             said = [r.getMessage() for r in caplog.records if "PatientOrientation" in r.getMessage()]

@@ -49,7 +49,7 @@ def test_first_read_starts_before_the_model_opens_and_each_file_is_read_once(mod
     folder = images(tmp_path / "in")
     source = CountingSource([folder])
     with Segmenter(model) as segmenter:
-        def open_predictor():
+        def open_predictor(_images):
             # the loop must have started reading before it asks for the model: wait for it (bounded)
             assert source.first_read.wait(10), "the first read was not started before the model was opened"
             return segmenter
@@ -65,11 +65,11 @@ def test_first_read_starts_before_the_model_opens_and_each_file_is_read_once(mod
 def test_a_done_first_image_read_early_is_still_skipped_and_read_once(model, tmp_path):
     folder = images(tmp_path / "in")
     with Segmenter(model) as segmenter:
-        run(lambda: segmenter, [folder], RunOptions(out=tmp_path / "out"))
+        run(lambda _images: segmenter, [folder], RunOptions(out=tmp_path / "out"))
         written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.png")}
         (folder / "case2.png").write_bytes((folder / "case0.png").read_bytes())  # new bytes: recomputed
         source = CountingSource([folder])
-        summary = run(lambda: segmenter, source, RunOptions(out=tmp_path / "out"))
+        summary = run(lambda _images: segmenter, source, RunOptions(out=tmp_path / "out"))
     assert (summary.processed, summary.skipped) == (1, 2)
     assert source.reads == {f"case{i}.png": 1 for i in range(3)}
     unchanged = [p for p in written if "case2" not in p.name]
@@ -80,6 +80,6 @@ def test_an_undecodable_first_file_is_one_failure(model, tmp_path):
     folder = images(tmp_path / "in", 2)
     (folder / "a_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)  # sorts first
     with Segmenter(model) as segmenter:
-        summary = run(lambda: segmenter, [folder], RunOptions(out=tmp_path / "out"))
+        summary = run(lambda _images: segmenter, [folder], RunOptions(out=tmp_path / "out"))
     assert summary.processed == 2
     assert [Path(f["file"]).name for f in summary.failed] == ["a_broken.png"]

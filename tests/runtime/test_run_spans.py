@@ -17,8 +17,8 @@ import pytest
 from bcdeploy.runtime.run.ledger import STAGES, Ledger
 from tests.conftest import run_cli
 
-THREADS = {"read": "decode", "hash": "decode", "decode": "decode", "preprocess": "main", "infer": "main",
-           "postprocess": "main", "write": "write"}
+THREADS = {"read": "decode", "hash": "decode", "decode": "decode", "preprocess": "segment", "infer": "segment",
+           "postprocess": "segment", "write": "write"}
 SLACK_S = 0.005  # `started`/`finished` and the spans are read from the clock at slightly different moments
 
 

@@ -49,7 +49,7 @@ def test_any_exception_in_segmenting_or_writing_is_one_failure(tmp_path):
         write_tiff(tmp_path / "in" / f"{name}.tif", mammogram(rng, 160, width))
     predictor = ThresholdPredictor(crash_width=136, bad_mask_width=152)
     out = tmp_path / "out"
-    summary = run(lambda: predictor, [str(tmp_path / "in")], RunOptions(out=out, batch_size=5))
+    summary = run(lambda _images: predictor, [str(tmp_path / "in")], RunOptions(out=out, batch_size=5))
     assert summary.processed == 3 and not summary.ok
     errors = {f["file"].split("/")[-1]: f["error"] for f in summary.failed}
     assert set(errors) == {"crash.tif", "badmask.tif"}

@@ -61,7 +61,7 @@ def test_reader_and_writer_yield_to_inference(model: Path, tmp_path: Path) -> No
     main_before = nice()
     source = RecordingSource([images])
     with RecordingSegmenter(model) as segmenter:
-        summary = run(lambda: segmenter, source, RunOptions(out=tmp_path / "out"))
+        summary = run(lambda _images: segmenter, source, RunOptions(out=tmp_path / "out"))
     assert summary.processed == 3 and not summary.failed
     for hook in ("read", "deliver"):
         assert source.seen[hook], f"{hook} never ran"

@@ -90,6 +90,12 @@ class Runner(ABC):
         self.last_infer_ms = (time.perf_counter() - start) * 1000.0
         return out
 
+    @property
+    def concurrency(self) -> int:
+        """How many `infer` calls this runner serves at once, each from its own thread, faster together
+        than one after the other (OpenVINO's streams). 1: calls are taken one at a time."""
+        return 1
+
     @abstractmethod
     def input_specs(self) -> list[TensorSpec]:
         """The model's inputs (the runner must be active)."""

@@ -2,10 +2,16 @@
 
 `precision="bf16"` sets OpenVINO's inference precision hint: on CPUs with AVX-512 BF16/AMX it
 roughly halves latency with the same masks (see benchmarks/); "fp32" keeps full precision.
+
+`hint="throughput"` compiles OpenVINO's streams (as many as it finds best for this CPU): the runner
+then holds one infer request per stream and serves that many `infer` calls at once, one per thread
+(`concurrency`); the run loop segments that many images together. "latency" (and "auto" outside a
+run, which settles it: options.for_run) is one stream with every thread on one image.
 """
 
 from __future__ import annotations
 
+import queue
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +26,7 @@ from bcdeploy.runtime.backends.options import OpenVINOOptions
 from bcdeploy.runtime.metadata import METADATA_KEY
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+_PERFORMANCE_HINTS = {"auto": "LATENCY", "latency": "LATENCY", "throughput": "THROUGHPUT"}
 
 
 class OpenVINORunner(Runner):
@@ -31,6 +38,8 @@ class OpenVINORunner(Runner):
         super().__init__(model_path, options)
         self.compiled = None
         self._embedded: str | None = None
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()  # idle infer requests, one per stream
+        self._concurrency = 1
 
     def activate_impl(self) -> None:
         ov = import_runtime()
@@ -38,7 +47,8 @@ class OpenVINORunner(Runner):
         device = self.options.device
         if device not in core.available_devices:
             raise BackendError(f"OpenVINO device {device} not available (have: {', '.join(core.available_devices)})")
-        config = {"INFERENCE_PRECISION_HINT": _HINTS[self.options.precision]}
+        config = {"INFERENCE_PRECISION_HINT": _HINTS[self.options.precision],
+                  "PERFORMANCE_HINT": _PERFORMANCE_HINTS[self.options.hint]}
         if self.options.threads:
             config["INFERENCE_NUM_THREADS"] = str(self.options.threads)
         try:
@@ -47,15 +57,27 @@ class OpenVINORunner(Runner):
             self.compiled = core.compile_model(model, device, config)
         except RuntimeError as err:
             raise BackendError(f"{self.model_path}: OpenVINO cannot load it ({str(err).splitlines()[0][:300]})") from None
-        self.request = self.compiled.create_infer_request()
+        self._concurrency = max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        for _ in range(self._concurrency):
+            self._requests.put(self.compiled.create_infer_request())
+
+    @property
+    def concurrency(self) -> int:
+        return self._concurrency
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
-        result = self.request.infer({0: batch})
-        return np.asarray(next(iter(result.values())))
+        request = self._requests.get()  # a caller beyond `concurrency` waits for a free stream
+        try:
+            result = request.infer({0: batch})
+            # copied out: the request's output buffer is reused by its next image, on another thread
+            return np.array(next(iter(result.values())))
+        finally:
+            self._requests.put(request)
 
     def deactivate_impl(self) -> None:
         self.compiled = None
-        self.request = None
+        self._requests = queue.SimpleQueue()
+        self._concurrency = 1
 
     def embedded_metadata(self) -> str | None:
         return self._embedded
@@ -69,7 +91,7 @@ class OpenVINORunner(Runner):
     def describe(self) -> dict[str, Any]:
         ov = import_runtime()
         return {"backend": self.name, "device": self.options.device, "precision": self.options.precision,
-                "threads": self.options.threads or "default", "version": ov.__version__}
+                "threads": self.options.threads or "default", "hint": self.options.hint, "version": ov.__version__}
 
 
 _CONVERTER = "openvino.tools.ovc"

@@ -3,7 +3,7 @@
 loop.execute does what makes a run trustworthy whatever runs the images: the inputs and their names,
 the ledger's run row, input failures, Ctrl-C, the closing row and the reports. A driver only moves
 `Work` records through the reader, the model and the writer, and commits each record's row:
-- the local threads (loop.LocalDriver): a reader thread, the model on the main thread, a writer
+- the local threads (loop.LocalDriver): a reader thread, the model on a thread per stream, a writer
   thread that commits each row;
 - Ray Data (scale/ray_infer.RayDriver): reader and writer tasks, model actors; the driver process
   commits the rows that come back.

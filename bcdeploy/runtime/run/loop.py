@@ -1,8 +1,10 @@
 """The run around any driver, and the local driver: inputs in; masks, overlays, ledger rows and reports out.
 
 Locally three stages overlap: a reader thread reads, hashes and decodes the next batch (OpenCV and
-hashlib release the GIL) while the main thread segments the current one, and a writer thread encodes
-and writes outputs and commits each image's ledger row. The first batch is read while the model opens
+hashlib release the GIL) while the model segments the current one, and a writer thread encodes and
+writes outputs and commits each image's ledger row. A model that serves several images at once
+(OpenVINO's throughput streams: predictor.concurrency_of) segments that many batches together, on as
+many threads; results are still written and counted in input order. The first batch is read while the model opens
 (a one-image run waits for both otherwise). Any exception while reading, segmenting or writing one
 file becomes that file's failure line and ledger row; the run goes on. Only what makes every later
 write fail too (no space, read-only file system, no permission) stops it, with one line. Ctrl-C stops
@@ -16,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
 from bcdeploy.runtime.notices import new_run
 from bcdeploy.runtime.outputs import DEFAULT_OUTPUTS, KINDS_BY_KEY
-from bcdeploy.runtime.predictor import Predictor
+from bcdeploy.runtime.predictor import Predictor, concurrency_of
 from bcdeploy.runtime.run.driver import Driver, Interrupts, OpenedModel, RunPlan, RunSummary, count
 from bcdeploy.runtime.run.identity import ModelIdentity, canonical
 from bcdeploy.runtime.run.inputs import assign_names
@@ -58,11 +60,12 @@ class RunOptions:
     modalities: frozenset[str] | None = None  # DICOM modalities segmented (None: MG, DX, CR); others refused
 
 
-def run(open_predictor: Callable[[], Predictor], inputs: Sequence[str] | InputSource,
+def run(open_predictor: Callable[[int], Predictor], inputs: Sequence[str] | InputSource,
         options: RunOptions) -> RunSummary:
     """Segment `inputs` (files, folders, globs; or any InputSource, e.g. a PACS) into `options.out`;
-    raises OutputError when outputs cannot be written at all. `open_predictor()` is called once, on this
-    thread, after the first batch started reading; the caller owns what it opens (and closes it)."""
+    raises OutputError when outputs cannot be written at all. `open_predictor(images)` is called once, on
+    this thread, after the first batch started reading, with the number of images the run has (a model
+    may run several at once: backends' options.for_run); the caller owns what it opens (and closes it)."""
     return execute(inputs, options, LocalDriver(open_predictor, options.batch_size))
 
 
@@ -162,9 +165,10 @@ def _resolvable(path: str | Path) -> bool:
 
 
 class LocalDriver:
-    """Read ahead on one thread, segment on this one, write behind on another (module docstring)."""
+    """Read ahead on one thread, segment as many batches at once as the model serves (its concurrency),
+    write behind on another thread (module docstring)."""
 
-    def __init__(self, open_predictor: Callable[[], Predictor], batch_size: int) -> None:
+    def __init__(self, open_predictor: Callable[[int], Predictor], batch_size: int) -> None:
         self._open_predictor, self._batch_size = open_predictor, batch_size
         self._reader = ThreadPoolExecutor(1, "decode", background_thread)
         self._first: Future | None = None
@@ -173,18 +177,22 @@ class LocalDriver:
     def open(self, reader: Reader, works: list[Work]) -> OpenedModel:
         if works:  # no resume rule yet (it needs the model): Resume.settle applies it afterwards
             self._first = self._reader.submit(reader.read_batch, works[:self._batch_size], None)
-        self.predictor = self._open_predictor()
+        self.predictor = self._open_predictor(len(works))
         return OpenedModel.of(self.predictor)
 
     def close(self) -> None:
         self._reader.shutdown(wait=True, cancel_futures=True)
 
     def process(self, plan: RunPlan, summary: RunSummary, interrupts: Interrupts) -> OutputError | None:
-        """Returns the error that stopped the run, if one did."""
+        """Returns the error that stopped the run, if one did. Batches are segmented, written and
+        counted in input order, whatever order the model's streams finish them in."""
         works, size = plan.works, plan.batch_size
         batches = [works[i:i + size] for i in range(0, len(works), size)]
+        streams = concurrency_of(self.predictor)
         fatal: list[OutputError] = []
-        pending: deque = deque()
+        reads: deque[Future] = deque([self._first]) if batches else deque()
+        segmenting: deque[tuple[list[Work], Future]] = deque()
+        pending: deque[Future] = deque()
 
         def finish(work: Work) -> Work:
             """On the writer thread, counting included: Ctrl-C (a KeyboardInterrupt in the main thread) can
@@ -200,24 +208,43 @@ class LocalDriver:
                 pending[0].result()
                 pending.popleft()
 
-        with ThreadPoolExecutor(1, "write", background_thread) as writer:
-            next_batch = self._first
+        def hand_over(limit: int) -> None:
+            """Segmented batches to the writer, in input order: every finished one at the head, and then
+            the oldest until at most `limit` are left segmenting (or finished behind an unfinished one)."""
+            while segmenting and (segmenting[0][1].done() or len(segmenting) > limit):
+                loaded, done = segmenting[0]
+                segmented = done.result()  # Ctrl-C while waiting: the batch stays queued for the last hand-over
+                segmenting.popleft()  # before the writes: a batch is never handed over twice
+                for work in segmented:
+                    pending.append(writer.submit(finish, work))
+                for work in loaded:
+                    if plan.on_progress:
+                        plan.on_progress(work.name, len(works))
+                collect(2 * size * streams)  # bounded write-behind: memory stays a few images
+
+        def free_stream() -> None:
+            """Wait until fewer than `streams` batches are being segmented (a stream is free)."""
+            running = [done for _, done in segmenting if not done.done()]
+            if len(running) >= streams:
+                wait(running, return_when=FIRST_COMPLETED)
+
+        with ThreadPoolExecutor(1, "write", background_thread) as writer, \
+                ThreadPoolExecutor(streams, "segment") as model:
             interrupts.armed = True
             try:
                 for index in range(len(batches)):
-                    loaded = next_batch.result()
+                    loaded = reads.popleft().result()
                     if index == 0:
                         loaded = [plan.resume.settle(work) for work in loaded]
-                    next_batch = (self._reader.submit(plan.reader.read_batch, batches[index + 1], plan.resume)
-                                  if index + 1 < len(batches) else None)
-                    for work in segment(self.predictor, loaded, keep_pixels=plan.writer.draws_image):
-                        pending.append(writer.submit(finish, work))
-                    collect(2 * size)  # bounded write-behind: memory stays a few images
+                    if index + 1 < len(batches):  # one batch read ahead
+                        reads.append(self._reader.submit(plan.reader.read_batch, batches[index + 1], plan.resume))
+                    free_stream()
+                    segmenting.append((loaded, model.submit(segment, self.predictor, loaded,
+                                                            keep_pixels=plan.writer.draws_image)))
+                    hand_over(2 * streams - 1)
                     if fatal:
                         break
-                    for work in loaded:
-                        if plan.on_progress:
-                            plan.on_progress(work.name, len(works))
+                hand_over(0)
                 collect(0)
             except KeyboardInterrupt:
                 pass
@@ -225,9 +252,10 @@ class LocalDriver:
                 interrupts.armed = False
             if interrupts.hits:
                 summary.interrupted = True
-                if next_batch is not None:
-                    next_batch.cancel()
-                collect(0)  # the images already segmented are finished and recorded
+                for read in reads:
+                    read.cancel()
+                hand_over(0)  # the images already being segmented are finished and recorded
+                collect(0)
         return fatal[0] if fatal else None
 
 

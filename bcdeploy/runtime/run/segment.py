@@ -1,7 +1,7 @@
 """The model step of a run: predictions for the records the reader decoded.
 
-A function of a predictor and records, nothing else: the local loop calls it on its main thread, the
-Ray driver in each model actor.
+A function of a predictor and records, nothing else: the local loop calls it on a thread per model
+stream, the Ray driver in each model actor.
 """
 
 from __future__ import annotations
