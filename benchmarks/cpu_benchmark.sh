@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces benchmarks/results/cpu/ on this machine's CPU (~25 minutes on 2 idle cores once the checkpoint
+# Reproduces benchmarks/results/cpu/ on this machine's CPU (~30 minutes on 2 idle cores once the checkpoint
 # exists, +15-35 to train it; run it alone: every figure is a same-run ratio, but other work on the machine
 # widens the spread):
 #  1. the reference model (UNet-S5-D16 + ASPP) trained briefly on generated data, so its masks are a
@@ -13,8 +13,11 @@
 #     onnxruntime FP32 / INT8 and OpenVINO INT8, alternating, repeated; then the per-stage Gantt chart of
 #     each last run (timeline_*.png + .json/.md: stage medians, each thread's busy share, images/s);
 #  7. the same for one image (start-up and model load included);
-#  8. memory: resident memory against images done over a 200-image DMID-size directory (flat?) and the
-#     8-image one, against 3x the largest decoded image plus the model's working set.
+#  8. memory: resident memory against images done over a 200-image DMID-size directory (flat?), with
+#     OpenVINO's streams (--hint auto) and with one (--hint latency), and the 8-image one (FP32), against
+#     3x the largest decoded image plus the model's working set;
+#  9. the floor: the side work around the model (read, hash, decode, pre/postprocess, lesions, outputs,
+#     ledger) in core-seconds per image, measured alone (benchmarks/side_work.py), and compute + side / cores.
 # Every result file records the CPU model and flags (avx2, avx512f, avx512_vnni, avx512_bf16, amx).
 #
 # Knobs (environment): BENCH_WORK (default bench_work/), RESULTS (benchmarks/results/cpu), MEMORY_IMAGES (200),
@@ -107,6 +110,15 @@ if [[ "${MEMORY_IMAGES:-200}" -gt 0 ]]; then
   DM="$W/dmid_size_${MEMORY_IMAGES:-200}"
   python benchmarks/dmid_size_images.py "$DM" --count "${MEMORY_IMAGES:-200}" > /dev/null
   python benchmarks/memory_flat.py "$E/model.int8.xml" "$DM" --out "$R/memory_${MEMORY_IMAGES:-200}" --work "$W/memory"
+  python benchmarks/memory_flat.py "$E/model.int8.xml" "$DM" --out "$R/memory_${MEMORY_IMAGES:-200}_latency" \
+    --work "$W/memory" --hint latency
   python benchmarks/memory_flat.py "$E/model.onnx" "$D" --out "$R/memory_${IMAGES}_fp32" --work "$W/memory"
 fi
+# 9. the floor per image: compute alone (the median of step 6's compute rows) + side work / cores
+compute_s() { python -c "import json,sys; r=json.load(open(sys.argv[1]))['results'][sys.argv[2]]; print(r['per_image_s']['median'])" \
+  "$R/end_to_end.json" "$1"; }
+{ python benchmarks/side_work.py "$E/model.onnx" "$D" --save masks --compute-s "$(compute_s compute-fp32)"
+  python benchmarks/side_work.py "$E/model.int8.xml" "$D" --save masks --compute-s "$(compute_s compute-ov-int8)"
+  python benchmarks/side_work.py "$E/model.int8.xml" "$D" --compute-s "$(compute_s compute-ov-int8)"
+} 2> >(grep -v -i warn >&2) | tee "$R/floor.txt"
 echo "results in $R"

@@ -1,6 +1,6 @@
 """Does `bcdeploy infer`'s memory stay flat over a long directory? Resident memory against images done.
 
-    python benchmarks/memory_flat.py MODEL DIR --out RESULT [--work WORK]
+    python benchmarks/memory_flat.py MODEL DIR --out RESULT [--work WORK] [INFER OPTIONS, e.g. --hint latency]
 
 Runs `bcdeploy infer MODEL DIR` once (in a fresh output folder of its own), samples the process tree's
 resident memory every 0.2 s and the number of ledger rows committed (images done) beside it, and
@@ -74,14 +74,14 @@ def main() -> None:
     parser.add_argument("inputs", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--work", type=Path, default=Path("bench_work/memory_flat"))
-    args = parser.parse_args()
+    args, infer_options = parser.parse_known_args()  # the rest go to bcdeploy infer
     out_dir = args.work / args.out.name  # a run's own folder: a ledger shared between runs would count both
     shutil.rmtree(out_dir, ignore_errors=True)
     ledger = out_dir / "ledger.sqlite"
     samples: list[tuple[float, int, int]] = []  # (seconds, images done, rss bytes)
     start = time.perf_counter()
     proc = subprocess.Popen(["bcdeploy", "infer", "--model", str(args.model), str(args.inputs), "--out", str(out_dir),
-                             "--overwrite"], stdout=subprocess.DEVNULL)
+                             "--overwrite", *infer_options], stdout=subprocess.DEVNULL)
     while proc.poll() is None:
         samples.append((time.perf_counter() - start, images_done(ledger), tree_rss_bytes(proc.pid)))
         time.sleep(0.2)
@@ -94,14 +94,16 @@ def main() -> None:
             else None)  # too few images to tell
     image, working = largest_image_bytes(args.inputs), model_working_set(args.model, args.inputs, args.work)
     bound = 3 * image + working
-    report = {"machine": describe(), "model": str(args.model), "images": total, "seconds": round(samples[-1][0], 1),
+    report = {"machine": describe(), "model": str(args.model), "infer_options": infer_options, "images": total,
+              "seconds": round(samples[-1][0], 1),
               "quarters_mib": [{k: round(v / MIB) if k != "images" else v for k, v in q.items()} for q in quarters],
               "peak_mib": round(peak / MIB), "flat": flat,
               "largest_decoded_image_mib": round(image / MIB), "model_working_set_mib": round(working / MIB),
               "bound_mib": round(bound / MIB), "within_bound": peak <= bound,
               "samples": [[round(t, 1), done, round(rss / MIB)] for t, done, rss in samples[::5]]}
     write_json(args.out.with_suffix(".json"), report)
-    lines = [f"# Memory over a {total}-image run (`bcdeploy infer --model {args.model.name}`)", "",
+    command = " ".join(["bcdeploy infer --model", args.model.name, *infer_options])
+    lines = [f"# Memory over a {total}-image run (`{command}`)", "",
              machine_line(report["machine"]), "",
              "| quarter (images done) | median | peak |", "|---|---|---|",
              *(f"| {q['images']} | {q['median']} MiB | {q['peak']} MiB |" for q in report["quarters_mib"]), "",

@@ -3,9 +3,9 @@
 glibc raises its mmap threshold each time a large mmapped block is freed (up to 32 MiB), so after the
 first images every full-size mask, probability map and label image (1-45 MiB each) is carved from the
 heap arenas of the reader, main and writer threads, where freed space fragments and stays resident: a
-200-image run grew from 803 to 948 MiB median (benchmarks/results/cpu/memory_200.md, before the fix).
-The run pins the threshold (runtime/run/memory.py); measured with the same benchmark: flat, peak 976
-instead of 1,104 MiB. This checks the mechanism in a real `infer` process: after the run, a freed
+200-image run grew from 803 to 948 MiB median (benchmarks/memory_flat.py, one OpenVINO stream, before
+the fix). The run pins the threshold (runtime/run/memory.py); measured with the same benchmark: flat, peak
+976 instead of 1,104 MiB. This checks the mechanism in a real `infer` process: after the run, a freed
 4 MiB block is still served by mmap (glibc's own counters, mallinfo2), not parked in a heap.
 """
 

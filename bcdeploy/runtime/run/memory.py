@@ -8,7 +8,7 @@ images up to 45 MiB, decode buffers) on three threads: after the first images th
 arenas of the reader, main and writer threads, whose freed space fragments and stays resident. Measured
 on 200 DMID-size images (OpenVINO INT8, default outputs): median RSS rose from 803 to 948 MiB over the run
 with glibc's default, and stayed at 706-743 MiB (peak 976 instead of 1,104 MiB) with the threshold pinned
-(benchmarks/results/cpu/memory_200.md).
+(benchmarks/memory_flat.py, one OpenVINO stream; benchmarks/results/cpu/memory_*.md hold the latest runs).
 
 Pinning it (mallopt M_MMAP_THRESHOLD) also turns the dynamic adjustment off. It costs a map and an unmap
 per large array (page faults on first touch): within the run-to-run spread of a directory run here.
