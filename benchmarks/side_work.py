@@ -58,18 +58,18 @@ def main() -> None:
         cpu, wall = time.process_time(), time.perf_counter()
         summary = run(lambda _images: segmenter, [str(args.inputs)], options)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    images = summary.processed
+    images, cores = summary.processed, len(os.sched_getaffinity(0))
     side = cpu / images
     machine = describe()
-    result = {"machine": machine, "images": images, "side_work_core_s": round(side, 3), "wall_s_per_image": round(wall / images, 3),
-              "cores": os.cpu_count(), "save": sorted(save)}
+    result = {"machine": machine, "images": images, "side_work_core_s": round(side, 3),
+              "wall_s_per_image": round(wall / images, 3), "cores": cores, "save": sorted(save)}
     print(machine_line(machine))
     print(f"side work: {side:.3f} core-s per image over {images} images ({wall / images:.3f} s wall each), "
           f"outputs {', '.join(sorted(save))}")
     if args.compute_s is not None:
-        floor = args.compute_s + side / os.cpu_count()
+        floor = args.compute_s + side / cores
         result |= {"compute_s": args.compute_s, "floor_s": round(floor, 3)}
-        print(f"floor on {os.cpu_count()} cores: {args.compute_s:.3f} + {side:.3f} / {os.cpu_count()} = {floor:.3f} s per image")
+        print(f"floor on {cores} cores: {args.compute_s:.3f} + {side:.3f} / {cores} = {floor:.3f} s per image")
     print(json.dumps(result))
 
 

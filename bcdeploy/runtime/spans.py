@@ -2,13 +2,13 @@
 
 Why spans and not only durations: the run loop overlaps its stages (a reader thread reads, hashes and
 decodes the next image while a segment thread per model stream segments this one and a writer
-thread encodes the last),
-and only start and end stamps on one clock show what overlapped and where a thread sat idle
-(`bcdeploy bench timeline` draws them). Every stage is timed through `stage_span`, so a duration in the
-ledger's `<stage>_ms` columns and the bar in the Gantt chart come from the same measurement.
+thread encodes the last), and only start and end stamps on one clock show what overlapped and where a
+thread sat idle (`bcdeploy bench timeline` draws them). Every stage is timed through `stage_span`, so
+a duration in the ledger's `<stage>_ms` columns and the bar in the Gantt chart come from the same
+measurement.
 
 The clock is the epoch (time.time(), as the ledger's `started`/`finished`), so spans from the reader,
-main and writer threads, and the rows of one run, line up; the length comes from time.perf_counter(),
+segment and writer threads, and the rows of one run, line up; the length comes from time.perf_counter(),
 which never jumps, so `end >= start` always holds.
 """
 

@@ -4,8 +4,8 @@ Locally three stages overlap: a reader thread reads, hashes and decodes the next
 hashlib release the GIL) while the model segments the current one, and a writer thread encodes and
 writes outputs and commits each image's ledger row. A model that serves several images at once
 (OpenVINO's throughput streams: predictor.concurrency_of) segments that many batches together, on as
-many threads; results are still written and counted in input order. The first batch is read while the model opens
-(a one-image run waits for both otherwise). Any exception while reading, segmenting or writing one
+many threads; results are still written and counted in input order. The first batch is read while the
+model opens (a one-image run waits for both otherwise). Any exception while reading, segmenting or writing one
 file becomes that file's failure line and ledger row; the run goes on. Only what makes every later
 write fail too (no space, read-only file system, no permission) stops it, with one line. Ctrl-C stops
 after the images in flight: the ledger is consistent and the reports list every image finished so far.
