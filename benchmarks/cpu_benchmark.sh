@@ -14,7 +14,8 @@
 #     each last run (timeline_*.png + .json/.md: stage medians, each thread's busy share, images/s);
 #  7. the same for one image (start-up and model load included);
 #  8. memory: resident memory against images done over a 200-image DMID-size directory (flat?), with
-#     OpenVINO's streams (--hint auto) and with one (--hint latency), and the 8-image one (FP32), against
+#     OpenVINO's streams (--hint auto) and with one (--hint latency), the latter also masks only (no
+#     overlay: images wait for the model at its input size), and the 8-image one (FP32), against
 #     3x the largest decoded image plus the model's working set;
 #  9. the floor: the side work around the model (read, hash, decode, pre/postprocess, lesions, outputs,
 #     ledger) in core-seconds per image, measured alone (benchmarks/side_work.py), and compute + side / cores.
@@ -112,6 +113,8 @@ if [[ "${MEMORY_IMAGES:-200}" -gt 0 ]]; then
   python benchmarks/memory_flat.py "$E/model.int8.xml" "$DM" --out "$R/memory_${MEMORY_IMAGES:-200}" --work "$W/memory"
   python benchmarks/memory_flat.py "$E/model.int8.xml" "$DM" --out "$R/memory_${MEMORY_IMAGES:-200}_latency" \
     --work "$W/memory" --hint latency
+  python benchmarks/memory_flat.py "$E/model.int8.xml" "$DM" --out "$R/memory_${MEMORY_IMAGES:-200}_masks_latency" \
+    --work "$W/memory" --hint latency --save masks
   python benchmarks/memory_flat.py "$E/model.onnx" "$D" --out "$R/memory_${IMAGES}_fp32" --work "$W/memory"
 fi
 # 9. the floor per image: compute alone (the median of step 6's compute rows) + side work / cores

@@ -59,19 +59,31 @@ class DecodedImage:
     source_channels: int
     intensity_map: str  # how the source range became 0..255
     tags: dict[str, Any] | None = None  # DICOM attributes (laterality, view, UIDs, spacing): runtime.dicom
-    dropped_shape: tuple[int, int] | None = None  # (H, W) of pixels dropped by without_pixels()
+    decoded_hw: tuple[int, int] | None = None  # (H, W) as decoded, once `bgr` holds fewer pixels (below)
 
     @property
     def shape(self) -> tuple[int, int]:
-        if self.dropped_shape is not None:
-            return self.dropped_shape
+        """(H, W) as decoded: the size of the mask and of every output, whatever `bgr` holds now."""
+        if self.decoded_hw is not None:
+            return self.decoded_hw
         return int(self.bgr.shape[0]), int(self.bgr.shape[1])
+
+    @property
+    def full_size(self) -> bool:
+        """`bgr` holds every decoded pixel (not dropped, not resized for a model)."""
+        return (int(self.bgr.shape[0]), int(self.bgr.shape[1])) == self.shape
 
     def without_pixels(self) -> DecodedImage:
         """The same image's description with no pixels: `shape` stays for the reports, `bgr` becomes
         an empty (0, 0, 3) array, so anything that would still draw on it fails loudly instead of
         drawing on a blank picture, and a record crossing processes (Ray) carries no pixels."""
-        return replace(self, bgr=np.empty((0, 0, 3), np.uint8), dropped_shape=self.shape)
+        return replace(self, bgr=np.empty((0, 0, 3), np.uint8), decoded_hw=self.shape)
+
+    def resized(self, bgr: np.ndarray) -> DecodedImage:
+        """The same image with `bgr`, its pixels resized as a model reads them (Segmenter.model_view): a
+        run that draws nothing over the image holds that instead of the full size while the model
+        queues; `shape` stays the decoded size, at which the mask is made."""
+        return replace(self, bgr=bgr, decoded_hw=self.shape)
 
 
 def sniff_format(head: bytes) -> str | None:

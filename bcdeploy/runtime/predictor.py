@@ -12,11 +12,15 @@ benchmarks take a Predictor and never a closure plus loose classes and palette.
   differ from what its outputs were made with; nothing else in `describe()` forces a recompute.
 
 A predictor may also say how many `predict` calls it serves at once from different threads
-(`concurrency`, OpenVINO's streams); one without that attribute takes one call at a time.
+(`concurrency`, OpenVINO's streams); one without that attribute takes one call at a time. And it may
+offer `model_view(image)`: the image reduced to what its `predict` reads (resized to the model's input),
+with the same prediction, which a run applies ahead of the model when no output draws over the image,
+so that queued images hold a model-size copy and not a full-size one. Without it images stay whole.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -58,3 +62,8 @@ class Predictor(Protocol):
 def concurrency_of(predictor: Predictor) -> int:
     """How many `predict` calls `predictor` serves at once (module docstring)."""
     return max(1, int(getattr(predictor, "concurrency", 1)))
+
+
+def model_view_of(predictor: Predictor) -> Callable[[DecodedImage], DecodedImage] | None:
+    """`predictor.model_view`, or None where it reads images whole (module docstring)."""
+    return getattr(predictor, "model_view", None)

@@ -52,15 +52,34 @@ def resized_size(original_hw: tuple[int, int], meta: ModelMeta) -> tuple[int, in
     return int(h * factor + 0.5), int(w * factor + 0.5)
 
 
-def preprocess(bgr: np.ndarray, meta: ModelMeta, resize: bool = True) -> tuple[np.ndarray, PreprocessInfo]:
-    """One image -> ((3,H,W) float32 tensor, info). `resize=False` keeps the original size (sliding window)."""
+def resize_for_model(bgr: np.ndarray, meta: ModelMeta, original_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """MMSeg's test Resize of an (H,W,3) uint8 BGR image of `original_hw` (default: its own size), a no-op
+    for pixels already at that size (resized earlier by this same call: Segmenter.model_view). Pixels of
+    any other size are refused: resizing a resized image again would quietly change the tensor."""
     import cv2
 
-    original = (int(bgr.shape[0]), int(bgr.shape[1]))
+    here = (int(bgr.shape[0]), int(bgr.shape[1]))
+    original = original_hw or here
+    h, w = resized_size(original, meta)
+    if (h, w) == here:
+        return bgr
+    if here != original:
+        raise ValueError(f"pixels of {here[1]}x{here[0]} for an image of {original[1]}x{original[0]}: "
+                         f"neither its size nor the model's {w}x{h}")
+    return cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def preprocess(bgr: np.ndarray, meta: ModelMeta, resize: bool = True,
+               original_hw: tuple[int, int] | None = None) -> tuple[np.ndarray, PreprocessInfo]:
+    """One image -> ((3,H,W) float32 tensor, info). `resize=False` keeps the original size (sliding window).
+    `original_hw`: the decoded size where `bgr` was resized for the model already (resize_for_model)."""
+    here = (int(bgr.shape[0]), int(bgr.shape[1]))
+    original = original_hw or here
     if resize:
-        h, w = resized_size(original, meta)
-        if (h, w) != original:
-            bgr = cv2.resize(bgr, (w, h), interpolation=cv2.INTER_LINEAR)
+        bgr = resize_for_model(bgr, meta, original)
+    elif here != original:
+        raise ValueError(f"pixels of {here[1]}x{here[0]} for an image of {original[1]}x{original[0]}, "
+                         "and this model reads images at their own size")
     resized = (int(bgr.shape[0]), int(bgr.shape[1]))
     chw = pad_to_divisor(normalize(bgr, meta), meta.size_divisor, meta.pad_value)
     return chw, PreprocessInfo(original, resized, (int(chw.shape[1]), int(chw.shape[2])))

@@ -22,7 +22,7 @@ from bcdeploy.runtime.metadata import ModelMeta, load_meta
 from bcdeploy.runtime.model_check import check_model_io
 from bcdeploy.runtime.postprocess import crop_padding, labels_to_mask, logits_to_mask, softmax
 from bcdeploy.runtime.predictor import Prediction
-from bcdeploy.runtime.preprocess import PreprocessInfo, preprocess
+from bcdeploy.runtime.preprocess import PreprocessInfo, preprocess, resize_for_model
 from bcdeploy.runtime.sliding_window import sliding_window_inference
 from bcdeploy.runtime.spans import StageSpan, stage_span
 
@@ -104,14 +104,15 @@ class Segmenter:
         sizes may differ, each is resized as MMSeg's test Resize."""
         if not images:
             return []
+        sizes = [img.shape if isinstance(img, DecodedImage) else None for img in images]
         images = [img.bgr if isinstance(img, DecodedImage) else img for img in images]
         if self.sliding_window:
-            return [self._predict_sliding(img) for img in images]
+            return [self._predict_sliding(img, hw) for img, hw in zip(images, sizes)]
         spans: list[list[StageSpan]] = [[] for _ in images]
         prepared = []
-        for image, mine in zip(images, spans):
+        for image, hw, mine in zip(images, sizes, spans):
             with stage_span("preprocess", mine):
-                prepared.append(preprocess(_check_image(image), self.meta))
+                prepared.append(preprocess(_check_image(image), self.meta, original_hw=hw))
         tensors, infos = zip(*prepared)
         # A keep_ratio model gives each aspect ratio its own size. MMSeg refuses mixed sizes in one test
         # batch rather than pad them (padding would change the logits near the border), so neither do we:
@@ -129,6 +130,16 @@ class Segmenter:
                 spans[i].append(call[0].for_batch(len(indices)))
         return [self._postprocess(o, info, mine) for o, info, mine in zip(outputs, infos, spans)]
 
+    def model_view(self, image: DecodedImage) -> DecodedImage:
+        """`image` as this model reads it: resized to its input size by the very call `predict` would
+        make (preprocess.resize_for_model), so the prediction is bit-identical. The run loop calls it on
+        the reader thread when no output draws over the image (a full-size mammogram is 40 MiB, the
+        model's input 1 MiB). With a sliding window the model reads every pixel: the image as it is."""
+        if self.sliding_window or not image.full_size:
+            return image
+        small = resize_for_model(image.bgr, self.meta)
+        return image if small is image.bgr else image.resized(small)
+
     def raw_logits(self, batch: np.ndarray) -> np.ndarray:
         """Backend output for an already preprocessed batch (parity checks compare these)."""
         return self.runner.infer(batch)
@@ -143,12 +154,12 @@ class Segmenter:
                 probs = softmax(crop_padding(logits, info))
         return Prediction(mask, probs, spans)
 
-    def _predict_sliding(self, image: np.ndarray) -> Prediction:
+    def _predict_sliding(self, image: np.ndarray, original_hw: tuple[int, int] | None) -> Prediction:
         """One image at its original resolution; `infer` spans every window and their blending."""
         cfg = self.sliding_window
         spans: list[StageSpan] = []
         with stage_span("preprocess", spans):
-            chw, info = preprocess(_check_image(image), self.meta, resize=False)
+            chw, info = preprocess(_check_image(image), self.meta, resize=False, original_hw=original_hw)
         window = tuple(cfg.size or self.meta.input_size)
         if any(w % self.meta.size_divisor for w in window):
             raise InputError(f"sliding window {window} must be divisible by {self.meta.size_divisor}")

@@ -5,10 +5,13 @@ hashlib release the GIL) while the model segments the current one, and a writer 
 writes outputs and commits each image's ledger row. A model that serves several images at once
 (OpenVINO's throughput streams: predictor.concurrency_of) segments that many batches together, on as
 many threads; results are still written and counted in input order. The first batch is read while the
-model opens (a one-image run waits for both otherwise). Any exception while reading, segmenting or writing one
-file becomes that file's failure line and ledger row; the run goes on. Only what makes every later
-write fail too (no space, read-only file system, no permission) stops it, with one line. Ctrl-C stops
-after the images in flight: the ledger is consistent and the reports list every image finished so far.
+model opens (a one-image run waits for both otherwise). Where no output draws over the images (masks,
+SEG, reports only), the reader thread also resizes each image to the model's input (model_view_of), so
+the images waiting for the model hold a 1 MiB copy instead of a 40 MiB mammogram. Any exception while
+reading, segmenting or writing one file becomes that file's failure line and ledger row; the run goes
+on. Only what makes every later write fail too (no space, read-only file system, no permission) stops
+it, with one line. Ctrl-C stops after the images in flight: the ledger is consistent and the reports
+list every image finished so far.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
 from bcdeploy.runtime.notices import new_run
 from bcdeploy.runtime.outputs import DEFAULT_OUTPUTS, KINDS_BY_KEY
-from bcdeploy.runtime.predictor import Predictor, concurrency_of
+from bcdeploy.runtime.predictor import Predictor, concurrency_of, model_view_of
 from bcdeploy.runtime.run.driver import Driver, Interrupts, OpenedModel, RunPlan, RunSummary, count
 from bcdeploy.runtime.run.identity import ModelIdentity, canonical
 from bcdeploy.runtime.run.inputs import assign_names
@@ -36,7 +39,7 @@ from bcdeploy.runtime.run.memory import return_large_blocks
 from bcdeploy.runtime.run.reader import Reader, Resume
 from bcdeploy.runtime.run.reports import write_reports
 from bcdeploy.runtime.run.scheduling import background_thread
-from bcdeploy.runtime.run.segment import segment
+from bcdeploy.runtime.run.segment import segment, to_model_view
 from bcdeploy.runtime.run.sources import FileSource, InputSource
 from bcdeploy.runtime.run.work import Work
 from bcdeploy.runtime.run.writer import Writer
@@ -189,6 +192,13 @@ class LocalDriver:
         works, size = plan.works, plan.batch_size
         batches = [works[i:i + size] for i in range(0, len(works), size)]
         streams = concurrency_of(self.predictor)
+        view = None if plan.writer.draws_image else model_view_of(self.predictor)
+
+        def read(batch: list[Work]) -> list[Work]:
+            """On the reader thread: read, hash, decode and, where nothing draws over the images, reduce
+            them to what the model reads (segment.to_model_view)."""
+            loaded = plan.reader.read_batch(batch, plan.resume)
+            return loaded if view is None else to_model_view(loaded, view)
         fatal: list[OutputError] = []
         reads: deque[Future] = deque([self._first]) if batches else deque()
         segmenting: deque[tuple[list[Work], Future]] = deque()
@@ -237,7 +247,7 @@ class LocalDriver:
                     if index == 0:
                         loaded = [plan.resume.settle(work) for work in loaded]
                     if index + 1 < len(batches):  # one batch read ahead
-                        reads.append(self._reader.submit(plan.reader.read_batch, batches[index + 1], plan.resume))
+                        reads.append(self._reader.submit(read, batches[index + 1]))
                     free_stream()
                     segmenting.append((loaded, model.submit(segment, self.predictor, loaded,
                                                             keep_pixels=plan.writer.draws_image)))

@@ -6,8 +6,10 @@ stream, the Ray driver in each model actor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
+from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.predictor import Prediction, Predictor
 from bcdeploy.runtime.run.work import Work, describe_error
 from bcdeploy.runtime.spans import StageSpan, stage_span
@@ -23,6 +25,21 @@ def segment(predictor: Predictor, works: list[Work], keep_pixels: bool = True) -
     if not keep_pixels:
         for work in ready:
             work.image = work.image.without_pixels()
+    return works
+
+
+def to_model_view(works: list[Work], view: Callable[[DecodedImage], DecodedImage]) -> list[Work]:
+    """The model's first step, run ahead where nothing is drawn over the images (the local loop's reader
+    thread): each decoded image becomes what the model reads (Predictor.model_view), so an image queued
+    for a model stream holds a model-size copy, not a 40 MiB mammogram. Timed as `preprocess`, which it
+    is; a failure is that image's failure line."""
+    for work in works:
+        if work.pending and work.image is not None:
+            try:
+                with stage_span("preprocess", work.spans):
+                    work.image = view(work.image)
+            except Exception as err:  # noqa: BLE001 - one image's failure must not end the others
+                work.fail(describe_error(work.item.path, err, "preprocessing"))
     return works
 
 
