@@ -56,16 +56,17 @@ def bcdeploy(*args, log: Path | None = None) -> None:
 
 def cfg_options(crop: int, batch: int, lr: float, workers: int) -> list[str]:
     """--cfg-options that change the training recipe only (architecture and test pipeline untouched)."""
-    # MMSeg's own CE with class weights: it fails on ignored (255) pixels, and there are none here, as
-    # crops are cut from the 640x640 resize and never padded (custom_imports cannot come through
-    # --cfg-options, so bcdeploy's WeightedCrossEntropyLoss is not reachable from here).
-    loss = [{"type": "CrossEntropyLoss", "loss_name": "loss_ce", "class_weight": CLASS_WEIGHT, "loss_weight": w}
-            for w in (1.0, 0.4)]
+    # bcdeploy's WeightedCrossEntropyLoss (bcdeploy.train.losses, imported through custom_imports): MMSeg's
+    # own CE with class weights crashes on ignored pixels, which `prepare` writes (255) for lesions it
+    # cannot match to one class, and the generated data set has some.
+    loss = [{"type": "WeightedCrossEntropyLoss", "loss_name": "loss_ce", "class_weight": CLASS_WEIGHT,
+             "loss_weight": w} for w in (1.0, 0.4)]
     pipeline = [{"type": "LoadImageFromFile"}, {"type": "LoadAnnotations"},
                 {"type": "Resize", "scale": (640, 640), "keep_ratio": False},
                 {"type": "RandomCrop", "crop_size": (crop, crop), "cat_max_ratio": 0.75},
                 {"type": "RandomFlip", "prob": 0.5}, {"type": "PackSegInputs"}]
     options = {
+        "custom_imports": {"imports": ["bcdeploy.train.dataset", "bcdeploy.train.losses"], "allow_failed_imports": False},
         "model.decode_head.loss_decode": [loss[0]],
         "model.auxiliary_head.loss_decode": [loss[1]],
         "model.data_preprocessor.size": (crop, crop),  # training pads to this; test-time padding is unchanged

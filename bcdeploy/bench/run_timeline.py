@@ -113,7 +113,8 @@ def _choose(ledger: Path, runs: dict[int, dict], run: int | None) -> int:
 
 
 def _parse(ledger: Path, rows: list[dict]) -> tuple[list[Span], dict[str, list[float]]]:
-    """Checked spans (a ledger is a file, and files can lie) and each stage's per-image milliseconds."""
+    """Checked spans (a ledger is a file, and files can lie) and each stage's per-image milliseconds (as
+    the ledger's `<stage>_ms` columns: a stage timed twice for one image is summed)."""
     spans: list[Span] = []
     stage_ms: dict[str, list[float]] = {}
     for row in rows:
@@ -125,8 +126,11 @@ def _parse(ledger: Path, rows: list[dict]) -> tuple[list[Span], dict[str, list[f
                 raise ValueError("a span shared by fewer than one image")
         except (ValueError, TypeError, KeyError, AttributeError, InputError) as err:
             raise InputError(f"{ledger}: the spans of {row['name']} are not a list of stage spans ({err})") from None
+        per_stage: dict[str, float] = {}  # a stage timed twice (preprocess: reader and model) is summed
         for span, shared in zip(mine, shares):
-            stage_ms.setdefault(span.stage, []).append((span.end - span.start) * 1000 / shared)
+            per_stage[span.stage] = per_stage.get(span.stage, 0.0) + (span.end - span.start) * 1000 / shared
+        for stage, ms in per_stage.items():
+            stage_ms.setdefault(stage, []).append(ms)
         spans += mine
     order = {stage: i for i, stage in enumerate(STAGES)}
     return spans, dict(sorted(stage_ms.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))

@@ -60,6 +60,7 @@ class DecodedImage:
     intensity_map: str  # how the source range became 0..255
     tags: dict[str, Any] | None = None  # DICOM attributes (laterality, view, UIDs, spacing): runtime.dicom
     decoded_hw: tuple[int, int] | None = None  # (H, W) as decoded, once `bgr` holds fewer pixels (below)
+    picture: np.ndarray | None = None  # the pixels pictures are drawn on (visualize.picture_of), see below
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -73,16 +74,28 @@ class DecodedImage:
         """`bgr` holds every decoded pixel (not dropped, not resized for a model)."""
         return (int(self.bgr.shape[0]), int(self.bgr.shape[1])) == self.shape
 
+    @property
+    def picture_pixels(self) -> np.ndarray:
+        """What an overlay is drawn on: the picture made for it, else the decoded pixels."""
+        return self.bgr if self.picture is None else self.picture
+
+    def with_picture(self, picture: np.ndarray) -> DecodedImage:
+        """The same image carrying `picture`: its pixels as an overlay draws on them (downscaled to the
+        overlay's size by visualize.picture_of). Made while the full-size pixels are at hand, so that
+        `bgr` can then be reduced to the model's view or dropped, and an image waiting for the model or
+        the writer holds ~9 MiB instead of a 40 MiB mammogram."""
+        return replace(self, picture=picture)
+
     def without_pixels(self) -> DecodedImage:
-        """The same image's description with no pixels: `shape` stays for the reports, `bgr` becomes
-        an empty (0, 0, 3) array, so anything that would still draw on it fails loudly instead of
-        drawing on a blank picture, and a record crossing processes (Ray) carries no pixels."""
+        """The same image's description without the pixels a model reads: `shape` stays for the reports,
+        `bgr` becomes an empty (0, 0, 3) array, so anything that would still read it fails loudly, and a
+        record crossing processes (Ray) carries only its `picture`, if one was made for an overlay."""
         return replace(self, bgr=np.empty((0, 0, 3), np.uint8), decoded_hw=self.shape)
 
     def resized(self, bgr: np.ndarray) -> DecodedImage:
         """The same image with `bgr`, its pixels resized as a model reads them (Segmenter.model_view): a
-        run that draws nothing over the image holds that instead of the full size while the model
-        queues; `shape` stays the decoded size, at which the mask is made."""
+        run holds that instead of the full size while the model queues; `shape` stays the decoded size,
+        at which the mask is made (and `picture` what overlays are drawn on)."""
         return replace(self, bgr=bgr, decoded_hw=self.shape)
 
 

@@ -70,7 +70,7 @@ def _render_biner(r: Rendering) -> bytes:
 def _render_overlay(r: Rendering) -> bytes:
     from bcdeploy.runtime.visualize import overlay
 
-    return encode(overlay(r.image.bgr, r.mask, r.palette, r.classes, r.lesions, r.target), ".jpg")
+    return encode(overlay(r.image.picture_pixels, r.mask, r.palette, r.classes, r.lesions, r.target), ".jpg")
 
 
 def _render_seg(r: Rendering) -> bytes:
@@ -91,7 +91,7 @@ def _render_sc(r: Rendering) -> bytes:
     from bcdeploy.runtime.dicom_sc import sc_bytes
     from bcdeploy.runtime.visualize import overlay
 
-    picture = overlay(r.image.bgr, r.mask, r.palette, r.classes, r.lesions, r.target)
+    picture = overlay(r.image.picture_pixels, r.mask, r.palette, r.classes, r.lesions, r.target)
     return sc_bytes(r.dataset, picture, algorithm=r.algorithm, uids=r.uids["sc"])
 
 
@@ -129,9 +129,9 @@ SAVE_CHOICES = {kind.save_name: kind.key for kind in OUTPUT_KINDS}
 
 
 def draws_image(kinds: frozenset[str]) -> bool:
-    """Whether any of these output kinds (OUTPUT_KINDS keys) is drawn over the source's pixels: when
-    none is, a run drops each image's pixels as soon as the model has them (memory: a few images
-    in flight, each a 14-Mpx mammogram)."""
+    """Whether any of these output kinds (OUTPUT_KINDS keys) is drawn over the source's pixels: only
+    then does a run keep each image's picture (visualize.picture_of) past the model (memory: a few
+    images in flight, each a 14-Mpx mammogram)."""
     return any(KINDS_BY_KEY[key].draws_image for key in kinds)
 
 

@@ -21,23 +21,50 @@ def short_name(name: str) -> str:
     return {"benign": "B", "malignant": "M"}.get(name, name)
 
 
-def overlay(bgr: np.ndarray, mask: np.ndarray, palette: list[list[int]], class_names: list[str],
-            lesions: list[dict], target: str | None = None, max_side: int = 2048) -> np.ndarray:
-    """Contours per class (palette is RGB) and a `Pred: M 0.91 | Target: B` label per lesion (the
-    lesion's score where the model gives probabilities).
+PICTURE_MAX_SIDE = 2048  # an overlay's longer side at most: a full-size DMID overlay JPEG would be ~10 MB
 
-    The picture is downscaled to `max_side` first: a full-size DMID overlay JPEG would be ~10 MB and
-    no reader looks at it at 1:1.
+
+def picture_scale(image_hw: tuple[int, int], max_side: int = PICTURE_MAX_SIDE) -> float:
+    """How an image of `image_hw` is scaled for the picture drawn over it: no reader looks at it at 1:1."""
+    return min(1.0, max_side / max(image_hw))
+
+
+def picture_size(image_hw: tuple[int, int], max_side: int = PICTURE_MAX_SIDE) -> tuple[int, int]:
+    """(W, H) of the picture drawn over an image of `image_hw`."""
+    scale = picture_scale(image_hw, max_side)
+    return round(image_hw[1] * scale), round(image_hw[0] * scale)
+
+
+def picture_of(bgr: np.ndarray, image_hw: tuple[int, int] | None = None,
+               max_side: int = PICTURE_MAX_SIDE) -> np.ndarray:
+    """The pixels an overlay is drawn on: `bgr` (of an image of `image_hw`, default its own size)
+    downscaled to picture_size, or `bgr` itself where it is that size already (made earlier by this
+    call: a run makes it on its reader thread and drops the full-size pixels). Pixels of any other size
+    are refused rather than scaled twice."""
+    here = (int(bgr.shape[0]), int(bgr.shape[1]))
+    image_hw = image_hw or here
+    size = picture_size(image_hw, max_side)
+    if (size[1], size[0]) == here:
+        return bgr
+    if here != tuple(image_hw):
+        raise ValueError(f"pixels of {here[1]}x{here[0]} for an image of {image_hw[1]}x{image_hw[0]}: neither "
+                         f"its size nor its picture's {size[0]}x{size[1]}")
+    return downscale(bgr, size)
+
+
+def overlay(bgr: np.ndarray, mask: np.ndarray, palette: list[list[int]], class_names: list[str],
+            lesions: list[dict], target: str | None = None, max_side: int = PICTURE_MAX_SIDE) -> np.ndarray:
+    """Contours per class (palette is RGB) and a `Pred: M 0.91 | Target: B` label per lesion (the
+    lesion's score where the model gives probabilities), over a copy of the image's picture_of (`bgr`
+    may be the full image or that picture already: the same overlay either way).
     """
     import cv2
 
-    scale = min(1.0, max_side / max(mask.shape))
-    if scale < 1.0:
-        size = (round(mask.shape[1] * scale), round(mask.shape[0] * scale))
-        canvas = downscale(bgr, size)
-        small = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-    else:
-        canvas, small = bgr.copy(), mask
+    scale, size = picture_scale(mask.shape, max_side), picture_size(mask.shape, max_side)
+    canvas = picture_of(bgr, mask.shape, max_side)
+    if canvas is bgr:  # never draw on what the caller holds (one picture serves the overlay and the SC)
+        canvas = bgr.copy()
+    small = mask if size == (mask.shape[1], mask.shape[0]) else cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
     thickness = max(2, round(max(canvas.shape[:2]) / 400))
     font = max(0.5, max(canvas.shape[:2]) / 1400)
     for cls in range(1, len(class_names)):

@@ -170,7 +170,7 @@ def _describe(blob: Any, scale: RayOptions) -> OpenedModel:
 class _ModelActor:
     """One model instance of the actor pool, opened once, used for every batch it is given."""
 
-    def __init__(self, blob: Any, scale: RayOptions, keep_pixels: bool = True) -> None:
+    def __init__(self, blob: Any, scale: RayOptions, pictures: bool = True) -> None:
         import ray
 
         from bcdeploy.runtime.run.memory import return_large_blocks
@@ -178,10 +178,10 @@ class _ModelActor:
         return_large_blocks()  # a long-lived model process: flat memory as in the local run (run/memory.py)
         self.segmenter, self._folder = _open_model(blob, scale)
         self.node = ray.get_runtime_context().get_node_id()
-        self.keep_pixels = keep_pixels  # no output drawn over the image: pixels are not shipped back
+        self.pictures = pictures  # an output is drawn over the image: its picture is shipped back (segment)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Work]]:
-        works = segment(self.segmenter, list(batch["work"]), keep_pixels=self.keep_pixels)
+        works = segment(self.segmenter, list(batch["work"]), pictures=self.pictures)
         for work in works:
             work.node = self.node
         return {"work": works}
@@ -217,7 +217,7 @@ def _dataset(plan: RunPlan, resume: Resume, writer: Writer, scale: RayOptions, b
     dataset = ray.data.from_items(records, override_num_blocks=min(len(records), 20_000))
     dataset = dataset.map(_read, fn_kwargs={"reader": plan.reader, "resume": resume}, num_cpus=TASK_CPUS)
     dataset = dataset.map_batches(
-        _ModelActor, fn_constructor_kwargs={"blob": blob, "scale": scale, "keep_pixels": writer.draws_image},
+        _ModelActor, fn_constructor_kwargs={"blob": blob, "scale": scale, "pictures": writer.draws_image},
         batch_size=plan.batch_size,
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high), num_cpus=scale.replicas.cpus,
         num_gpus=scale.replicas.gpus)

@@ -9,7 +9,9 @@ from bcdeploy.errors import ConfigError
 
 
 def load_config(config: str | Path, data_root: str | None = None, cfg_options: dict[str, Any] | None = None):
-    """Config.fromfile plus `--data-root` (all three dataloaders) and `--cfg-options`."""
+    """Config.fromfile plus `--data-root` (all three dataloaders) and `--cfg-options`. MMEngine imports a
+    config's `custom_imports` while it loads the file, so those given through `--cfg-options` (a module
+    that registers a loss, e.g. bcdeploy.train.losses) are imported here, or the model could not be built."""
     from bcdeploy.train import mmseg_compat
 
     mmseg_compat.install()
@@ -31,6 +33,13 @@ def load_config(config: str | Path, data_root: str | None = None, cfg_options: d
                 cfg[key].dataset.data_root = str(root)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
+        if "custom_imports" in cfg_options:
+            from mmengine.utils import import_modules_from_strings
+
+            try:
+                import_modules_from_strings(**cfg.custom_imports)
+            except (ImportError, TypeError) as err:
+                raise ConfigError(f"--cfg-options custom_imports: {err}") from None
     return cfg
 
 

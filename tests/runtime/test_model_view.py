@@ -1,10 +1,11 @@
-"""Images reduced to the model's view ahead of the model (Segmenter.model_view): the run's reader thread
-resizes a decoded image to the model's input when no output draws over it, so a queued mammogram holds a
-model-size copy. What must hold: the prediction (mask and probabilities, at the decoded size) is the same
-bit for bit as from the whole image, for fixed-size and keep-ratio models; a sliding window (which reads
-every pixel) gets the image unchanged; pixels of any other size are refused, not resized twice; and a real
-`infer --save masks` run does the resize on the reader thread with the same masks as a run that keeps the
-images whole for its overlays."""
+"""Images reduced ahead of the model: the run's reader thread resizes each decoded image to the model's
+input (Segmenter.model_view) and, where an overlay is drawn, keeps the picture it is drawn on (downscaled
+to at most 2048 px: visualize.picture_of), so a queued mammogram holds ~1-9 MiB, not 40. What must hold:
+the prediction (mask and probabilities, at the decoded size) is the same bit for bit as from the whole
+image, for fixed-size and keep-ratio models; an overlay drawn on the picture is the one drawn on the whole
+image; a sliding window (which reads every pixel) gets the image unchanged; pixels of any other size are
+refused, not resized twice; and a real `infer` run, masks only or default outputs, does the reduction on
+the reader thread and writes the masks and overlay JPEGs made from the whole image, byte for byte."""
 
 from __future__ import annotations
 
@@ -17,10 +18,13 @@ import cv2
 import numpy as np
 import pytest
 
-from bcdeploy.runtime.imageio import decode_image
+from bcdeploy.runtime.imageio import decode_image, read_image
+from bcdeploy.runtime.lesions import extract_lesions
 from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.outputs import encode
 from bcdeploy.runtime.preprocess import resize_for_model
 from bcdeploy.runtime.segmenter import Segmenter, SlidingWindow
+from bcdeploy.runtime.visualize import overlay, picture_of
 from tests.conftest import run_cli
 from tests.tiny_models import description, synthetic_png, write_onnx, write_sidecar
 
@@ -75,10 +79,13 @@ def test_pixels_of_a_third_size_are_refused_not_resized_again():
             resize_for_model(np.zeros((*hw, 3), np.uint8), meta, original_hw=(500, 700))
 
 
-def write_pngs(folder: Path, count: int) -> Path:
+SIZES = [(180, 150), (2600, 2150), (260, 190), (300, 210)]  # one larger than an overlay (2048): downscaled
+
+
+def write_pngs(folder: Path) -> Path:
     folder.mkdir(parents=True)
-    for i in range(count):
-        (folder / f"img{i}.png").write_bytes(synthetic_png(10 + i, 180 + 40 * i, 150 + 20 * i))
+    for i, (h, w) in enumerate(SIZES):
+        (folder / f"img{i}.png").write_bytes(synthetic_png(10 + i, h, w))
     return folder
 
 
@@ -87,20 +94,48 @@ def spans_by_name(out: Path) -> dict[str, list[dict]]:
         return {name: json.loads(spans) for name, spans in db.execute("SELECT name, spans FROM images")}
 
 
-def test_a_masks_only_run_resizes_on_the_reader_thread_with_the_same_masks(threshold_onnx, tmp_path):
-    images = write_pngs(tmp_path / "in", 4)
-    run_cli("infer", "--model", threshold_onnx, images, "--out", tmp_path / "masks", "--save", "masks")
-    run_cli("infer", "--model", threshold_onnx, images, "--out", tmp_path / "whole")  # overlays: images whole
-    masks, whole = spans_by_name(tmp_path / "masks"), spans_by_name(tmp_path / "whole")
-    assert sorted(masks) == sorted(whole) == [f"img{i}" for i in range(4)]
+def whole_image_outputs(model_path: Path, image_path: Path) -> tuple[np.ndarray, bytes]:
+    """The mask and overlay JPEG made from the whole decoded image, as before any reduction."""
+    image = read_image(image_path)
+    with Segmenter(model_path) as model:
+        prediction = model.predict([image])[0]
+        classes, palette = model.meta.classes, model.meta.palette
+    lesions = extract_lesions(prediction.mask, classes, prediction.probs)
+    return prediction.mask, encode(overlay(image.bgr, prediction.mask, palette, classes, lesions), ".jpg")
+
+
+@pytest.mark.parametrize("save", ["masks", None])
+def test_a_run_reduces_images_on_the_reader_thread_with_the_whole_images_outputs(threshold_onnx, tmp_path, save):
+    images, out = write_pngs(tmp_path / "in"), tmp_path / "out"
+    run_cli("infer", "--model", threshold_onnx, images, "--out", out, *(["--save", save] if save else []))
+    spans = spans_by_name(out)
+    assert sorted(spans) == [f"img{i}" for i in range(len(SIZES))]
     for name in ("img1", "img2", "img3"):  # read ahead on the reader thread (img0 is read before the model opens)
-        on_reader = [s for s in masks[name] if s["stage"] == "preprocess" and s["thread"] == "decode"]
-        assert len(on_reader) == 1, masks[name]
-    for spans in whole.values():
-        assert [s["thread"] for s in spans if s["stage"] == "preprocess"] == ["segment"], "drawn over: kept whole"
-    for name in masks:
-        a = cv2.imread(str(tmp_path / "masks" / "masks" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-        b = cv2.imread(str(tmp_path / "whole" / "masks" / f"{name}.png"), cv2.IMREAD_UNCHANGED)
-        assert a is not None and a.shape == b.shape and a.shape[:2] == (180 + 40 * int(name[3:]), 150 + 20 * int(name[3:]))
-        np.testing.assert_array_equal(a, b)
-        assert a.max() > 0, "the threshold model finds something to compare"
+        on_reader = [s for s in spans[name] if s["stage"] == "preprocess" and s["thread"] == "decode"]
+        assert len(on_reader) == 1, spans[name]
+    for i, hw in enumerate(SIZES):
+        mask, vis = whole_image_outputs(threshold_onnx, images / f"img{i}.png")
+        written = cv2.imread(str(out / "masks" / f"img{i}.png"), cv2.IMREAD_UNCHANGED)
+        assert written is not None and written.shape == hw and mask.max() > 0
+        np.testing.assert_array_equal(written, mask)
+        if save is None:
+            assert (out / "vis" / f"img{i}.jpg").read_bytes() == vis, f"img{i}: the overlay differs"
+
+
+@pytest.mark.parametrize("hw", [(2600, 2150), (2100, 3000), (700, 500), (2048, 1000)])
+def test_an_overlay_on_the_picture_is_the_overlay_on_the_whole_image(hw):
+    image = png(6, *hw)
+    mask = (image.bgr[..., 0] // 100).astype(np.uint8)  # 0/1/2 regions with outlines to draw
+    lesions = extract_lesions(mask, ["background", "benign", "malignant"])
+    palette = [[0, 0, 0], [0, 255, 0], [255, 0, 0]]
+    picture = picture_of(image.bgr)
+    assert max(picture.shape[:2]) == min(max(hw), 2048)
+    assert picture_of(picture, hw) is picture, "a picture is not scaled twice"
+    before = picture.copy()
+    drawn = overlay(picture, mask, palette, ["background", "benign", "malignant"], lesions, "M")
+    np.testing.assert_array_equal(picture, before)  # drawn on a copy: the picture serves the SC overlay too
+    np.testing.assert_array_equal(
+        drawn, overlay(image.bgr, mask, palette, ["background", "benign", "malignant"], lesions, "M"))
+    if max(hw) > 2048:
+        with pytest.raises(ValueError, match="neither its size nor its picture's"):
+            picture_of(image.bgr[::2, ::2], hw)

@@ -47,15 +47,22 @@ def test_every_image_records_each_stage_with_start_end_and_thread(model, tmp_pat
     run_cli("infer", "--model", model, write_images(tmp_path / "in"), "--out", out, "--batch-size", batch)
     rows = ledger_rows(out)
     assert [r["status"] for r in rows] == ["ok"] * 4
-    for row in rows:
+    for index, row in enumerate(rows):
         spans = json.loads(row["spans"])
-        assert [s["stage"] for s in spans] == list(STAGES), "each stage once, in pipeline order"
-        assert {s["stage"]: s["thread"] for s in spans} == THREADS
+        # Images read ahead (all but the first batch, read while the model opens) are reduced to the
+        # model's view and their overlay's picture on the reader thread: a first `preprocess` span there.
+        ahead = index >= batch
+        expected = [(stage, THREADS[stage]) for stage in STAGES]
+        if ahead:
+            expected.insert(STAGES.index("preprocess"), ("preprocess", "decode"))
+        assert [(s["stage"], s["thread"]) for s in spans] == expected, "each stage in pipeline order"
+        for stage in STAGES:
+            mine = [s for s in spans if s["stage"] == stage]
+            ms = sum((s["end"] - s["start"]) * 1000 / s.get("shared", 1) for s in mine)
+            assert row[f"{stage}_ms"] == pytest.approx(ms), "a stage timed twice is summed"
         for span in spans:
             assert span["end"] >= span["start"] >= row["started"] - SLACK_S
             assert span["end"] <= row["finished"] + SLACK_S
-            share = span.get("shared", 1)
-            assert row[f"{span['stage']}_ms"] == pytest.approx((span["end"] - span["start"]) * 1000 / share)
         assert all(a["end"] <= b["start"] + SLACK_S for a, b in zip(spans, spans[1:])), "one image's stages follow each other"
         assert {s.get("shared", 1) for s in spans if s["stage"] == "infer"} == {batch}, "a batch shares its inference"
 
@@ -112,7 +119,7 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_rows(model, tmp_path):
     rows = {r["name"]: r for r in ledger_rows(out)}
     assert set(rows) == {"old", "img0", "img1"}
     assert {k: rows["old"][k] for k in old} == old and rows["old"]["spans"] is None
-    assert all(len(json.loads(rows[n]["spans"])) == len(STAGES) for n in ("img0", "img1"))
+    assert all({s["stage"] for s in json.loads(rows[n]["spans"])} == set(STAGES) for n in ("img0", "img1"))
     with closing(sqlite3.connect(out / "ledger.sqlite")) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
         assert [r[0] for r in db.execute("SELECT id FROM runs ORDER BY id")] == [1, 2]

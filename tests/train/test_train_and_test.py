@@ -95,3 +95,20 @@ def test_test_and_confusion_refuse_an_out_inside_their_inputs(trained, prepared)
         errors = [line for line in result.output.splitlines() if line.startswith("error:")]
         assert result.exit_code == 1 and len(errors) == 1 and "--out" in errors[0], result.output
     assert sorted(p.name for p in prepared.rglob("*")) == before
+
+
+def test_custom_imports_given_as_cfg_options_are_imported(tmp_path, monkeypatch):
+    """MMEngine imports a config file's custom_imports at load; through --cfg-options they came too late,
+    so a loss registered by a module (bcdeploy.train.losses) was unknown when the model was built."""
+    import sys
+
+    from bcdeploy.train.config import load_config
+
+    (tmp_path / "registers_a_loss.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "registers_a_loss", raising=False)
+    imports = {"imports": ["bcdeploy.train.dataset", "registers_a_loss"], "allow_failed_imports": False}
+    cfg = load_config(TINY_CONFIG, cfg_options={"custom_imports": imports})
+    assert "registers_a_loss" in sys.modules and cfg.custom_imports["imports"][-1] == "registers_a_loss"
+    with pytest.raises(ConfigError, match="custom_imports"):
+        load_config(TINY_CONFIG, cfg_options={"custom_imports": {"imports": ["no_such_module_here"]}})

@@ -5,13 +5,14 @@ hashlib release the GIL) while the model segments the current one, and a writer 
 writes outputs and commits each image's ledger row. A model that serves several images at once
 (OpenVINO's throughput streams: predictor.concurrency_of) segments that many batches together, on as
 many threads; results are still written and counted in input order. The first batch is read while the
-model opens (a one-image run waits for both otherwise). Where no output draws over the images (masks,
-SEG, reports only), the reader thread also resizes each image to the model's input (model_view_of), so
-the images waiting for the model hold a 1 MiB copy instead of a 40 MiB mammogram. Any exception while
-reading, segmenting or writing one file becomes that file's failure line and ledger row; the run goes
-on. Only what makes every later write fail too (no space, read-only file system, no permission) stops
-it, with one line. Ctrl-C stops after the images in flight: the ledger is consistent and the reports
-list every image finished so far.
+model opens (a one-image run waits for both otherwise). The reader thread also reduces each image to
+what the model reads (model_view_of: resized to its input) and, where an overlay is drawn, to the
+picture it is drawn on (visualize.picture_of, at most 2048 px), so the images waiting for the model or
+the writer hold 1-9 MiB each instead of a 40 MiB mammogram. Any exception while reading, segmenting or
+writing one file becomes that file's failure line and ledger row; the run goes on. Only what makes every
+later write fail too (no space, read-only file system, no permission) stops it, with one line. Ctrl-C
+stops after the images in flight: the ledger is consistent and the reports list every image finished so
+far.
 """
 
 from __future__ import annotations
@@ -192,13 +193,13 @@ class LocalDriver:
         works, size = plan.works, plan.batch_size
         batches = [works[i:i + size] for i in range(0, len(works), size)]
         streams = concurrency_of(self.predictor)
-        view = None if plan.writer.draws_image else model_view_of(self.predictor)
+        view, pictures = model_view_of(self.predictor), plan.writer.draws_image
 
         def read(batch: list[Work]) -> list[Work]:
-            """On the reader thread: read, hash, decode and, where nothing draws over the images, reduce
-            them to what the model reads (segment.to_model_view)."""
+            """On the reader thread: read, hash, decode and reduce the images to what the model reads and
+            what overlays are drawn on (segment.to_model_view)."""
             loaded = plan.reader.read_batch(batch, plan.resume)
-            return loaded if view is None else to_model_view(loaded, view)
+            return loaded if view is None else to_model_view(loaded, view, pictures)
         fatal: list[OutputError] = []
         reads: deque[Future] = deque([self._first]) if batches else deque()
         segmenting: deque[tuple[list[Work], Future]] = deque()
@@ -250,7 +251,7 @@ class LocalDriver:
                         reads.append(self._reader.submit(read, batches[index + 1]))
                     free_stream()
                     segmenting.append((loaded, model.submit(segment, self.predictor, loaded,
-                                                            keep_pixels=plan.writer.draws_image)))
+                                                            pictures=pictures)))
                     hand_over(2 * streams - 1)
                     if fatal:
                         break

@@ -13,31 +13,40 @@ from bcdeploy.runtime.imageio import DecodedImage
 from bcdeploy.runtime.predictor import Prediction, Predictor
 from bcdeploy.runtime.run.work import Work, describe_error
 from bcdeploy.runtime.spans import StageSpan, stage_span
+from bcdeploy.runtime.visualize import picture_of
 
 
-def segment(predictor: Predictor, works: list[Work], keep_pixels: bool = True) -> list[Work]:
+def segment(predictor: Predictor, works: list[Work], pictures: bool = True) -> list[Work]:
     """Predict the decoded images as one batch; when that fails, one by one to find the culprit, whose
-    record then carries the failure line. Without `keep_pixels` (no output is drawn over the image:
-    outputs.draws_image) each record leaves with its image's description but not its pixels."""
+    record then carries the failure line. Then each record leaves with its image's description and,
+    where an output is drawn over the image (`pictures`: outputs.draws_image), the picture it is drawn
+    on (visualize.picture_of), but not the pixels the model read: nothing after the model reads them,
+    and a full-size mammogram is 40 MiB in the writer's queue (or shipped back from a Ray actor)."""
     ready = [w for w in works if w.pending and w.image is not None]
     for work, prediction in zip(ready, _predict(predictor, ready)):
         work.prediction = prediction
-    if not keep_pixels:
-        for work in ready:
-            work.image = work.image.without_pixels()
+    for work in ready:
+        image = work.image
+        if pictures and image.picture is None:
+            image = image.with_picture(picture_of(image.bgr, image.shape))
+        work.image = image.without_pixels()
     return works
 
 
-def to_model_view(works: list[Work], view: Callable[[DecodedImage], DecodedImage]) -> list[Work]:
-    """The model's first step, run ahead where nothing is drawn over the images (the local loop's reader
-    thread): each decoded image becomes what the model reads (Predictor.model_view), so an image queued
-    for a model stream holds a model-size copy, not a 40 MiB mammogram. Timed as `preprocess`, which it
-    is; a failure is that image's failure line."""
+def to_model_view(works: list[Work], view: Callable[[DecodedImage], DecodedImage], pictures: bool) -> list[Work]:
+    """The model's first step, run ahead (the local loop's reader thread): each decoded image becomes
+    what the model reads (Predictor.model_view) and, where an output is drawn over it (`pictures`), the
+    picture it is drawn on, so an image queued for a model stream holds ~1 MiB (or ~9 MiB with its
+    picture), not a 40 MiB mammogram. Timed as `preprocess`, which it is; a failure is that image's
+    failure line."""
     for work in works:
         if work.pending and work.image is not None:
             try:
                 with stage_span("preprocess", work.spans):
-                    work.image = view(work.image)
+                    image = work.image
+                    if pictures:
+                        image = image.with_picture(picture_of(image.bgr, image.shape))
+                    work.image = view(image)
             except Exception as err:  # noqa: BLE001 - one image's failure must not end the others
                 work.fail(describe_error(work.item.path, err, "preprocessing"))
     return works
