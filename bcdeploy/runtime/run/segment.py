@@ -26,11 +26,17 @@ def segment(predictor: Predictor, works: list[Work], pictures: bool = True) -> l
     for work, prediction in zip(ready, _predict(predictor, ready)):
         work.prediction = prediction
     for work in ready:
-        image = work.image
-        if pictures and image.picture is None:
-            image = image.with_picture(picture_of(image.bgr, image.shape))
-        work.image = image.without_pixels()
+        if pictures and work.pending and work.image.picture is None:
+            try:
+                work.image = _with_picture(work.image)
+            except Exception as err:  # noqa: BLE001 - one image's failure must not end the others
+                work.fail(describe_error(work.item.path, err, "drawing"))
+        work.image = work.image.without_pixels()
     return works
+
+
+def _with_picture(image: DecodedImage) -> DecodedImage:
+    return image.with_picture(picture_of(image.bgr, image.shape))
 
 
 def to_model_view(works: list[Work], view: Callable[[DecodedImage], DecodedImage], pictures: bool) -> list[Work]:
@@ -43,10 +49,7 @@ def to_model_view(works: list[Work], view: Callable[[DecodedImage], DecodedImage
         if work.pending and work.image is not None:
             try:
                 with stage_span("preprocess", work.spans):
-                    image = work.image
-                    if pictures:
-                        image = image.with_picture(picture_of(image.bgr, image.shape))
-                    work.image = view(image)
+                    work.image = view(_with_picture(work.image) if pictures else work.image)
             except Exception as err:  # noqa: BLE001 - one image's failure must not end the others
                 work.fail(describe_error(work.item.path, err, "preprocessing"))
     return works
