@@ -14,8 +14,8 @@ benchmarks take a Predictor and never a closure plus loose classes and palette.
 A predictor may also say how many `predict` calls it serves at once from different threads
 (`concurrency`, OpenVINO's streams); one without that attribute takes one call at a time. And it may
 offer `model_view(image)`: the image reduced to what its `predict` reads (resized to the model's input),
-with the same prediction, which a run applies ahead of the model when no output draws over the image,
-so that queued images hold a model-size copy and not a full-size one. Without it images stay whole.
+with the same prediction, which a run applies ahead of the model (run/segment.to_model_view), so that
+queued images hold a model-size copy and not a full-size one. Without it images stay whole until the model.
 """
 
 from __future__ import annotations

@@ -133,8 +133,9 @@ class Segmenter:
     def model_view(self, image: DecodedImage) -> DecodedImage:
         """`image` as this model reads it: resized to its input size by the very call `predict` would
         make (preprocess.resize_for_model), so the prediction is bit-identical. The run loop calls it on
-        the reader thread when no output draws over the image (a full-size mammogram is 40 MiB, the
-        model's input 1 MiB). With a sliding window the model reads every pixel: the image as it is."""
+        the reader thread, after keeping the overlay's picture where one is drawn (a full-size mammogram
+        is 40 MiB, the model's input 1 MiB). With a sliding window the model reads every pixel: the image
+        as it is."""
         if self.sliding_window or not image.full_size:
             return image
         small = resize_for_model(image.bgr, self.meta)
