@@ -97,14 +97,25 @@ def read_sidecar(path: Path) -> ModelMeta:
     return ModelMeta.from_dict(data, str(path))
 
 
+def read_sidecar_of(model_path: str | Path) -> tuple[Path, ModelMeta] | None:
+    """The sidecar beside `model_path` and its validated description; None where there is none."""
+    path = find_sidecar(model_path)
+    return None if path is None else (path, read_sidecar(path))
+
+
 def load_meta(model_path: str | Path, embedded: str | None = None) -> ModelMeta:
-    """The model's description: its sidecar, else the JSON embedded in the model (ONNX).
+    """The model's description: its sidecar, else the JSON embedded in the model (ONNX); see settle_meta."""
+    return settle_meta(model_path, read_sidecar_of(model_path), embedded)
+
+
+def settle_meta(model_path: str | Path, sidecar: tuple[Path, ModelMeta] | None, embedded: str | None) -> ModelMeta:
+    """The model's description from its sidecar (`read_sidecar_of`), else from the JSON embedded in the model.
 
     Where both exist they must describe the same model: a sidecar left beside another export (another
-    checkpoint, other classes or preprocessing) is refused rather than believed.
+    checkpoint, other classes or preprocessing) is refused rather than believed. The sidecar is read apart
+    so that a caller may read it while the backend loads the model (Segmenter).
     """
     model_path = Path(model_path)
-    sidecar = find_sidecar(model_path)
     inner = None
     if embedded:
         origin = f"{model_path} (embedded metadata)"
@@ -113,9 +124,9 @@ def load_meta(model_path: str | Path, embedded: str | None = None) -> ModelMeta:
         except json.JSONDecodeError as err:
             raise ConfigError(f"{origin}: not valid JSON ({err})") from None
     if sidecar is not None:
-        meta = read_sidecar(sidecar)
+        path, meta = sidecar
         if inner is not None:
-            check_same_model(meta, str(sidecar), inner, f"the metadata embedded in {model_path}")
+            check_same_model(meta, str(path), inner, f"the metadata embedded in {model_path}")
         return meta
     if inner is not None:
         return inner

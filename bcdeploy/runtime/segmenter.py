@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from bcdeploy.errors import BackendError, InputError
 from bcdeploy.fileio import sha256_file
 from bcdeploy.runtime.backends import BackendOptions, open_runner
 from bcdeploy.runtime.imageio import DecodedImage
-from bcdeploy.runtime.metadata import ModelMeta, load_meta
+from bcdeploy.runtime.metadata import ModelMeta, read_sidecar_of, settle_meta
 from bcdeploy.runtime.model_check import check_model_io
 from bcdeploy.runtime.postprocess import crop_padding, labels_to_mask, logits_to_mask, softmax
 from bcdeploy.runtime.predictor import Prediction
@@ -45,21 +46,25 @@ class Segmenter:
         """`options`: the backend's options object, checked against the model's backend
         (`registry.options_for(model_path, threads=2)` builds one); None: the backend's defaults."""
         self.model_path = Path(model_path)
-        self.runner = open_runner(self.model_path, options)
-        try:
-            # Both checks run before any image is read: a description that does not fit the model
-            # would give wrong masks without an error.
-            self.meta: ModelMeta = load_meta(self.model_path, self.runner.embedded_metadata())
-            check_model_io(self.meta, self.runner.input_specs(), self.runner.output_specs(), self.model_path)
-        except Exception:
-            self.runner.deactivate()
-            raise
+        # The model file's SHA-256 and its sidecar need no session: another thread reads them while the
+        # backend builds one (they took 0.2 s of a 0.8 s start after it, measured with a 116 MB ONNX on 2 cores).
+        with ThreadPoolExecutor(1, "model-check") as side:
+            sha256 = side.submit(sha256_file, self.model_path)
+            sidecar = side.submit(read_sidecar_of, self.model_path)
+            self.runner = open_runner(self.model_path, options)
+            try:
+                # Both checks run before any image is read: a description that does not fit the model
+                # would give wrong masks without an error.
+                self.meta: ModelMeta = settle_meta(self.model_path, sidecar.result(), self.runner.embedded_metadata())
+                check_model_io(self.meta, self.runner.input_specs(), self.runner.output_specs(), self.model_path)
+                self._sha256 = sha256.result()
+            except Exception:
+                self.runner.deactivate()
+                raise
         self.sliding_window = sliding_window
         if sliding_window and self.meta.output_kind != "logits":
             self.runner.deactivate()
             raise BackendError(f"{model_path}: sliding-window blending needs a logits model; this one outputs argmax")
-
-    _sha256: str | None = None  # of the model file, computed on the first describe()
 
     def close(self) -> None:
         self.runner.deactivate()
@@ -87,8 +92,6 @@ class Segmenter:
 
     def describe(self) -> dict[str, Any]:
         """Backend, versions, the model file and its SHA-256, and every setting that changes masks."""
-        if self._sha256 is None:  # hashed once: a model file is read whole anyway when it is opened
-            self._sha256 = sha256_file(self.model_path)
         runner = self.runner.describe()
         sw = asdict(self.sliding_window) if self.sliding_window else None
         # threads and OpenVINO's streams change speed, not masks (bit-identical: tests/runtime/test_streams.py);

@@ -210,3 +210,22 @@ def test_a_sidecar_copied_over_an_openvino_ir_is_refused(tmp_path):
     write_sidecar(tmp_path / "model.int8.xml", description(precision="int8"))
     with _open(tmp_path / "model.int8.xml") as segmenter:
         assert segmenter.meta.precision == "int8"
+
+
+# --- identity -----------------------------------------------------------------------------------------
+
+def test_identity_is_of_the_model_file_that_was_loaded(tmp_path) -> None:
+    """The SHA-256 a run records (describe) is read while the model loads, not at the first describe: a
+    file replaced after opening (a re-export into the same folder mid-run) must not lend its hash to
+    masks the loaded model made."""
+    import hashlib
+
+    from tests.tiny_models import write_onnx
+
+    model = write_onnx(tmp_path / "model.onnx")
+    write_sidecar(model, description())
+    loaded = hashlib.sha256(model.read_bytes()).hexdigest()
+    with _open(model) as segmenter:
+        write_onnx(model, weight=np.ones((3, 3, 1, 1), np.float32))  # another model's bytes, same path
+        assert hashlib.sha256(model.read_bytes()).hexdigest() != loaded
+        assert segmenter.describe()["sha256"] == loaded
