@@ -4,6 +4,10 @@ masks with lesions at the borders, touching each other, single pixels, and none.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -65,3 +69,60 @@ def test_empty_mask_and_lesion_filling_the_image() -> None:
     full = np.full((40, 30), 2, np.uint8)
     (record,) = extract_lesions(full, CLASSES)
     assert record["bbox"] == [0, 0, 30, 40] and record["area_px"] == 1200 and record["class"] == "malignant"
+
+
+@pytest.mark.parametrize("seed,band_rows", [(3, 1), (5, 7), (8, 64)])
+def test_probabilities_are_those_of_the_whole_table_whatever_the_band(seed: int, band_rows: int,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """_sample builds its summed-area table band by band: bands of one row, of a few and of many give
+    the per-pixel definition's mean and peak, at model resolutions below and above the image's."""
+    import bcdeploy.runtime.lesions as lesions
+
+    monkeypatch.setattr(lesions, "_BAND_ROWS", band_rows)
+    mask = seeded_mask(seed)
+    cv2.circle(mask, (250, 350), 200, 2, -1)  # one lesion taller than every band
+    for model_shape in [(70, 50), (333, 219), (1024, 999)]:
+        probs = np.random.default_rng(seed).random((3, *model_shape)).astype(np.float32)
+        got = extract_lesions(mask, CLASSES, probs)
+        assert [(r["mean_prob"], r["score"]) for r in got] == [w[4] for w in whole_image_records(mask, probs)]
+
+
+# Run in a fresh interpreter: glibc's mmap threshold pinned as a run pins it (runtime/run/memory.py), the
+# peak resident size reset (Linux: /proc/self/clear_refs), then one DMID-size mask with a large malignant
+# lesion and 300 small lesions of both classes.
+PEAK_SCRIPT = """
+import sys, numpy as np, cv2
+from bcdeploy.runtime.lesions import extract_lesions
+from bcdeploy.runtime.run.memory import return_large_blocks
+return_large_blocks()
+def kib(key):
+    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith(key))
+mask = np.zeros((4400, 3300), np.uint8)
+cv2.ellipse(mask, (1650, 2000), (1500, 1900), 0, 0, 360, 2, -1)
+rng = np.random.default_rng(0)
+for _ in range(300):
+    center = (int(rng.integers(0, 3300)), int(rng.integers(0, 4400)))
+    cv2.circle(mask, center, int(rng.integers(1, 30)), int(rng.integers(1, 3)), -1)
+probs = rng.random((3, 640, 640)).astype(np.float32)
+extract_lesions(mask[:100, :100], ["background", "benign", "malignant"], probs)
+try:
+    open('/proc/self/clear_refs', 'w').write('5')
+except OSError:
+    print('SKIP'); sys.exit()
+before = kib('VmRSS')
+records = extract_lesions(mask, ["background", "benign", "malignant"], probs)
+print(len(records), (kib('VmHWM') - before) * 1024 / mask.size)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak resident size is reset through Linux's /proc")
+def test_writer_peak_memory_is_one_label_image_at_a_time() -> None:
+    """The records of a 14.5-Mpx mask whose lesions span it take at most 7 bytes per pixel above the
+    base: the label image (4), the class's 0/1 image (1) and OpenCV's working tables. Labelling the next
+    class while the last one's labels were alive, and a whole-box summed-area table, took 10."""
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], capture_output=True, text=True, check=True).stdout.split()
+    if out == ["SKIP"]:
+        pytest.skip("this kernel does not let a process reset its peak resident size")
+    count, per_pixel = int(out[0]), float(out[1])
+    assert count > 100
+    assert per_pixel <= 7.0, f"{per_pixel:.2f} bytes per pixel above the base"
