@@ -115,10 +115,14 @@ def test_slow_image_does_not_stall_a_small_one(server):
         done[name] = time.perf_counter()
         assert status == 200
 
-    large_thread = threading.Thread(target=send, args=("large", large_png()))
+    large = large_png()
+    alone = time.perf_counter()
+    send("large", large)  # alone first: how long its work takes on this machine (a fixed wait was once
+    alone = time.perf_counter() - alone  # longer than all of it, and the small one came after the large)
+    large_thread = threading.Thread(target=send, args=("large", large))
     start = time.perf_counter()
     large_thread.start()
-    time.sleep(0.5)  # the large request is being decoded by now
+    time.sleep(alone / 4)  # the large request is being worked on by now
     small_start = time.perf_counter()
     send("small", small)
     large_thread.join(120)
