@@ -116,9 +116,10 @@ def test_slow_image_does_not_stall_a_small_one(server):
         assert status == 200
 
     large = large_png()
-    alone = time.perf_counter()
-    send("large", large)  # alone first: how long its work takes on this machine (a fixed wait was once
-    alone = time.perf_counter() - alone  # longer than all of it, and the small one came after the large)
+    started = time.perf_counter()
+    send("large", large)  # alone first: how long its work takes on this machine (a fixed 0.5 s wait was
+    alone = time.perf_counter() - started  # once longer than all of it, and the small one came second)
+    done.clear()
     large_thread = threading.Thread(target=send, args=("large", large))
     start = time.perf_counter()
     large_thread.start()
