@@ -8,6 +8,7 @@ import pytest
 from bcdeploy.runtime import postprocess
 from bcdeploy.runtime.postprocess import _logits_to_mask_full, logits_to_mask, resize_bilinear
 from bcdeploy.runtime.preprocess import PreprocessInfo
+from tests import peak_memory
 
 
 @pytest.fixture
@@ -129,3 +130,25 @@ def test_half_pixel_taps_are_cv2s(size_in, size_out):
     assert (np.diff(first) >= 0).all() and (second - first <= 1).all() and (weight >= 0).all()
     ours = alternating[0, first] * (1 - weight) + alternating[0, second] * weight
     np.testing.assert_allclose(ours, cv, atol=1e-6)
+
+
+PEAK_SETUP = """
+import numpy as np, cv2
+from bcdeploy.runtime.postprocess import logits_to_mask
+from bcdeploy.runtime.preprocess import PreprocessInfo
+from tests import peak_memory
+rng = np.random.default_rng(0)  # smooth random logits: many class boundaries, many undecided cells
+logits = np.ascontiguousarray(cv2.resize(rng.standard_normal((40, 40, 3)).astype(np.float32), (640, 640),
+                                         interpolation=cv2.INTER_CUBIC).transpose(2, 0, 1) * 4)
+info = PreprocessInfo((4400, 3300), (640, 640), (640, 640))
+logits_to_mask(logits, info)
+"""
+
+
+@pytest.mark.skipif(not peak_memory.AVAILABLE, reason="peak resident size is reset through Linux's /proc")
+def test_peak_memory_of_a_dmid_size_mask_is_bounded():
+    """The mask (1 byte per output pixel) and at most 1.5 more: the interpolation chunks' temporaries
+    used to add 3 (42 MiB beside a 14.5-Mpx mask), on the segment thread, beside the model's memory."""
+    shape, peak = peak_memory.peak_above_base(PEAK_SETUP, "logits_to_mask(logits, info).shape")
+    assert shape == "(4400, 3300)"
+    assert peak / (4400 * 3300) <= 2.5, f"{peak / (4400 * 3300):.2f} bytes per pixel above the base"

@@ -4,15 +4,12 @@ masks with lesions at the borders, touching each other, single pixels, and none.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
 from bcdeploy.runtime.lesions import extract_lesions
+from tests import peak_memory
 
 CLASSES = ["background", "benign", "malignant"]
 
@@ -87,16 +84,9 @@ def test_probabilities_are_those_of_the_whole_table_whatever_the_band(seed: int,
         assert [(r["mean_prob"], r["score"]) for r in got] == [w[4] for w in whole_image_records(mask, probs)]
 
 
-# Run in a fresh interpreter: glibc's mmap threshold pinned as a run pins it (runtime/run/memory.py), the
-# peak resident size reset (Linux: /proc/self/clear_refs), then one DMID-size mask with a large malignant
-# lesion and 300 small lesions of both classes.
-PEAK_SCRIPT = """
-import sys, numpy as np, cv2
+PEAK_SETUP = """
+import numpy as np, cv2
 from bcdeploy.runtime.lesions import extract_lesions
-from bcdeploy.runtime.run.memory import return_large_blocks
-return_large_blocks()
-def kib(key):
-    return next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith(key))
 mask = np.zeros((4400, 3300), np.uint8)
 cv2.ellipse(mask, (1650, 2000), (1500, 1900), 0, 0, 360, 2, -1)
 rng = np.random.default_rng(0)
@@ -105,24 +95,15 @@ for _ in range(300):
     cv2.circle(mask, center, int(rng.integers(1, 30)), int(rng.integers(1, 3)), -1)
 probs = rng.random((3, 640, 640)).astype(np.float32)
 extract_lesions(mask[:100, :100], ["background", "benign", "malignant"], probs)
-try:
-    open('/proc/self/clear_refs', 'w').write('5')
-except OSError:
-    print('SKIP'); sys.exit()
-before = kib('VmRSS')
-records = extract_lesions(mask, ["background", "benign", "malignant"], probs)
-print(len(records), (kib('VmHWM') - before) * 1024 / mask.size)
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak resident size is reset through Linux's /proc")
+@pytest.mark.skipif(not peak_memory.AVAILABLE, reason="peak resident size is reset through Linux's /proc")
 def test_writer_peak_memory_is_one_label_image_at_a_time() -> None:
-    """The records of a 14.5-Mpx mask whose lesions span it take at most 7 bytes per pixel above the
-    base: the label image (4), the class's 0/1 image (1) and OpenCV's working tables. Labelling the next
-    class while the last one's labels were alive, and a whole-box summed-area table, took 10."""
-    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT], capture_output=True, text=True, check=True).stdout.split()
-    if out == ["SKIP"]:
-        pytest.skip("this kernel does not let a process reset its peak resident size")
-    count, per_pixel = int(out[0]), float(out[1])
-    assert count > 100
-    assert per_pixel <= 7.0, f"{per_pixel:.2f} bytes per pixel above the base"
+    """The records of a 14.5-Mpx mask (a large malignant lesion, 300 small ones of both classes) take at
+    most 7 bytes per pixel above the base: the label image (4), the class's 0/1 image (1) and OpenCV's
+    working tables. Labelling the next class while the last one's labels were alive, and a whole-box
+    summed-area table, took 10."""
+    count, peak = peak_memory.peak_above_base(PEAK_SETUP, 'len(extract_lesions(mask, ["background", "benign", "malignant"], probs))')
+    assert int(count) > 100
+    assert peak / (4400 * 3300) <= 7.0, f"{peak / (4400 * 3300):.2f} bytes per pixel above the base"
