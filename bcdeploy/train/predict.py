@@ -8,6 +8,7 @@ and 16-bit and DICOM files, which MMSeg's loader cannot map, need the runtime's 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,15 @@ class TorchPredictor:
 
         self.config = find_config(checkpoint, config)
         self.checkpoint = Path(checkpoint)
-        self.model = build_segmentor(self.config, checkpoint, device, trust)
+        # Hashed while MMSeg loads them, as Segmenter hashes a model: the identity a run records is that of
+        # the files loaded, not of files replaced after opening.
+        with ThreadPoolExecutor(1, "checkpoint-hash") as side:
+            digests = side.submit(lambda: (sha256_file(self.checkpoint), sha256_file(self.config)))
+            self.model = build_segmentor(self.config, checkpoint, device, trust)
+        self._sha256, self._config_sha256 = digests.result()
         self.classes = list(self.model.dataset_meta["classes"])
         self.palette = [list(p) for p in self.model.dataset_meta["palette"]]
         self.device = device
-        self._sha256: str | None = None
 
     def predict(self, images: list[DecodedImage]) -> list[Prediction]:
         import torch
@@ -52,10 +57,7 @@ class TorchPredictor:
     def describe(self) -> dict[str, Any]:
         import torch
 
-        if self._sha256 is None:
-            self._sha256 = sha256_file(self.checkpoint)
-        config_sha = sha256_file(self.config)
         return {"backend": "pytorch", "device": self.device, "torch": torch.__version__,
                 "config": str(self.config), "checkpoint": str(self.checkpoint), "model": str(self.checkpoint),
                 "sha256": self._sha256,
-                "mask_options": {"device": self.device, "config_sha256": config_sha}}
+                "mask_options": {"device": self.device, "config_sha256": self._config_sha256}}

@@ -112,3 +112,22 @@ def test_custom_imports_given_as_cfg_options_are_imported(tmp_path, monkeypatch)
     assert "registers_a_loss" in sys.modules and cfg.custom_imports["imports"][-1] == "registers_a_loss"
     with pytest.raises(ConfigError, match="custom_imports"):
         load_config(TINY_CONFIG, cfg_options={"custom_imports": {"imports": ["no_such_module_here"]}})
+
+
+def test_torch_identity_is_of_the_files_that_were_loaded(trained, tmp_path):
+    """`bcdeploy predict`'s recorded identity (the checkpoint's and config's SHA-256) is that of the files
+    MMSeg loaded: files replaced after opening must not lend their hashes to its masks."""
+    import hashlib
+
+    from bcdeploy.train.predict import TorchPredictor
+
+    checkpoint = shutil.copy(trained, tmp_path / trained.name)
+    config = shutil.copy(trained.parent / TINY_CONFIG.name, tmp_path / TINY_CONFIG.name)
+    loaded = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (checkpoint, config)]
+    predictor = TorchPredictor(None, checkpoint)
+    with open(checkpoint, "ab") as fh:
+        fh.write(b"another checkpoint")
+    with open(config, "a") as fh:
+        fh.write("\n# another config\n")
+    described = predictor.describe()
+    assert [described["sha256"], described["mask_options"]["config_sha256"]] == loaded
