@@ -74,6 +74,9 @@ def _lesions_of_class(mask: np.ndarray, box: tuple[slice, slice], cls: int, name
     return records
 
 
+_BAND_ROWS = 256  # image rows per band of _sample's summed-area table (~3 MB at 3,000 columns)
+
+
 def _sample(prob: np.ndarray, component: np.ndarray, top: int, left: int,
             shape: tuple[int, int]) -> tuple[float, float]:
     """Mean and maximum of `prob` (h, w: model resolution) over the component's pixels (a 0/1 patch
@@ -100,9 +103,6 @@ def _sample(prob: np.ndarray, component: np.ndarray, top: int, left: int,
     counts = np.concatenate(bands).astype(np.int64)
     values = prob[np.ix_(row_cells, col_cells)].astype(np.float64)
     return float((counts * values).sum() / counts.sum()), float(values[counts > 0].max())
-
-
-_BAND_ROWS = 256  # image rows per band of _sample's summed-area table (~3 MB at 3,000 columns)
 
 
 def _cells(start: int, length: int, image: int, model: int) -> tuple[np.ndarray, np.ndarray]:
