@@ -15,14 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from bcdeploy.errors import BcDeployError, InputError
-from bcdeploy.runtime.backends.registry import SUFFIXES, backend_for
+from bcdeploy.runtime.backends.options import BackendOptions
+from bcdeploy.runtime.backends.registry import SUFFIXES, backend_for, options_for
+from bcdeploy.runtime.variants import variant_name
 
 CPU_BACKENDS = ("onnxruntime", "openvino")
 
 
 def measure_export(folder: Path, *, runs: int = 5, warmup: int = 2,
                    on_progress: Callable[[str, int], None] | None = None) -> tuple[dict[str, float], dict[str, str]]:
-    """({model file name: median compute ms}, {model file name: why skipped}) for the CPU models in `folder`."""
+    """({variant name: median compute ms}, {variant name: why skipped}) for the CPU models in `folder`: each
+    file's name, and `model.xml#bf16` for an FP32 IR run at BF16 (variants.variant_name)."""
     from bcdeploy.bench.timing import measure
     from bcdeploy.runtime.segmenter import Segmenter
 
@@ -32,15 +35,35 @@ def measure_export(folder: Path, *, runs: int = 5, warmup: int = 2,
         raise InputError(f"{folder}: no CPU model (.onnx, .xml) to measure")
     times, skipped = {}, {}
     for path in models:
-        try:
-            with Segmenter(path) as segmenter:
-                height, width = segmenter.meta.input_size
-                batch = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
-                samples = measure(lambda: segmenter.raw_logits(batch), warmup=warmup, min_runs=runs, min_seconds=0.0,
-                                  max_runs=runs)
-                times[path.name] = statistics.median(samples)
-        except BcDeployError as err:
-            skipped[path.name] = str(err)
+        for name, options in [(path.name, None), *_reduced_precisions(path)]:
+            try:
+                with Segmenter(path, options=options) as segmenter:
+                    height, width = segmenter.meta.input_size
+                    batch = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
+                    samples = measure(lambda: segmenter.raw_logits(batch), warmup=warmup, min_runs=runs,
+                                      min_seconds=0.0, max_runs=runs)
+                    times[name] = statistics.median(samples)
+            except BcDeployError as err:
+                skipped[name] = str(err)
         if on_progress:
             on_progress(path.name, len(models))
     return times, skipped
+
+
+def _reduced_precisions(path: Path) -> list[tuple[str, BackendOptions]]:
+    """An FP32 OpenVINO IR also runs at BF16 (`infer --precision bf16`, `model.xml#bf16`): timed too, as
+    that name. Where the CPU has no BF16 instructions OpenVINO emulates them, and it was 9x slower than
+    FP32 on a 2-core AVX-512 Xeon without them (benchmarks/results/cpu-avx512-vnni/compute.md) while a
+    flag table would have had nothing to say."""
+    from bcdeploy.runtime.metadata import find_sidecar, read_sidecar
+
+    if backend_for(path).name != "openvino":
+        return []
+    try:
+        sidecar = find_sidecar(path)
+        if sidecar is None or read_sidecar(sidecar).precision != "fp32":
+            return []
+    except (BcDeployError, OSError):
+        return []  # its own measurement says why
+    bf16 = options_for(path, precision="bf16")
+    return [(variant_name(path, bf16), bf16)]

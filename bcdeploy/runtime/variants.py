@@ -34,19 +34,32 @@ def start_line(model_path: str | Path, meta: ModelMeta, options: BackendOptions,
     checkpoint = meta.source.get("checkpoint_sha256")
     if not checkpoint or not _on_cpu(options):
         return line
-    variants = {path.name for path, _, _ in _variants(model_path, checkpoint)}
-    if len(variants) < 2:
-        return line  # nothing beside this model to compare with
+    variants = set()
+    for path, backend, precision in _variants(model_path, checkpoint):
+        variants.add(path.name)
+        if backend == "openvino" and precision == "fp32":  # the same IR at BF16 (bench cpu times it too)
+            variants.add(f"{path.name}#bf16")
+    mine_name = variant_name(model_path, options)
+    if len(variants) < 2 or mine_name not in variants:
+        return line  # nothing beside this model to compare with, or a setting bench cpu does not time
     measured = {name: ms for name, ms in (measured_here(model_path.parent, text) or {}).items() if name in variants}
-    if model_path.name not in measured:
+    if mine_name not in measured:
         return f"{line}; its variants are not measured on this CPU: bcdeploy bench cpu {model_path.parent}"
-    mine = measured[model_path.name]
+    mine = measured[mine_name]
     faster = min(((ms, name) for name, ms in measured.items() if ms < mine / MEANINGFUL), default=None)
     if faster is None:
-        return f"{line}; measured here: {model_path.name} is the fastest of its export ({mine:.0f} ms compute)"
+        return f"{line}; measured here: {mine_name} is the fastest of its export ({mine:.0f} ms compute)"
     ms, name = faster
-    return (f"{line}; measured here: {name} computes {mine / ms:.2f}x faster than {model_path.name} "
+    return (f"{line}; measured here: {name} computes {mine / ms:.2f}x faster than {mine_name} "
             f"({ms:.0f} vs {mine:.0f} ms, bench cpu; its masks differ slightly: check with bench parity)")
+
+
+def variant_name(model_path: str | Path, options: BackendOptions) -> str:
+    """What a measurement of this model with these options is stored under (bench cpu): the file's name,
+    with `#bf16` (the benchmarks' spec syntax) where OpenVINO runs it at a precision other than FP32."""
+    name = Path(model_path).name
+    precision = getattr(options, "precision", "fp32") if options.backend == "openvino" else "fp32"
+    return name if precision == "fp32" else f"{name}#{precision}"
 
 
 def _on_cpu(options: BackendOptions) -> bool:

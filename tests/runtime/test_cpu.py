@@ -118,3 +118,30 @@ def test_no_variant_beside_or_another_checkpoint_beside_says_nothing_of_speed(tm
     assert "measured here" not in line and "not measured" not in line
     unhashed = ModelMeta.from_dict({**description(), "source": {}})
     assert "bench cpu " not in start_line(folder / "model.onnx", unhashed, OnnxRuntimeOptions(), cpuinfo=VNNI)
+
+
+def test_bf16_on_openvino_is_a_variant_of_its_own(tmp_path):
+    """OpenVINO emulates BF16 where the CPU has no BF16 instructions: 9x slower than FP32 on an AVX-512 VNNI
+    Xeon (benchmarks/results/cpu-avx512-vnni/compute.md), and the line said nothing of it. `bench cpu` times
+    an FP32 IR at BF16 as `model.xml#bf16`; a run at BF16 is compared under that name, a run at FP32 under
+    the file's."""
+    from bcdeploy.runtime.backends.options import OpenVINOOptions
+
+    folder = _export(tmp_path, "model.onnx", "model.xml", "model.int8.xml")
+    save_measurement(folder, {"model.onnx": 2100.0, "model.xml": 2110.0, "model.xml#bf16": 19135.0,
+                              "model.int8.xml": 537.0}, runs=5, cpuinfo=VNNI)
+    xml_meta = _meta(folder / "model.xml")
+    bf16 = start_line(folder / "model.xml", xml_meta, OpenVINOOptions(precision="bf16"), cpuinfo=VNNI)
+    assert "no BF16 instructions" in bf16
+    assert bf16.endswith("; measured here: model.int8.xml computes 35.63x faster than model.xml#bf16 "
+                         "(537 vs 19135 ms, bench cpu; its masks differ slightly: check with bench parity)")
+    fp32 = start_line(folder / "model.xml", xml_meta, OpenVINOOptions(), cpuinfo=VNNI)
+    assert "faster than model.xml (537 vs 2110 ms" in fp32 and "#bf16" not in fp32
+    # where BF16 is the fastest (AMX), an FP32 run is told so; an INT8 IR at BF16 is no variant bench cpu times
+    save_measurement(folder, {"model.onnx": 2034.0, "model.xml": 2010.0, "model.xml#bf16": 395.0,
+                              "model.int8.xml": 420.0}, runs=5, cpuinfo=BF16)
+    amx = start_line(folder / "model.onnx", _meta(folder / "model.onnx"), OnnxRuntimeOptions(), cpuinfo=BF16)
+    assert "model.xml#bf16 computes 5.15x faster than model.onnx" in amx
+    int8_bf16 = start_line(folder / "model.int8.xml", _meta(folder / "model.int8.xml"),
+                           OpenVINOOptions(precision="bf16"), cpuinfo=BF16)
+    assert "measured here" not in int8_bf16 and "not measured" not in int8_bf16

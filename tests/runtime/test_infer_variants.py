@@ -41,6 +41,10 @@ def test_infer_quotes_only_what_bench_cpu_measured_here_and_runs_the_model_asked
     assert lines[0].endswith(f"its variants are not measured on this CPU: bcdeploy bench cpu {folder}")
     measured = run_cli("bench", "cpu", folder, "--runs", "2")
     assert "model.onnx" in measured.stdout and (folder / "bcdeploy-speed.json").is_file(), measured.stdout
+    assert "model.xml#bf16 " in measured.stdout, measured.stdout  # the FP32 IR at BF16, timed as its own variant
+    bf16 = run_cli("infer", "--model", folder / "model.xml", "--precision", "bf16", scan, "--out", tmp_path / "b")
+    line = next(line for line in bf16.stderr.splitlines() if line.startswith("cpu: "))
+    assert "model.xml#bf16" in line and "; measured here: " in line, line
     again = run_cli("infer", "--model", folder / "model.onnx", scan, "--out", tmp_path / "o")
     line = next(line for line in again.stderr.splitlines() if line.startswith("cpu: "))
     assert "; measured here: " in line and "~" not in line, line
