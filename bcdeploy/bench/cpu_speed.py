@@ -51,10 +51,10 @@ def measure_export(folder: Path, *, runs: int = 5, warmup: int = 2,
 
 
 def _reduced_precisions(path: Path) -> list[tuple[str, BackendOptions]]:
-    """An FP32 OpenVINO IR also runs at BF16 (`infer --precision bf16`, `model.xml#bf16`): timed too, as
-    that name. Where the CPU has no BF16 instructions OpenVINO emulates them, and it was 9x slower than
-    FP32 on a 2-core AVX-512 Xeon without them (benchmarks/results/cpu-avx512-vnni/compute.md) while a
-    flag table would have had nothing to say."""
+    """An FP32 OpenVINO IR also runs at BF16 (`infer --precision bf16`, `model.xml#bf16`): timed too, under
+    that name. Where BF16 instructions exist it about halves FP32 time; where they do not, OpenVINO emulates
+    them: 9x slower than FP32 on a 2-core AVX-512 VNNI Xeon (benchmarks/results/cpu-avx512-vnni/compute.md).
+    Only a measurement tells a user which of the two their CPU is."""
     from bcdeploy.runtime.metadata import find_sidecar, read_sidecar
 
     if backend_for(path).name != "openvino":

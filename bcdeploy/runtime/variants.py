@@ -3,7 +3,8 @@
 An export writes variants of one checkpoint side by side (model.onnx, model.int8.onnx, model.xml,
 model.int8.xml). Which one is fastest depends on the CPU, its cores and the runtime versions, so it is
 measured on the machine (`bcdeploy bench cpu`, runtime/speed_record.py) and only a measurement made
-here is quoted; without one the line says how to measure. The user chose a model, and
+here is quoted; without one the line says how to measure. An FP32 OpenVINO IR run at BF16 is a variant
+of its own (`model.xml#bf16`): fast with BF16 instructions, emulated and many times slower without. The user chose a model, and
 an INT8 variant gives slightly different masks, so bcdeploy only names the faster one; it never runs
 another model than the one asked for. A file counts as a variant only if its sidecar names the same
 checkpoint SHA-256: a model of another checkpoint beside this one is not "the same model, faster".
