@@ -17,7 +17,7 @@ import numpy as np
 from bcdeploy.errors import BcDeployError, InputError
 from bcdeploy.runtime.backends.options import BackendOptions
 from bcdeploy.runtime.backends.registry import SUFFIXES, backend_for, options_for
-from bcdeploy.runtime.variants import variant_name
+from bcdeploy.runtime.variants import other_precisions, variant_name
 
 CPU_BACKENDS = ("onnxruntime", "openvino")
 
@@ -51,19 +51,19 @@ def measure_export(folder: Path, *, runs: int = 5, warmup: int = 2,
 
 
 def _reduced_precisions(path: Path) -> list[tuple[str, BackendOptions]]:
-    """An FP32 OpenVINO IR also runs at BF16 (`infer --precision bf16`, `model.xml#bf16`): timed too, under
-    that name. Where BF16 instructions exist it about halves FP32 time; where they do not, OpenVINO emulates
-    them: 9x slower than FP32 on a 2-core AVX-512 VNNI Xeon (benchmarks/results/cpu-avx512-vnni/compute.md).
-    Only a measurement tells a user which of the two their CPU is."""
+    """The variants of `path` at another precision (variants.other_precisions), with their options: an FP32
+    OpenVINO IR at BF16. Where BF16 instructions exist it about halves FP32 time; where they do not,
+    OpenVINO emulates them: 9x slower than FP32 on a 2-core AVX-512 VNNI Xeon
+    (benchmarks/results/cpu-avx512-vnni/compute.md). Only a measurement tells a user which their CPU is."""
     from bcdeploy.runtime.metadata import find_sidecar, read_sidecar
 
-    if backend_for(path).name != "openvino":
-        return []
     try:
         sidecar = find_sidecar(path)
-        if sidecar is None or read_sidecar(sidecar).precision != "fp32":
-            return []
+        precision = read_sidecar(sidecar).precision if sidecar is not None else None
     except (BcDeployError, OSError):
-        return []  # its own measurement says why
-    bf16 = options_for(path, precision="bf16")
-    return [(variant_name(path, bf16), bf16)]
+        return []  # the file's own measurement says why
+    found = []
+    for other in other_precisions(backend_for(path).name, precision or ""):
+        options = options_for(path, precision=other)
+        found.append((variant_name(path, options), options))
+    return found

@@ -35,11 +35,8 @@ def start_line(model_path: str | Path, meta: ModelMeta, options: BackendOptions,
     checkpoint = meta.source.get("checkpoint_sha256")
     if not checkpoint or not _on_cpu(options):
         return line
-    variants = set()
-    for path, backend, precision in _variants(model_path, checkpoint):
-        variants.add(path.name)
-        if backend == "openvino" and precision == "fp32":  # the same IR at BF16 (bench cpu times it too)
-            variants.add(f"{path.name}#bf16")
+    variants = {name for path, backend, precision in _variants(model_path, checkpoint)
+                for name in [path.name, *(f"{path.name}#{p}" for p in other_precisions(backend, precision))]}
     mine_name = variant_name(model_path, options)
     if len(variants) < 2 or mine_name not in variants:
         return line  # nothing beside this model to compare with, or a setting bench cpu does not time
@@ -53,6 +50,11 @@ def start_line(model_path: str | Path, meta: ModelMeta, options: BackendOptions,
     ms, name = faster
     return (f"{line}; measured here: {name} computes {mine / ms:.2f}x faster than {mine_name} "
             f"({ms:.0f} vs {mine:.0f} ms, bench cpu; its masks differ slightly: check with bench parity)")
+
+
+def other_precisions(backend: str, precision: str) -> tuple[str, ...]:
+    """The precisions other than its own that `bench cpu` times a model file at: an FP32 OpenVINO IR at BF16."""
+    return ("bf16",) if backend == "openvino" and precision == "fp32" else ()
 
 
 def variant_name(model_path: str | Path, options: BackendOptions) -> str:
