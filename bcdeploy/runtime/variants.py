@@ -4,9 +4,9 @@ An export writes variants of one checkpoint side by side (model.onnx, model.int8
 model.int8.xml). Which one is fastest depends on the CPU, its cores and the runtime versions, so it is
 measured on the machine (`bcdeploy bench cpu`, runtime/speed_record.py) and only a measurement made
 here is quoted; without one the line says how to measure. An FP32 OpenVINO IR run at BF16 is a variant
-of its own (`model.xml#bf16`): fast with BF16 instructions, emulated and many times slower without. The user chose a model, and
-an INT8 variant gives slightly different masks, so bcdeploy only names the faster one; it never runs
-another model than the one asked for. A file counts as a variant only if its sidecar names the same
+of its own (`model.xml#bf16`): fast with BF16 instructions, emulated and many times slower without. The
+user chose a model, and an INT8 variant gives slightly different masks, so bcdeploy only names the faster
+one; it never runs another model than the one asked for. A file counts as a variant only if its sidecar names the same
 checkpoint SHA-256: a model of another checkpoint beside this one is not "the same model, faster".
 """
 
@@ -36,7 +36,7 @@ def start_line(model_path: str | Path, meta: ModelMeta, options: BackendOptions,
     if not checkpoint or not _on_cpu(options):
         return line
     variants = {name for path, backend, precision in _variants(model_path, checkpoint)
-                for name in [path.name, *(f"{path.name}#{p}" for p in other_precisions(backend, precision))]}
+                for name in [path.name, *(_key(path.name, p) for p in other_precisions(backend, precision))]}
     mine_name = variant_name(model_path, options)
     if len(variants) < 2 or mine_name not in variants:
         return line  # nothing beside this model to compare with, or a setting bench cpu does not time
@@ -60,9 +60,13 @@ def other_precisions(backend: str, precision: str) -> tuple[str, ...]:
 def variant_name(model_path: str | Path, options: BackendOptions) -> str:
     """What a measurement of this model with these options is stored under (bench cpu): the file's name,
     with `#bf16` (the benchmarks' spec syntax) where OpenVINO runs it at a precision other than FP32."""
-    name = Path(model_path).name
     precision = getattr(options, "precision", "fp32") if options.backend == "openvino" else "fp32"
-    return name if precision == "fp32" else f"{name}#{precision}"
+    return Path(model_path).name if precision == "fp32" else _key(Path(model_path).name, precision)
+
+
+def _key(file_name: str, precision: str) -> str:
+    """A file run at another precision than its own, in the benchmarks' spec syntax (`model.xml#bf16`)."""
+    return f"{file_name}#{precision}"
 
 
 def _on_cpu(options: BackendOptions) -> bool:
