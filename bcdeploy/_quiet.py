@@ -51,8 +51,10 @@ def silence_libraries() -> Callable[[], None]:
     # written as null), and a user reads `RuntimeWarning: invalid value encountered` as a crash.
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     # pydicom also logs what it warns about ("WARNING pydicom: Invalid value for VR ..."): files are
-    # checked by bcdeploy's own rules (runtime/dicom_source.py), which say what they repaired
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # checked by bcdeploy's own rules (runtime/dicom_source.py), which say what they repaired. It logs a
+    # traceback at ERROR for each decoding plugin that failed on a corrupt image, before raising one
+    # summary of them all: that summary is the image's failure line, so ERROR is silenced too.
+    logging.getLogger("pydicom").setLevel(logging.CRITICAL)
     # Ray 2.60 announces its token authentication on every start of a private local Ray: information
     # for cluster operators, not for someone segmenting a folder
     logging.getLogger("ray._private.authentication").setLevel(logging.ERROR)

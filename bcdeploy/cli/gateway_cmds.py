@@ -19,7 +19,8 @@ def _print_status(out: Path) -> None:
 
     status = open_status(out)
     click.echo(f"instances: {status['received']} received, {status['waiting']} waiting, {status['processed']} "
-               f"processed, {status['failed']} failed (spool {status['spool_bytes'] / 1e6:.1f} MB)")
+               f"processed, {status['failed']} failed (spool {status['spool_bytes'] / 1e6:.1f} MB waiting, "
+               f"{status['failed_bytes'] / 1e6:.1f} MB failed and kept, outside --max-spool-gb)")
     click.echo(f"results:   {status['results_due']} due, {status['sent']} sent, {status['refused']} refused")
     if status["last_send_error"]:
         click.echo(f"last send error: {status['last_send_error']}")

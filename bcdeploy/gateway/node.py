@@ -7,6 +7,9 @@ a sender thread; SIGTERM ends it cleanly, SIGKILL loses nothing.
   that does not open stops the node before it accepts anything.
 - After a study's run, one spool transaction marks each instance processed or failed and records its
   DICOM results as due (spool.py says why this order survives a kill at any point).
+- A file that crashes the process natively (no exception to catch) is found by the runs that never
+  returned: such a study is run one image at a time, and an image that crashed its own runs is
+  quarantined (spool.py). A restart after a crash is never a crash loop.
 - SIGTERM or Ctrl-C: the SCP stops accepting at once, the run in hand stops after the images in flight
   (runtime.run's Interrupts), the sender finishes the object it is sending; exit status 0. What was
   not finished waits in the spool and outbox for the next start.
@@ -25,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from bcdeploy.errors import BcDeployError
-from bcdeploy.gateway.audit import SUCCESS, AuditLog
+from bcdeploy.gateway.audit import MAJOR_FAILURE, SUCCESS, AuditLog
 from bcdeploy.gateway.destinations import Destination
 from bcdeploy.gateway.scp import ScpOptions, StorageSCP
 from bcdeploy.gateway.sender import Sender
 from bcdeploy.gateway.source import KEY_PREFIX, SpoolSource
-from bcdeploy.gateway.spool import Spool
+from bcdeploy.gateway.spool import QUARANTINE_AFTER, Instance, Spool
 from bcdeploy.runtime.outputs import KINDS_BY_KEY
 from bcdeploy.runtime.predictor import Predictor
 
@@ -111,21 +114,50 @@ class Gateway:
             signal.raise_signal(signal.SIGINT)  # the run's own Ctrl-C handling stops it after the images in flight
 
     def _process(self, study: str) -> None:
+        """Segment a study's waiting instances; after a run of them that never returned (a native crash),
+        one at a time, and not at all for an instance whose own runs crashed the node (spool.py)."""
+        instances = []
+        for instance in self.spool.waiting(study):
+            if instance.crashed_runs >= QUARANTINE_AFTER:
+                self._quarantine(instance)
+            else:
+                instances.append(instance)
+        if any(instance.crashed_runs for instance in instances):
+            log.warning("study %s: a run of it did not end (the node crashed or was killed); segmenting its %d "
+                        "image(s) one at a time", study, len(instances))
+            batches = [[instance] for instance in instances]
+        else:
+            batches = [instances] if instances else []
+        for batch in batches:
+            if self.stop.is_set() or not self._run(study, batch):
+                return
+
+    def _quarantine(self, instance: Instance) -> None:
+        error = (f"instance {instance.sop_uid}: the node stopped {instance.crashed_runs} times while segmenting it "
+                 "alone (a decoder or model crash on this file?); not tried again, kept at "
+                 f"{instance.path.relative_to(self.spool.root)}")
+        self.spool.quarantine(instance, error)
+        log.error("study %s: %s", instance.study_uid, error)
+        self.audit.record("instance", "E", MAJOR_FAILURE, text=f"quarantined: {error}",
+                          objects={"study_uid": instance.study_uid, "sop_uids": [instance.sop_uid]})
+
+    def _run(self, study: str, instances: list[Instance]) -> bool:
+        """One run over `instances`; False when it failed as a whole (tried again later)."""
         from bcdeploy.runtime.run import RunOptions, run
         from bcdeploy.runtime.run.ledger import Ledger
 
-        instances = self.spool.waiting(study)
         options = RunOptions(out=self.spool.results, save=self.options.save, max_pixels=self.options.scp.max_pixels,
                              modalities=frozenset({"MG"}))
         started = time.perf_counter()
         log.info("study %s: segmenting %d image(s)", study, len(instances))
         self._in_run = True
         try:
-            summary = run(lambda _images: self.predictor, SpoolSource(study, instances), options)
+            with self.spool.run_of(instances):
+                summary = run(lambda _images: self.predictor, SpoolSource(study, instances), options)
         except BcDeployError as err:
             log.error("study %s: %s; trying again in %.0f s", study, err, RETRY_STUDY_S)
             self._retry_after[study] = time.monotonic() + RETRY_STUDY_S
-            return
+            return False
         finally:
             self._in_run = False
         ledger = Ledger(self.spool.results)
@@ -144,3 +176,4 @@ class Gateway:
                     " - interrupted, the rest waits for the next start" if summary.interrupted else "")
         for failure in summary.failed:
             log.info("  %s", failure["error"])
+        return True

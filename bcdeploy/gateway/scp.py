@@ -10,7 +10,8 @@
   then spooled and recorded (spool.py) before success is answered.
 - Refusals: a dataset that cannot be parsed or whose UIDs are no UIDs, 0xC000 (cannot understand); over
   the pixel budget, pixel data shorter than its header says (truncated), or not a mammogram, 0xA900
-  (does not match the SOP class as we process it); the spool full, 0xA700 (out of resources). Each is one log line and one audit
+  (does not match the SOP class as we process it); other bytes under a SOP Instance UID held already,
+  0x0111 (duplicate SOP instance; the first copy is kept); the spool full, 0xA700 (out of resources). Each is one log line and one audit
   line, and the association goes on: the next instance is judged on its own.
 """
 
@@ -27,7 +28,8 @@ from bcdeploy._imports import require
 from bcdeploy.errors import BcDeployError, InputError
 from bcdeploy.gateway import sop_classes
 from bcdeploy.gateway.audit import MAJOR_FAILURE, MINOR_FAILURE, SERIOUS_FAILURE, SUCCESS, AuditLog
-from bcdeploy.gateway.spool import Instance, Spool, check_uid
+from bcdeploy.gateway.spool import Collision, Instance, Spool, check_uid
+from bcdeploy.runtime.decoder_guard import decoding, is_interrupt
 
 log = logging.getLogger("bcdeploy.gateway")
 
@@ -35,6 +37,7 @@ SUCCESS_STATUS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 DOES_NOT_MATCH = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+DUPLICATE_INSTANCE = 0x0111  # PS3.7 C.4: a SOP Instance UID already held, with other content
 
 
 class Refused(BcDeployError):
@@ -128,15 +131,20 @@ class StorageSCP:
             if not self.spool.has_room(len(data)):
                 raise Refused(OUT_OF_RESOURCES, f"the spool is full ({self.spool.max_bytes:,} bytes; --max-spool): "
                                                 "the node processes what it holds first")
-            instance = self.spool.receive(data, study_uid=str(ds.StudyInstanceUID),
-                                          series_uid=str(ds.SeriesInstanceUID), sop_uid=sop_uid, sop_class=sop_class,
-                                          calling_ae=peer["ae"])
+            try:
+                instance = self.spool.receive(data, study_uid=str(ds.StudyInstanceUID),
+                                              series_uid=str(ds.SeriesInstanceUID), sop_uid=sop_uid,
+                                              sop_class=sop_class, calling_ae=peer["ae"])
+            except Collision as err:
+                raise Refused(DUPLICATE_INSTANCE, str(err)) from None
         except Refused as err:
             log.warning("%s from %s refused (0x%04X): %s", sop_uid, peer["ae"], err.status, err)
             outcome = MINOR_FAILURE if err.status == OUT_OF_RESOURCES else SERIOUS_FAILURE
             self.audit.record("instance", "C", outcome, text=str(err), source=peer, objects=objects)
             return err.status
-        except Exception as err:  # noqa: BLE001 - a failure status for this instance, never a dropped association
+        except BaseException as err:  # a failure status for this instance, never a dropped association
+            if is_interrupt(err):
+                raise
             log.error("%s from %s not stored: %s", sop_uid, peer["ae"], err)
             self.audit.record("instance", "C", MAJOR_FAILURE, text=f"not stored: {err}", source=peer, objects=objects)
             return OUT_OF_RESOURCES
@@ -153,9 +161,10 @@ class StorageSCP:
 
         origin = f"instance {sop_uid}"
         try:
-            ds = read_dataset(data, origin, max_pixels=self.options.max_pixels)
-            for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-                check_uid(ds.get(keyword), f"{origin}: {keyword}")
+            with decoding(origin, "the DICOM header"):
+                ds = read_dataset(data, origin, max_pixels=self.options.max_pixels)
+                for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+                    check_uid(ds.get(keyword), f"{origin}: {keyword}")
         except InputError as err:
             raise Refused(CANNOT_UNDERSTAND, str(err)) from None
         if str(ds.SOPInstanceUID) != sop_uid or str(ds.get("SOPClassUID", "")) != sop_class:
@@ -166,7 +175,8 @@ class StorageSCP:
             if sop_class in sop_classes.NEEDS_MG_MODALITY and modality != "MG":
                 raise InputError(f"{origin}: {sop_classes.name(sop_class)} of modality {modality or 'none'}, "
                                  "not a mammogram (MG)")
-            check_header(ds, origin, max_pixels=self.options.max_pixels, frame=None, modalities=frozenset({"MG"}))
+            with decoding(origin, "the DICOM header"):
+                check_header(ds, origin, max_pixels=self.options.max_pixels, frame=None, modalities=frozenset({"MG"}))
         except InputError as err:
             raise Refused(DOES_NOT_MATCH, str(err)) from None
         return ds

@@ -7,6 +7,20 @@ an instance the sender was told is stored survives SIGKILL and power loss. The s
     instances: waiting -> processed | failed   (the run ledger in DIR/results says why a failure failed)
     results:   due -> sent | refused           (refused: the PACS answered a failure status repeatedly)
 
+A SOP Instance UID names one set of bytes (PS3.3: an instance is defined by its UID). The same bytes
+received again are the same instance (a modality resending what it had no answer for); other bytes
+under a UID already held are refused and kept out: they never replace the first instance, whichever
+patient or study they claim (the sender is told and the audit trail says so).
+
+Crashes: a run over a study's instances counts itself in `crashed_runs` before it starts and takes it
+back when it returns, so after a native crash (a decoder's SIGSEGV, the kernel's OOM killer) the
+instances of the run that never returned carry the count. The node then runs them one at a time, and an
+instance whose own runs never returned QUARANTINE_AFTER times is marked failed, kept in the spool, and
+never tried again: one hostile file cannot put the node in a crash loop (gateway/node.py).
+
+The spool's quota (--max-spool-gb) counts what is waiting to be segmented; failed instances stay for a
+look, outside it (`gateway --status` shows their size), so failures never lock out new studies.
+
 A study is due when it has instances waiting and none arrived for the idle time. A result is recorded
 as due in the same transaction that marks its instance processed, so a kill between the run and that
 transaction re-runs the study: the run ledger's resume rule skips the finished images, and their
@@ -50,7 +64,8 @@ CREATE TABLE IF NOT EXISTS instances (
     size INTEGER NOT NULL, sha256 TEXT NOT NULL,
     received REAL NOT NULL, calling_ae TEXT,
     state TEXT NOT NULL CHECK (state IN ('waiting', 'processed', 'failed')),
-    error TEXT, finished REAL);
+    error TEXT, finished REAL,
+    crashed_runs INTEGER NOT NULL DEFAULT 0);  -- runs of this instance begun and never ended
 CREATE INDEX IF NOT EXISTS instances_state ON instances (state, study_uid);
 CREATE TABLE IF NOT EXISTS results (
     path TEXT NOT NULL,                        -- below DIR/results
@@ -61,7 +76,10 @@ CREATE TABLE IF NOT EXISTS results (
     PRIMARY KEY (path, sha256));
 CREATE INDEX IF NOT EXISTS results_state ON results (state);
 """
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# version -> the statements that bring a state of that version to the next one
+MIGRATIONS = {"1": "ALTER TABLE instances ADD COLUMN crashed_runs INTEGER NOT NULL DEFAULT 0"}
+QUARANTINE_AFTER = 2  # runs of one instance alone that never returned before it is not tried again
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,11 @@ class Instance:
     series_uid: str
     path: Path  # absolute
     sha256: str
+    crashed_runs: int = 0  # runs of it that began and never returned (module docstring)
+
+
+class Collision(InputError):
+    """Other bytes under a SOP Instance UID the node already holds."""
 
 
 @dataclass(frozen=True)
@@ -102,11 +125,18 @@ class Spool:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")  # a success status promises the row survives power loss
+            fresh = not self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
             self.db.executescript(SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            if fresh:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+            while version in MIGRATIONS:
+                next_version = str(int(version) + 1)
+                self.db.executescript(f"BEGIN IMMEDIATE; {MIGRATIONS[version]}; UPDATE meta SET value = "
+                                      f"'{next_version}' WHERE key = 'schema_version'; COMMIT;")
+                version = next_version
         except (OSError, sqlite3.Error) as err:
             raise OutputError(f"{self.path}: cannot open the gateway's state ({err})") from None
-        version = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         if version != SCHEMA_VERSION:
             raise InputError(f"{self.path}: gateway state of schema version {version!r}; this bcdeploy reads "
                              f"{SCHEMA_VERSION}")
@@ -128,9 +158,9 @@ class Spool:
             return self.db.execute(sql, params).fetchall()
 
     # --- receiving ------------------------------------------------------------------------------------
-    def spooled_bytes(self) -> int:
-        """What the spool holds: instances waiting, and failed ones (kept for a look; processed ones go)."""
-        return int(self._query("SELECT COALESCE(SUM(size), 0) FROM instances WHERE state != 'processed'")[0][0])
+    def spooled_bytes(self, state: str = "waiting") -> int:
+        """The bytes of the spooled instances in `state`: the quota counts those waiting (module docstring)."""
+        return int(self._query("SELECT COALESCE(SUM(size), 0) FROM instances WHERE state = ?", (state,))[0][0])
 
     def has_room(self, size: int) -> bool:
         return self.max_bytes is None or self.spooled_bytes() + size <= self.max_bytes
@@ -138,8 +168,12 @@ class Spool:
     def receive(self, data: bytes, *, study_uid: str, series_uid: str, sop_uid: str, sop_class: str,
                 calling_ae: str) -> Instance:
         """Write the instance's file (atomic, fsynced), then record it as waiting; returns only when both
-        are durable. The same SOP instance received again replaces the earlier copy and waits again."""
-        relative = Path(SPOOL) / study_uid / series_uid / f"{sop_uid}.dcm"
+        are durable. The same bytes received again wait again (the run's resume rule knows them); other
+        bytes under a UID held already raise Collision and change nothing (module docstring)."""
+        digest = hashlib.sha256(data).hexdigest()
+        self._refuse_collision(sop_uid, digest)
+        # the file is named by its bytes too, so two copies racing under one UID never write one file
+        relative = Path(SPOOL) / study_uid / series_uid / f"{sop_uid}-{digest[:16]}.dcm"
         target = self.root / relative
         with atomic_path(target) as tmp:
             with tmp.open("wb") as handle:
@@ -147,16 +181,23 @@ class Spool:
                 handle.flush()
                 os.fsync(handle.fileno())
         _fsync_folder(target.parent)
-        digest = hashlib.sha256(data).hexdigest()
         with self._transaction() as db:
-            db.execute("INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'waiting', NULL, NULL) "
-                       "ON CONFLICT(sop_uid) DO UPDATE SET study_uid = excluded.study_uid, "
-                       "series_uid = excluded.series_uid, sop_class = excluded.sop_class, path = excluded.path, "
-                       "size = excluded.size, sha256 = excluded.sha256, received = excluded.received, "
-                       "calling_ae = excluded.calling_ae, state = 'waiting', error = NULL, finished = NULL",
-                       (sop_uid, study_uid, series_uid, sop_class, str(relative), len(data), digest, time.time(),
-                        calling_ae))
+            stored = db.execute("INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'waiting', NULL, NULL, 0) "
+                                "ON CONFLICT(sop_uid) DO UPDATE SET received = excluded.received, "
+                                "calling_ae = excluded.calling_ae, path = excluded.path, state = 'waiting', "
+                                "error = NULL, finished = NULL WHERE instances.sha256 = excluded.sha256",
+                                (sop_uid, study_uid, series_uid, sop_class, str(relative), len(data), digest,
+                                 time.time(), calling_ae)).rowcount
+        if not stored:  # another copy under this UID was recorded between the check and now
+            target.unlink(missing_ok=True)
+            self._refuse_collision(sop_uid, digest)
         return Instance(sop_uid, study_uid, series_uid, target, digest)
+
+    def _refuse_collision(self, sop_uid: str, digest: str) -> None:
+        rows = self._query("SELECT sha256, study_uid FROM instances WHERE sop_uid = ?", (sop_uid,))
+        if rows and rows[0][0] != digest:
+            raise Collision(f"SOP Instance UID {sop_uid} is held already with other content (study {rows[0][1]}); "
+                            "the first copy is kept: an instance UID names one set of bytes")
 
     # --- processing -----------------------------------------------------------------------------------
     def studies_due(self, idle_s: float, now: float | None = None) -> list[str]:
@@ -167,9 +208,30 @@ class Spool:
         return [row[0] for row in rows]
 
     def waiting(self, study_uid: str) -> list[Instance]:
-        rows = self._query("SELECT sop_uid, study_uid, series_uid, path, sha256 FROM instances "
+        rows = self._query("SELECT sop_uid, study_uid, series_uid, path, sha256, crashed_runs FROM instances "
                            "WHERE study_uid = ? AND state = 'waiting' ORDER BY series_uid, sop_uid", (study_uid,))
-        return [Instance(r[0], r[1], r[2], self.root / r[3], r[4]) for r in rows]
+        return [Instance(r[0], r[1], r[2], self.root / r[3], r[4], r[5]) for r in rows]
+
+    @contextlib.contextmanager
+    def run_of(self, instances: list[Instance]) -> Iterator[None]:
+        """Count a run over `instances` as begun (durably) until it returns, by exception too; a process
+        that dies inside leaves the count standing (module docstring)."""
+        self._count_run(instances, +1)
+        try:
+            yield
+        finally:
+            self._count_run(instances, -1)
+
+    def _count_run(self, instances: list[Instance], step: int) -> None:
+        with self._transaction() as db:
+            db.executemany("UPDATE instances SET crashed_runs = MAX(crashed_runs + ?, 0) WHERE sop_uid = ? "
+                           "AND sha256 = ?", [(step, i.sop_uid, i.sha256) for i in instances])
+
+    def quarantine(self, instance: Instance, error: str) -> None:
+        """Mark an instance failed for good, its file kept in the spool for a look."""
+        with self._transaction() as db:
+            db.execute("UPDATE instances SET state = 'failed', error = ?, finished = ? WHERE sop_uid = ? "
+                       "AND sha256 = ? AND state = 'waiting'", (error, time.time(), instance.sop_uid, instance.sha256))
 
     def finish(self, instances: list[Instance], rows: dict[str, dict[str, Any]], dicom_kinds: set[str]) -> None:
         """After a study's run: each instance whose ledger row describes the bytes it was received with is
@@ -232,6 +294,7 @@ class Spool:
                 "processed": instances.get("processed", 0), "failed": instances.get("failed", 0),
                 "results_due": results.get("due", 0), "sent": results.get("sent", 0),
                 "refused": results.get("refused", 0), "spool_bytes": self.spooled_bytes(),
+                "failed_bytes": self.spooled_bytes("failed"),
                 "last_send_error": errors[0][0] if errors else None}
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bcdeploy.errors import InputError
+from bcdeploy.runtime.decoder_guard import decoding, is_interrupt, one_line
 from bcdeploy.runtime.intensity import scale_to_uint8
 from bcdeploy.runtime.notices import say_once
 
@@ -83,8 +84,10 @@ def read_dataset(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
                                            is_implicit_VR=False, is_little_endian=True)
     except InputError:
         raise
-    except Exception as err:  # noqa: BLE001 - pydicom raises many types for a bad file
-        raise InputError(f"{origin}: not a readable DICOM file ({type(err).__name__}: {err})") from None
+    except BaseException as err:  # pydicom raises many types for a bad file; only interrupts are no verdict
+        if is_interrupt(err):
+            raise
+        raise InputError(f"{origin}: not a readable DICOM file ({one_line(err)})") from None
 
 
 def _inflate(deflated: bytes, origin: str | Path, *, limit: int) -> bytes:
@@ -197,13 +200,10 @@ def _frame_count(ds: Any) -> int:
 
 def _decode_frame(ds: Any, origin: str | Path, index: int | None) -> np.ndarray:
     plugin = _require_decoder(ds, origin)
-    try:
+    syntax = ds.file_meta.TransferSyntaxUID
+    with decoding(origin, f"DICOM pixel data ({syntax.name}, {syntax})"):  # a Rust decoder's panic too
         ds.pixel_array_options(index=index, decoding_plugin=plugin)
         pixels = ds.pixel_array
-    except Exception as err:  # noqa: BLE001 - decoders raise many types for corrupt data
-        syntax = ds.file_meta.TransferSyntaxUID
-        raise InputError(f"{origin}: cannot decode DICOM pixel data ({syntax.name}, {syntax}): "
-                         f"{type(err).__name__}: {err}") from None
     if pixels.ndim != 2:
         raise InputError(f"{origin}: DICOM with pixel shape {pixels.shape}; expected one 2-D grayscale frame")
     return pixels

@@ -32,6 +32,7 @@ import numpy as np
 
 from bcdeploy.errors import InputError
 from bcdeploy.fileio import read_input
+from bcdeploy.runtime.decoder_guard import decoding
 from bcdeploy.runtime.image_headers import (
     DEFAULT_MAX_PIXELS,
     check_decoded_size,
@@ -134,10 +135,11 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
     fmt = sniff_format(data[:132])
     if fmt is None:
         raise InputError(f"{origin}: not a TIFF, PNG, JPEG or DICOM file (unrecognised header)")
-    if fmt == "dicom":
-        decoded = _decode_dicom(origin, data, max_pixels, frame, modalities)
-    else:
-        decoded = _decode_raster(origin, data, fmt, max_pixels)
+    with decoding(origin, f"{fmt.upper()} data"):  # any decoder's failure, a panic too, is this file's line
+        if fmt == "dicom":
+            decoded = _decode_dicom(origin, data, max_pixels, frame, modalities)
+        else:
+            decoded = _decode_raster(origin, data, fmt, max_pixels)
     _check_dimensions(origin, decoded.bgr.shape[:2])
     return decoded
 
@@ -153,7 +155,8 @@ def read_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     fmt = sniff_format(data[:132])
     if fmt not in ("png", "tiff"):
         raise InputError(f"{path}: a mask must be a PNG or TIFF file")
-    arr = _decode_pixels(path, data, fmt, max_pixels).pixels
+    with decoding(path, f"{fmt.upper()} mask"):
+        arr = _decode_pixels(path, data, fmt, max_pixels).pixels
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
     if arr.dtype.kind == "u" and arr.dtype != np.uint8:

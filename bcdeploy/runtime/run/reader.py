@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bcdeploy.runtime.decoder_guard import is_interrupt
 from bcdeploy.runtime.imageio import decode_image
 from bcdeploy.runtime.run.identity import ModelIdentity, can_skip
 from bcdeploy.runtime.run.sources import InputSource
@@ -60,7 +61,9 @@ class Reader:
                                           modalities=self.modalities)
             if self.keep_dicom and work.image.format == "dicom":
                 work.source_bytes = data
-        except Exception as err:  # noqa: BLE001 - one odd file is one failure line, whatever it raised
+        except BaseException as err:  # one odd file is one failure line, whatever it raised (a panic too)
+            if is_interrupt(err):
+                raise
             work.fail(describe_error(work.item.path, err, "reading"))
         return work
 
