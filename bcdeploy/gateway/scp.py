@@ -76,9 +76,11 @@ class StorageSCP:
             ae.add_supported_context(uid, ALL_TRANSFER_SYNTAXES)
         handlers = [(evt.EVT_C_STORE, self._store), (evt.EVT_C_ECHO, lambda event: SUCCESS_STATUS),
                     (evt.EVT_ACCEPTED, self._accepted), (evt.EVT_REJECTED, self._rejected)]
+        from bcdeploy.gateway.listener import start_guarded_server
+
         try:
-            self._server = ae.start_server((self.options.host, self.options.port), block=False, evt_handlers=handlers,
-                                           ssl_context=self.options.ssl_context)
+            self._server = start_guarded_server(ae, (self.options.host, self.options.port), handlers=handlers,
+                                                ssl_context=self.options.ssl_context, on_refused=self._refused_peer)
         except OSError as err:
             raise BcDeployError(f"cannot listen on {self.options.host}:{self.options.port} ({err.strerror or err}); "
                                 "is another node running there?") from None
@@ -112,6 +114,12 @@ class StorageSCP:
         log.warning("association from %s at %s refused: %s", peer["ae"], peer["address"], why)
         self.audit.record("security", "E", SERIOUS_FAILURE, text=f"association refused: {why}", source=peer,
                           destination={"ae": called or self.options.ae_title})
+
+    def _refused_peer(self, address: str, why: str) -> None:
+        """A connection that never became an association (the TLS handshake failed or timed out)."""
+        log.warning("connection from %s refused: %s", address, why)
+        self.audit.record("security", "E", SERIOUS_FAILURE, text=f"connection refused: {why}",
+                          source={"ae": "", "address": address}, destination={"ae": self.options.ae_title})
 
     # --- C-STORE --------------------------------------------------------------------------------------
     def _store(self, event: Any) -> int:

@@ -361,3 +361,35 @@ def test_a_study_sent_again_is_not_segmented_or_sent_again(node_factory, pacs, t
     node.wait_for(lambda: "0 image(s) segmented, 2 unchanged" in node.log(), 60, "the second run")
     assert "0 due, 6 sent" in node.status() and "2 received, 0 waiting, 2 processed" in node.status()
     assert_one_result_set_per_image(pacs, sources)
+
+
+def test_a_silent_connection_does_not_block_a_tls_node(node_factory, pacs, tmp_path):
+    """A peer that connects and never sends a ClientHello held pynetdicom's accepting thread in its
+    handshake: 0 of 5 valid echoes got through in 90 s. The handshake now runs on the connection's own
+    thread under a deadline, and every refused peer is a log line and a Security Alert."""
+    import socket
+    import ssl
+    import time
+
+    certs = _certificates(tmp_path)
+    node = node_factory("--tls-cert", str(certs["server"]), "--tls-key", str(certs["server_key"]), "--tls-ca",
+                        str(certs["ca"])).start()
+    client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(certs["ca"]))
+    client.load_cert_chain(certs["client"], certs["client_key"])
+    silent = socket.create_connection(("127.0.0.1", node.port), timeout=30)
+    try:
+        started = time.monotonic()
+        for _ in range(5):
+            assoc = _scu(node.port, [], (client, "localhost"))
+            assert assoc.is_established
+            assert int(assoc.send_c_echo().Status) == 0
+            assoc.release()
+        assert time.monotonic() - started < 8  # well inside the silent peer's handshake deadline (10 s)
+        assert silent.recv(1) == b""  # the node closes the silent connection at its deadline
+    finally:
+        silent.close()
+    assert not _scu(node.port, []).is_established  # plain DICOM on the TLS port
+    node.wait_for(lambda: "TLS handshake failed" in node.log(), 30, "the plain peer's refusal in the log")
+    refusals = [e["outcome_text"] for e in read_audit(node.out) if e["event"] == "security"]
+    assert any("no TLS handshake within 10 s" in text for text in refusals), refusals
+    assert any("TLS handshake failed" in text for text in refusals), refusals
