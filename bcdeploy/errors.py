@@ -39,6 +39,10 @@ class ParityError(BcDeployError):
         self.report = report
 
 
+class ExportError(BcDeployError):
+    """A model (or one of its layers) cannot be exported as asked: the message names the module and the operation."""
+
+
 class OutputError(BcDeployError):
     """An output cannot be written (read-only or full file system, a file where a folder must be)."""
 

@@ -1,9 +1,8 @@
 """The exportable graph: a whole-image forward whose height and width really stay dynamic.
 
 Why a wrapper and a module swap instead of `model.forward`:
-* mmseg's `Upsample` computes `int(t * scale_factor)` from the input shape; tracing freezes those
-  ints, so a 640x640 export fails at 512x768 ("Concat ... 80 and 64"). Interpolating by
-  `scale_factor` gives the same result for UNet's exact 2x and keeps the graph dynamic.
+* what MMSeg code does that the tracer cannot keep dynamic (mmseg's `Upsample` freezing
+  `int(t * scale_factor)`, adaptive pooling to a fixed grid, ...) is rewritten exactly: export/rewrites.py.
 * MMSeg's `slide` test mode is a loop over windows; windows belong in the runtime (any backend can
   then use them), so the graph is the whole-image path: backbone -> decode head -> resize to input.
 * An in-graph argmax is int64 in ONNX, which TensorRT < 10 truncates and many runtimes mishandle;
@@ -17,31 +16,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class DynamicUpsample(nn.Module):
-    """Drop-in for mmseg.models.utils.Upsample that traces without freezing the output size."""
-
-    def __init__(self, scale_factor: float, mode: str, align_corners: bool | None) -> None:
-        super().__init__()
-        self.scale_factor = scale_factor
-        self.mode = mode
-        self.align_corners = align_corners
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode, align_corners=self.align_corners)
+def final_head(segmentor: nn.Module) -> nn.Module:
+    """The head whose output is the logits: the last of a cascade (OCRNet, PointRend), else the one head."""
+    head = segmentor.decode_head
+    return head[-1] if isinstance(head, nn.ModuleList) else head
 
 
-def make_upsampling_dynamic(model: nn.Module) -> int:
-    """Replace every size-less mmseg Upsample in `model`; returns how many were replaced."""
-    from mmseg.models.utils import Upsample
-
-    replaced = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, Upsample) and not child.size and child.scale_factor:
-                align = child.align_corners if child.mode in ("linear", "bilinear", "bicubic", "trilinear") else None
-                setattr(parent, name, DynamicUpsample(child.scale_factor, child.mode, align))
-                replaced += 1
-    return replaced
+def decode(head: nn.Module, feats: object) -> torch.Tensor:
+    """The decode heads' test-time forward, as MMSeg's `predict` runs it: a cascade feeds each head the
+    previous one's output (CascadeEncoderDecoder); a head that returns several maps in its forward
+    (DANet: PAM+CAM, PAM, CAM) predicts with the first."""
+    if isinstance(head, nn.ModuleList):
+        out = head[0].forward(feats)
+        for stage in head[1:]:
+            out = stage.forward(feats, out)
+    else:
+        out = head.forward(feats)
+    return out[0] if isinstance(out, tuple | list) else out
 
 
 class SegmentorForExport(nn.Module):
@@ -51,12 +42,12 @@ class SegmentorForExport(nn.Module):
         super().__init__()
         self.segmentor = segmentor
         self.argmax = argmax
-        self.align_corners = bool(getattr(segmentor.decode_head, "align_corners", False))
-        self.num_classes = int(segmentor.decode_head.num_classes)
+        self.align_corners = bool(getattr(final_head(segmentor), "align_corners", False))
+        self.num_classes = int(final_head(segmentor).num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.segmentor.extract_feat(x)
-        logits = self.segmentor.decode_head.forward(feats)
+        logits = decode(self.segmentor.decode_head, feats)
         if logits.shape[-2:] != x.shape[-2:]:
             logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=self.align_corners)
         if not self.argmax:
@@ -66,6 +57,8 @@ class SegmentorForExport(nn.Module):
 
 
 def prepare_for_export(segmentor: nn.Module, argmax: bool = False) -> SegmentorForExport:
+    from bcdeploy.export.rewrites import swap_modules
+
     segmentor = segmentor.cpu().eval()
-    make_upsampling_dynamic(segmentor)
+    swap_modules(segmentor)
     return SegmentorForExport(segmentor, argmax).eval()

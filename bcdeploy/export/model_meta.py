@@ -43,7 +43,10 @@ def meta_from_segmentor(segmentor, cfg, checkpoint: str | Path | None, checkpoin
                         config_path: str | Path, argmax: bool) -> ModelMeta:
     pre = cfg.model.data_preprocessor
     classes = list(segmentor.dataset_meta["classes"])
-    num_classes = int(segmentor.decode_head.num_classes)
+    from bcdeploy.export.graph import final_head
+
+    head = final_head(segmentor)
+    num_classes = int(head.num_classes)
     if len(classes) != num_classes:
         classes = classes[:num_classes] + [f"class{i}" for i in range(len(classes), num_classes)]
     input_size, keep_ratio = resize_from_cfg(cfg)
@@ -58,14 +61,14 @@ def meta_from_segmentor(segmentor, cfg, checkpoint: str | Path | None, checkpoin
         size_divisor=size_divisor_from_cfg(pre),
         pad_value=float(pre.get("pad_val", 0)),
         output_kind="argmax" if argmax else "logits",
-        align_corners=bool(getattr(segmentor.decode_head, "align_corners", False)),
+        align_corners=bool(getattr(head, "align_corners", False)),
         output_dtype=("uint8" if num_classes <= 255 else "int32") if argmax else "float32",
         versions=package_versions("bcdeploy", "torch", "mmsegmentation", "mmengine", "mmcv-lite", "mmcv", "onnx"),
         source={
             "config": Path(config_path).name,
             "checkpoint": Path(checkpoint).name if checkpoint else None,
             "checkpoint_sha256": checkpoint_sha256,
-            "decode_head": type(segmentor.decode_head).__name__,
+            "decode_head": type(head).__name__,
             "backbone": type(segmentor.backbone).__name__,
         },
     )

@@ -25,10 +25,13 @@ def export_onnx(module, out_path: str | Path, sample_hw: tuple[int, int], opset:
     import onnx
     import torch
 
+    from bcdeploy.export.rewrites import failures_named, traced_with_rewrites
+
     out_path = Path(out_path)
     sample = torch.randn(1, 3, *sample_hw)
-    with atomic_path(out_path) as tmp, torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about python ints are what graph.py fixes
+    with (atomic_path(out_path) as tmp, torch.no_grad(), warnings.catch_warnings(), traced_with_rewrites(),
+          failures_named(module, sample)):
+        warnings.simplefilter("ignore")  # tracer warnings about python ints are what rewrites.py fixes
         torch.onnx.export(
             module, (sample,), str(tmp),
             input_names=["input"], output_names=["output"],

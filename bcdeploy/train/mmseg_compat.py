@@ -3,7 +3,8 @@
 * mmcv-lite has no compiled ops, but mmseg imports `mmcv.ops` at import time (for `point_sample`
   and `sigmoid_focal_loss`). We give `mmcv.ops` a bare module with the pure-PyTorch `point_sample`;
   any other op raises ImportError on import, so MMEngine's own `try: from mmcv.ops import ...`
-  fallbacks behave as on a CPU build. With full mmcv installed we do nothing.
+  fallbacks behave as on a CPU build. The ops mmcv writes in plain PyTorch (CrissCrossAttention) are
+  loaded from their files. With full mmcv installed we do nothing.
 
 Checkpoints are loaded by bcdeploy.train.checkpoint (weights-only, data-only stand-ins).
 """
@@ -14,6 +15,7 @@ import importlib.util
 import logging
 import sys
 import types
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,26 @@ class _OpsModule(types.ModuleType):
         raise ModuleNotFoundError(f"mmcv.ops.{name} is not available with mmcv-lite (no compiled ops)")
 
 
+# mmcv.ops modules written in plain PyTorch (no `_ext` kernel), shipped in mmcv-lite's wheel but unreachable
+# through `mmcv.ops` (its __init__ loads the compiled extension): module file -> the class mmseg imports.
+# CrissCrossAttention (CCNet) computes with einsum and softmax; it exports to ONNX like any other layer.
+_PURE_PYTORCH_OPS = {"cc_attention": "CrissCrossAttention"}
+
+
+def _load_pure_op(module_name: str, attribute: str) -> Any:
+    """Load mmcv/ops/<module_name>.py by its file, without running mmcv/ops/__init__.py."""
+    import mmcv
+
+    path = Path(mmcv.__file__).parent / "ops" / f"{module_name}.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"mmcv.ops.{module_name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return getattr(module, attribute, None)
+
+
 def install() -> None:
     """Idempotent: prepare mmcv.ops for MMSeg. Call before importing mmseg.models."""
     global _INSTALLED
@@ -65,6 +87,10 @@ def install() -> None:
         ops.point_sample = _point_sample
         ops.sigmoid_focal_loss = _unavailable("sigmoid_focal_loss")
         sys.modules["mmcv.ops"] = ops
+        for name, attribute in _PURE_PYTORCH_OPS.items():
+            found = _load_pure_op(name, attribute)
+            if found is not None:
+                setattr(ops, attribute, found)
         import mmcv
 
         mmcv.ops = ops

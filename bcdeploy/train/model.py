@@ -69,7 +69,7 @@ def _classes_from_cfg(cfg) -> tuple[str, ...]:
     metainfo = cfg.get("test_dataloader", {}).get("dataset", {}).get("metainfo") or {}
     if metainfo.get("classes"):
         return tuple(metainfo["classes"])
-    n = cfg.model.decode_head.num_classes
+    n = _num_classes(cfg)
     return ("background", "benign", "malignant")[:n] if n <= 3 else tuple(f"class{i}" for i in range(n))
 
 
@@ -78,6 +78,12 @@ def _palette_from_cfg(cfg) -> list[list[int]]:
     if metainfo.get("palette"):
         return [list(p) for p in metainfo["palette"]]
     base = [[0, 0, 0], [0, 255, 0], [255, 0, 0]]
-    n = cfg.model.decode_head.num_classes
+    n = _num_classes(cfg)
     return base[:n] if n <= 3 else base + [[(37 * i) % 256, (91 * i) % 256, (151 * i) % 256] for i in range(3, n)]
 
+
+
+def _num_classes(cfg) -> int:
+    """The classes of the head that predicts: the last of a cascade's list of heads (OCRNet, PointRend)."""
+    head = cfg.model.decode_head
+    return int((head[-1] if isinstance(head, list) else head).num_classes)
