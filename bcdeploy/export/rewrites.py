@@ -178,19 +178,9 @@ def failures_named(model: nn.Module, sample: torch.Tensor) -> Iterator[None]:
     from bcdeploy.runtime.decoder_guard import is_interrupt
 
     names = {module: name for name, module in model.named_modules()}
-    running: list[nn.Module] = []
-
-    def entered(module: nn.Module, args: object) -> None:
-        running.append(module)
-
-    def left(module: nn.Module, args: object, output: object) -> None:  # returns None: the output stays as is
-        if running:
-            running.pop()
-
-    hooks = [module.register_forward_pre_hook(entered) for module in names]
-    hooks += [module.register_forward_hook(left) for module in names]
     try:
-        yield
+        with _modules_running(names) as running:
+            yield
     except BcDeployError:
         raise
     except BaseException as err:
@@ -201,6 +191,24 @@ def failures_named(model: nn.Module, sample: torch.Tensor) -> Iterator[None]:
         raise ExportError(f"ONNX export failed in {where}: {_first_line(err)}. This layer cannot be traced with "
                           "dynamic height and width: add an export rewrite for it (README, 'A rewrite for a custom "
                           "layer'), or replace the layer in the config") from None
+
+
+@contextlib.contextmanager
+def _modules_running(modules: dict[nn.Module, str]) -> Iterator[list[nn.Module]]:
+    """A live stack of the `modules` whose forward is running, innermost last (left standing by a failure)."""
+    running: list[nn.Module] = []
+
+    def entered(module: nn.Module, args: object) -> None:
+        running.append(module)
+
+    def left(module: nn.Module, args: object, output: object) -> None:  # returns None: the output stays as is
+        if running:
+            running.pop()
+
+    hooks = [module.register_forward_pre_hook(entered) for module in modules]
+    hooks += [module.register_forward_hook(left) for module in modules]
+    try:
+        yield running
     finally:
         for hook in hooks:
             hook.remove()
@@ -225,25 +233,20 @@ def _module_calling(model: nn.Module, names: dict[nn.Module, str], sample: torch
         return None
     from torch.overrides import TorchFunctionMode
 
-    running: list[nn.Module] = []
     found: list[nn.Module] = []
+    with _modules_running(names) as running:
 
-    class Finder(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            if not found and running and getattr(func, "__name__", "").lstrip("_") == operator:
-                found.append(running[-1])
-            return func(*args, **(kwargs or {}))
+        class Finder(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if not found and running and getattr(func, "__name__", "").lstrip("_") == operator:
+                    found.append(running[-1])
+                return func(*args, **(kwargs or {}))
 
-    hooks = [m.register_forward_pre_hook(lambda m, a: running.append(m)) for m in names]
-    hooks += [m.register_forward_hook(lambda m, a, o: None if running.pop() else None) for m in names]
-    try:
-        with torch.no_grad(), Finder():
-            model(sample)
-    except Exception:  # noqa: BLE001 - only a diagnosis: the export's own error is what the user gets
-        pass
-    finally:
-        for hook in hooks:
-            hook.remove()
+        try:
+            with torch.no_grad(), Finder():
+                model(sample)
+        except Exception:  # noqa: BLE001 - only a diagnosis: the export's own error is what the user gets
+            pass
     return _module_named(names, found[0]) if found else None
 
 
