@@ -174,29 +174,27 @@ def failures_named(model: nn.Module, sample: torch.Tensor) -> Iterator[None]:
     running (for a failure in the ONNX conversion after the trace: the scope the exporter names, or the
     module that calls the operator it could not convert), the operation, and what the user can do. A
     user's custom layer is then one line, not a traceback."""
-    from bcdeploy.errors import BcDeployError, ExportError
-    from bcdeploy.runtime.decoder_guard import is_interrupt
+    from bcdeploy.errors import ExportError
+    from bcdeploy.runtime.decoder_guard import failures_become
 
     names = {module: name for name, module in model.named_modules()}
-    try:
-        with _modules_running(names) as running:
-            yield
-    except BcDeployError:
-        raise
-    except BaseException as err:
-        if is_interrupt(err):
-            raise
+    running: list[nn.Module] = []
+
+    def export_error(err: BaseException) -> ExportError:
         where = (_module_named(names, running[-1]) if running else _scope_in(str(err))
                  or _module_calling(model, names, sample, _operator_in(str(err))) or "the model")
-        raise ExportError(f"ONNX export failed in {where}: {_first_line(err)}. This layer cannot be traced with "
-                          "dynamic height and width: add an export rewrite for it (README, 'A rewrite for a custom "
-                          "layer'), or replace the layer in the config") from None
+        return ExportError(f"ONNX export failed in {where}: {_first_line(err)}. This layer cannot be traced with "
+                           "dynamic height and width: add an export rewrite for it (README, 'A rewrite for a custom "
+                           "layer'), or replace the layer in the config")
+
+    with failures_become(export_error), _modules_running(names, running):
+        yield
 
 
 @contextlib.contextmanager
-def _modules_running(modules: dict[nn.Module, str]) -> Iterator[list[nn.Module]]:
-    """A live stack of the `modules` whose forward is running, innermost last (left standing by a failure)."""
-    running: list[nn.Module] = []
+def _modules_running(modules: dict[nn.Module, str], running: list[nn.Module]) -> Iterator[None]:
+    """Keep `running` the live stack of the `modules` whose forward is running, innermost last (a failure
+    leaves it standing: the module it happened in stays on top)."""
 
     def entered(module: nn.Module, args: object) -> None:
         running.append(module)
@@ -208,7 +206,7 @@ def _modules_running(modules: dict[nn.Module, str]) -> Iterator[list[nn.Module]]
     hooks = [module.register_forward_pre_hook(entered) for module in modules]
     hooks += [module.register_forward_hook(left) for module in modules]
     try:
-        yield running
+        yield
     finally:
         for hook in hooks:
             hook.remove()
@@ -234,7 +232,8 @@ def _module_calling(model: nn.Module, names: dict[nn.Module, str], sample: torch
     from torch.overrides import TorchFunctionMode
 
     found: list[nn.Module] = []
-    with _modules_running(names) as running:
+    running: list[nn.Module] = []
+    with _modules_running(names, running):
 
         class Finder(TorchFunctionMode):
             def __torch_function__(self, func, types, args=(), kwargs=None):

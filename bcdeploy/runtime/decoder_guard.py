@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bcdeploy.errors import BcDeployError, InputError
@@ -38,8 +38,9 @@ def one_line(err: BaseException, limit: int = 200) -> str:
 
 
 @contextlib.contextmanager
-def decoding(origin: str | Path, what: str) -> Iterator[None]:
-    """Run a decoder; any failure but an interrupt becomes `InputError("<origin>: cannot decode <what>: <Type>: ...")`."""
+def failures_become(convert: Callable[[BaseException], BcDeployError]) -> Iterator[None]:
+    """Our own errors and interrupts pass as they are; anything else raised inside, a panic too, is raised
+    as `convert(err)`: the one line a user reads, the original kept in the debug log."""
     try:
         yield
     except BcDeployError:
@@ -47,5 +48,10 @@ def decoding(origin: str | Path, what: str) -> Iterator[None]:
     except BaseException as err:
         if is_interrupt(err):
             raise
-        log.debug("decoder failure on %s", origin, exc_info=err)
-        raise InputError(f"{origin}: cannot decode {what}: {one_line(err)}") from None
+        log.debug("converted to a one-line error", exc_info=err)
+        raise convert(err) from None
+
+
+def decoding(origin: str | Path, what: str) -> contextlib.AbstractContextManager[None]:
+    """Run a decoder; any failure but an interrupt becomes `InputError("<origin>: cannot decode <what>: <Type>: ...")`."""
+    return failures_become(lambda err: InputError(f"{origin}: cannot decode {what}: {one_line(err)}"))

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.decoder_guard import decoding, is_interrupt, one_line
+from bcdeploy.runtime.decoder_guard import decoding, failures_become, one_line
 from bcdeploy.runtime.intensity import scale_to_uint8
 from bcdeploy.runtime.notices import say_once
 
@@ -72,7 +72,8 @@ def read_dataset(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
     """
     import pydicom
 
-    try:
+    # pydicom raises many types for a bad file; only interrupts are no verdict on it
+    with failures_become(lambda err: InputError(f"{origin}: not a readable DICOM file ({one_line(err)})")):
         fp = io.BytesIO(data)
         pydicom.filereader.read_preamble(fp, False)
         meta = pydicom.filereader._read_file_meta_info(fp)
@@ -82,12 +83,6 @@ def read_dataset(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
         dataset = pydicom.filereader.read_dataset(io.BytesIO(body), is_implicit_VR=False, is_little_endian=True)
         return pydicom.dataset.FileDataset(str(origin), dataset, preamble=data[:128], file_meta=meta,
                                            is_implicit_VR=False, is_little_endian=True)
-    except InputError:
-        raise
-    except BaseException as err:  # pydicom raises many types for a bad file; only interrupts are no verdict
-        if is_interrupt(err):
-            raise
-        raise InputError(f"{origin}: not a readable DICOM file ({one_line(err)})") from None
 
 
 def _inflate(deflated: bytes, origin: str | Path, *, limit: int) -> bytes:
