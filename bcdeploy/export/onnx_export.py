@@ -29,6 +29,12 @@ def export_onnx(module, out_path: str | Path, sample_hw: tuple[int, int], opset:
 
     out_path = Path(out_path)
     sample = torch.randn(1, 3, *sample_hw)
+    # torch's TorchScript exporter always logs the whole graph when a conversion fails (it tests its own
+    # log switch without calling it), on stdout by default: hundreds of lines above the one ExportError
+    # line a user must read. On stderr it shows with `bcdeploy --verbose` only (_quiet.py).
+    set_log_stream = getattr(torch._C, "_jit_set_onnx_log_output_stream", None)
+    if set_log_stream is not None:
+        set_log_stream("stderr")
     with (atomic_path(out_path) as tmp, torch.no_grad(), warnings.catch_warnings(), traced_with_rewrites(),
           failures_named(module, sample)):
         warnings.simplefilter("ignore")  # tracer warnings about python ints are what rewrites.py fixes
