@@ -16,7 +16,7 @@ What prints, and how each is silenced:
   OpenVINO's Python warnings, highdicom's and pydicom's (a person name in one component, a value
   invalid for its VR; pydicom's logger too): ignored by the module that issues them; numpy's
   RuntimeWarnings (attributed to the calling line) by category. bcdeploy checks
-  DICOM attributes by its own rules and says in one line what it repaired (runtime/dicom_source.py).
+  DICOM attributes by its own rules and says in one line what it repaired (runtime/results/dicom/source.py).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def silence_libraries() -> Callable[[], None]:
     # written as null), and a user reads `RuntimeWarning: invalid value encountered` as a crash.
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     # pydicom also logs what it warns about ("WARNING pydicom: Invalid value for VR ..."): files are
-    # checked by bcdeploy's own rules (runtime/dicom_source.py), which say what they repaired. It logs a
+    # checked by bcdeploy's own rules (runtime/results/dicom/source.py), which say what they repaired. It logs a
     # traceback at ERROR for each decoding plugin that failed on a corrupt image, before raising one
     # summary of them all: that summary is the image's failure line, so ERROR is silenced too.
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)

@@ -23,7 +23,7 @@ import numpy as np
 import tifffile
 
 from bcdeploy.data.synth import render_case
-from bcdeploy.runtime import imageio
+from bcdeploy.runtime.images import imageio
 
 HEIGHT, WIDTH = 4432, 2864
 

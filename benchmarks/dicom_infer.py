@@ -28,9 +28,9 @@ def main() -> None:
     parser.add_argument("--syntax", default="explicit")
     args = parser.parse_args()
 
-    from bcdeploy.runtime.outputs import parse_save
+    from bcdeploy.runtime.results.outputs import parse_save
     from bcdeploy.runtime.run import RunOptions, run
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
     from tests.dicom_samples import mammogram_dataset, mammogram_pixels, write_syntax
     from tests.tiny_models import description, write_onnx, write_sidecar
 

@@ -1,7 +1,7 @@
 """DICOM decode time per transfer syntax for a DMID-size 12-bit mammogram, and DICOM SEG write time.
 
 Run from the repo root:  python benchmarks/dicom_speed.py [OUT_DIR] [--runs N]
-Decode = bcdeploy.runtime.dicom.decode_dicom on the file bytes: parse, header checks, pixel decode,
+Decode = bcdeploy.runtime.images.dicom.decode_dicom on the file bytes: parse, header checks, pixel decode,
 modality/VOI LUT, 8-bit scaling (what `bcdeploy infer` spends per DICOM before preprocessing).
 Ratios are against uncompressed explicit VR in the same run, so they compare across machines.
 Prints one JSON document and writes OUT_DIR/dicom_speed.json when OUT_DIR is given.
@@ -36,7 +36,7 @@ def _median_ms(fn, runs: int) -> float:
 
 def decode_times(folder: Path, runs: int) -> dict:
     from bcdeploy.errors import InputError
-    from bcdeploy.runtime.dicom import decode_dicom
+    from bcdeploy.runtime.images.dicom import decode_dicom
     from tests.dicom_samples import SYNTAXES, mammogram_dataset, mammogram_pixels, write_syntax
 
     source = mammogram_dataset(mammogram_pixels(SHAPE, bits=12, seed=0))
@@ -63,7 +63,7 @@ def decode_times(folder: Path, runs: int) -> dict:
 
 
 def seg_time(folder: Path, runs: int) -> dict:
-    from bcdeploy.runtime.dicom_seg import SegAlgorithm, write_seg
+    from bcdeploy.runtime.results.dicom.seg import SegAlgorithm, write_seg
     from tests.dicom_samples import mammogram_dataset, mammogram_pixels
 
     source = mammogram_dataset(mammogram_pixels(SHAPE, bits=12, seed=0))

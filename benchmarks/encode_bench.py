@@ -1,7 +1,7 @@
 """The write stage's encoders on a full-size DMID mask (2864x4432, a few lesions), contenders
 alternating: OpenCV's PNG (the old writer) vs imagecodecs' libpng with each deflate level / row filter /
 strategy worth trying, the biner PNG, and the overlay (downscale + contours + JPEG). Every PNG is
-decoded again and must give the exact array. Chooses bcdeploy.runtime.outputs' PNG settings.
+decoded again and must give the exact array. Chooses bcdeploy.runtime.results.outputs' PNG settings.
 
     python benchmarks/encode_bench.py [--rounds 5] [--out benchmarks/results/encode]
 """
@@ -19,8 +19,8 @@ import numpy as np
 
 from bcdeploy.bench.report import machine_line, write_report
 from bcdeploy.bench.sysinfo import describe
-from bcdeploy.runtime.outputs import encode, encode_opencv
-from bcdeploy.runtime.visualize import biner, downscale, overlay
+from bcdeploy.runtime.results.outputs import encode, encode_opencv
+from bcdeploy.runtime.results.drawing import biner, downscale, overlay
 
 # libpng filter bits (png.h): one bit per row filter the encoder may pick among
 FILTERS = {"none": 0x08, "sub": 0x10, "up": 0x20, "paeth": 0x80, "all": 0xF8}

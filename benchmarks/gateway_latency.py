@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--study-idle", type=float, default=2.0)
     args = parser.parse_args()
 
-    from bcdeploy.runtime.cpu import cpu_flags, cpu_model, flags_line
+    from bcdeploy.runtime.model.cpu import cpu_flags, cpu_model, flags_line
     from tests.gateway.conftest import Node
     from tests.gateway.test_gateway import results_in_pacs, study_uid_of, write_study
     from tests.orthanc_server import OrthancProcess

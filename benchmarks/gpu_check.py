@@ -85,9 +85,9 @@ def _tensorrt(module, config: Path, x, ref, out_dir: Path) -> dict | str:
     from bcdeploy.export.model_meta import meta_from_segmentor
     from bcdeploy.export.onnx_export import embed_metadata, export_onnx
     from bcdeploy.export.tensorrt_build import build_engine, default_profile
-    from bcdeploy.runtime.imageio import DecodedImage
-    from bcdeploy.runtime.metadata import sidecar_path_for
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.images.imageio import DecodedImage
+    from bcdeploy.runtime.model.sidecar import sidecar_path_for
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     folder = out_dir / "trt"
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from bcdeploy.runtime.postprocess import _logits_to_mask_full, logits_to_mask
-from bcdeploy.runtime.preprocess import PreprocessInfo
+from bcdeploy.runtime.model.postprocess import _logits_to_mask_full, logits_to_mask
+from bcdeploy.runtime.model.preprocess import PreprocessInfo
 
 OUT_HW = (4463, 3162)
 IN_HW = (640, 640)

@@ -19,7 +19,7 @@ from bcdeploy.export.int8 import CALIBRATION_IMAGES, quantize_int8, recipe, sens
 from bcdeploy.export.onnx_export import embed_metadata
 from bcdeploy.export.parity import parity_batches
 from bcdeploy.fileio import write_text
-from bcdeploy.runtime.metadata import load_meta, sidecar_path_for
+from bcdeploy.runtime.model.sidecar import load_meta, sidecar_path_for
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ def synthetic_model(folder: Path, size: int = 512, width: int = 32, depth: int =
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from bcdeploy.runtime.metadata import ModelMeta, sidecar_path_for
+    from bcdeploy.runtime.model.sidecar import ModelMeta, sidecar_path_for
 
     rng = np.random.default_rng(0)
     nodes, inits, prev, channels = [], [], "input", 3

@@ -24,9 +24,9 @@ import numpy as np
 
 from bcdeploy.bench.report import machine_line
 from bcdeploy.bench.sysinfo import describe
-from bcdeploy.runtime.outputs import parse_save
+from bcdeploy.runtime.results.outputs import parse_save
 from bcdeploy.runtime.run import RunOptions, run
-from bcdeploy.runtime.segmenter import Segmenter
+from bcdeploy.runtime.model.segmenter import Segmenter
 
 
 def _key(batch: np.ndarray) -> bytes:

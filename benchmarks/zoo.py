@@ -93,7 +93,7 @@ def _infer(model: Path, image: Path, out: Path) -> None:
 
 
 def _median_ms(model: Path, batch) -> float:
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     with Segmenter(model) as segmenter:
         segmenter.raw_logits(batch)

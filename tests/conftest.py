@@ -30,7 +30,7 @@ def _has(module: str) -> bool:
 
 def _has_cuda() -> bool:
     try:
-        from bcdeploy.runtime.backends.cuda import device_count
+        from bcdeploy.runtime.model.backends.cuda import device_count
 
         return device_count() > 0
     except Exception:  # noqa: BLE001 - any failure means no usable GPU

@@ -21,6 +21,27 @@ def test_layer_contracts_hold() -> None:
         "an import breaks the layer picture: run `lint-imports` for the chain"
 
 
+def test_the_runtime_wings_contract_catches_a_model_to_results_import(tmp_path: Path) -> None:
+    """The runtime's own contract (model and results apart) is live: a copy of the package with one
+    function-level import from the model wing into the results wing is reported broken, by name."""
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(PACKAGE, tmp_path / "bcdeploy", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    predictor = tmp_path / "bcdeploy/runtime/model/predictor.py"
+    predictor.write_text(predictor.read_text()
+                         + "\n\ndef _leak() -> None:\n    from bcdeploy.runtime.results import lesions  # noqa: F401\n")
+    lint = ("from importlinter.cli import lint_imports; "
+            "raise SystemExit(lint_imports(config_filename='pyproject.toml', no_cache=True))")
+    done = subprocess.run([sys.executable, "-c", lint], cwd=tmp_path, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path)}, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Runtime wings" in done.stdout and "BROKEN" in done.stdout
+    assert "bcdeploy.runtime.model.predictor -> bcdeploy.runtime.results.lesions" in done.stdout
+
+
 def _circles(edges: dict[str, set[str]]) -> list[list[str]]:
     """Strongly connected components of more than one module (Tarjan, iterative)."""
     index: dict[str, int] = {}

@@ -12,7 +12,7 @@ def test_installed_packages_listed_in_order_missing_left_out():
 def test_every_recorder_uses_it():
     """A model sidecar, a benchmark's machine and a DICOM SEG name versions the same way."""
     from bcdeploy.bench.sysinfo import describe
-    from bcdeploy.runtime.dicom_seg import _bcdeploy_version
+    from bcdeploy.runtime.results.dicom.seg import _bcdeploy_version
 
     assert describe()["packages"]["numpy"] == metadata.version("numpy")
     assert _bcdeploy_version() == f"bcdeploy {metadata.version('bcdeploy')}"

@@ -2,7 +2,7 @@
 
 Compute alone (the backend call on a preprocessed batch of one, at the model's own input size from its
 sidecar), a few warm runs, the median: what decides which variant to run here. The result goes into
-EXPORT_DIR/bcdeploy-speed.json under this machine's key (runtime/speed_record.py), where `infer`'s `cpu:`
+EXPORT_DIR/bcdeploy-speed.json under this machine's key (runtime/model/speed_record.py), where `infer`'s `cpu:`
 line finds it. A variant whose backend cannot run here (not installed) is listed as skipped.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from bcdeploy.errors import BcDeployError, InputError
-from bcdeploy.runtime.backends.options import BackendOptions
-from bcdeploy.runtime.backends.registry import SUFFIXES, backend_for, options_for
-from bcdeploy.runtime.variants import other_precisions, variant_name
+from bcdeploy.runtime.model.backends.options import BackendOptions
+from bcdeploy.runtime.model.backends.registry import SUFFIXES, backend_for, options_for
+from bcdeploy.runtime.model.variants import other_precisions, variant_name
 
 CPU_BACKENDS = ("onnxruntime", "openvino")
 
@@ -27,7 +27,7 @@ def measure_export(folder: Path, *, runs: int = 5, warmup: int = 2,
     """({variant name: median compute ms}, {variant name: why skipped}) for the CPU models in `folder`: each
     file's name, and `model.xml#bf16` for an FP32 IR run at BF16 (variants.variant_name)."""
     from bcdeploy.bench.timing import measure
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     folder = Path(folder)
     models = sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES and backend_for(p).name in CPU_BACKENDS)
@@ -55,7 +55,7 @@ def _reduced_precisions(path: Path) -> list[tuple[str, BackendOptions]]:
     OpenVINO IR at BF16. Where BF16 instructions exist it about halves FP32 time; where they do not,
     OpenVINO emulates them: 9x slower than FP32 on a 2-core AVX-512 VNNI Xeon
     (benchmarks/results/cpu-avx512-vnni/compute.md). Only a measurement tells a user which their CPU is."""
-    from bcdeploy.runtime.metadata import find_sidecar, read_sidecar
+    from bcdeploy.runtime.model.sidecar import find_sidecar, read_sidecar
 
     try:
         sidecar = find_sidecar(path)

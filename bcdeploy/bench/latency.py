@@ -17,7 +17,7 @@ import numpy as np
 from bcdeploy.bench.models import ModelSpec, open_segmenter, precision_of
 from bcdeploy.bench.sysinfo import describe
 from bcdeploy.bench.timing import measure, summarize
-from bcdeploy.runtime.imageio import read_image
+from bcdeploy.runtime.images.imageio import read_image
 
 log = logging.getLogger(__name__)
 STAGES = ("decode", "preprocess", "infer", "postprocess")

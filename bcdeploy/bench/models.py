@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bcdeploy.errors import BcDeployError, ConfigError
-from bcdeploy.runtime.backends.options import BackendOptions
-from bcdeploy.runtime.backends.registry import backend_for, backends_taking, model_files
+from bcdeploy.runtime.model.backends.options import BackendOptions
+from bcdeploy.runtime.model.backends.registry import backend_for, backends_taking, model_files
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def open_segmenter(spec: ModelSpec):
     """(Segmenter, None) or (None, reason) when this backend cannot run here (not installed, no GPU,
     no such file). A model whose description does not fit it (ConfigError) is an error, not a skip.
     Every backend option (threads too) travels in the spec (parse_spec)."""
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     try:
         return Segmenter(spec.path, options=spec.options), None

@@ -20,8 +20,8 @@ from bcdeploy.bench.sysinfo import describe
 from bcdeploy.eval.labels import read_label_png
 from bcdeploy.eval.lesions import LesionMetrics
 from bcdeploy.eval.segmentation import ConfusionMatrix, dice_per_class
-from bcdeploy.runtime.imageio import read_image
-from bcdeploy.runtime.preprocess import preprocess
+from bcdeploy.runtime.images.imageio import read_image
+from bcdeploy.runtime.model.preprocess import preprocess
 
 
 def run_parity(checkpoint: str, specs: Sequence[ModelSpec], images: Sequence[Path], *, labels: str | None = None,

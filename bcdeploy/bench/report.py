@@ -66,7 +66,7 @@ def _detected(row: dict) -> str:
 
 
 def latency_markdown(report: dict) -> str:
-    from bcdeploy.runtime.cpu import advise
+    from bcdeploy.runtime.model.cpu import advise
 
     advice = advise(report["machine"].get("cpu_flags")).text()  # which variant to try on this CPU
     lines = ["# Latency", "", machine_line(report["machine"]), "", f"CPU advice: {advice}", "",

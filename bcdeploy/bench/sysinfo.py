@@ -1,7 +1,7 @@
 """Describe the machine and software a benchmark ran on (numbers mean nothing without it): CPU model,
 the instruction-set flags (what a CPU can do; how fast a variant runs is measured by `bench cpu`) (AVX2, AVX-512, VNNI for INT8, BF16/AMX),
 and the FP32 matrix-multiply peak measured here, so every table can say how close to the limit a
-backend runs. The flags are read by bcdeploy.runtime.cpu, the one place that knows them (`infer`
+backend runs. The flags are read by bcdeploy.runtime.model.cpu, the one place that knows them (`infer`
 uses it too)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from bcdeploy.runtime.cpu import CPU_FLAGS, cpu_flags, cpu_model, flags_line
+from bcdeploy.runtime.model.cpu import CPU_FLAGS, cpu_flags, cpu_model, flags_line
 from bcdeploy.versions import package_versions
 
 __all__ = ["CPU_FLAGS", "cpu_flags", "cpu_model", "describe", "flags_line", "gpu_name", "matmul_peak"]
@@ -20,7 +20,7 @@ __all__ = ["CPU_FLAGS", "cpu_flags", "cpu_model", "describe", "flags_line", "gpu
 
 def gpu_name() -> str | None:
     try:
-        from bcdeploy.runtime.backends import cuda
+        from bcdeploy.runtime.model.backends import cuda
 
         return cuda.device_name() if cuda.device_count() else None
     except Exception:  # noqa: BLE001 - no CUDA runtime means no GPU to report

@@ -1,6 +1,6 @@
 """Option parsing shared by several commands, and the backend options every model command offers.
 
-The backend options are generated from the options each runner declares (runtime/backends/options.py
+The backend options are generated from the options each runner declares (runtime/model/backends/options.py
 through the registry), so the CLI lists no suffix, provider or precision of its own. Every one
 defaults to None, "not given": the registry can then refuse an option that does not apply to the
 model's backend (`--threads` with a .trt engine) instead of dropping it.
@@ -33,7 +33,7 @@ def flag(name: str) -> str:
 
 
 def _declaration(name: str) -> Callable:
-    from bcdeploy.runtime.backends.registry import backends, option_choices
+    from bcdeploy.runtime.model.backends.registry import backends, option_choices
 
     owners = [b for b in backends() if name in b.option_names()]
     field = owners[0].options.describe_field(name)
@@ -56,14 +56,14 @@ def _declaration(name: str) -> Callable:
 
 def model_help() -> str:
     """Help for a model-path option: the suffixes and backends the registry knows."""
-    from bcdeploy.runtime.backends.registry import backends
+    from bcdeploy.runtime.model.backends.registry import backends
 
     return "Exported model: " + ", ".join(f"{'/'.join(b.suffixes)} ({b.name})" for b in backends()) + "."
 
 
 def backend_option_names() -> tuple[str, ...]:
     """Every option some backend takes, in declaration order."""
-    from bcdeploy.runtime.backends.registry import backends
+    from bcdeploy.runtime.model.backends.registry import backends
 
     names: list[str] = []
     for backend in backends():
@@ -89,6 +89,6 @@ def backend_options(*names: str) -> Callable:
 def runner_options(model: str, **values: Any):
     """The options object for `model`'s backend from CLI values (None: not given). An option that does
     not apply to that backend is a ConfigError naming the backend and the options it takes."""
-    from bcdeploy.runtime.backends.registry import options_for
+    from bcdeploy.runtime.model.backends.registry import options_for
 
     return options_for(model, spell=flag, **values)

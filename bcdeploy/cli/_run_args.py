@@ -16,8 +16,8 @@ import click
 import cloup
 
 from bcdeploy.cli._options import backend_option_list, model_help, parse_hw
-from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
-from bcdeploy.runtime.outputs import OUTPUT_KINDS
+from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
+from bcdeploy.runtime.results.outputs import OUTPUT_KINDS
 
 INPUTS_ARGUMENT = click.argument("inputs", nargs=-1)  # required unless --dicomweb (input_source checks)
 
@@ -95,7 +95,7 @@ class OutputArgs:
     def parse(cls, values: dict[str, Any], *, pacs: bool = False) -> OutputArgs:
         """A bad --save is one error line before any model loads. A PACS run always writes SEGs: they are
         what goes back."""
-        from bcdeploy.runtime.outputs import parse_save
+        from bcdeploy.runtime.results.outputs import parse_save
 
         out, save, dicom_seg, overwrite, no_phi = _pop(values, "out", "save", "dicom_seg", "overwrite", "no_phi")
         return cls(out=Path(out), save=parse_save(save, dicom_seg=dicom_seg or pacs), overwrite=overwrite,
@@ -152,7 +152,7 @@ def pop_sliding_window(values: dict[str, Any], batch_size: int) -> Any:
     enabled, window, overlap, blend = _pop(values, "sliding_window", "window", "overlap", "blend")
     if not enabled:
         return None
-    from bcdeploy.runtime.segmenter import SlidingWindow
+    from bcdeploy.runtime.model.segmenter import SlidingWindow
 
     return SlidingWindow(parse_hw(window), overlap, blend, batch_size)
 

@@ -133,8 +133,8 @@ def latency(models, ckpt, config, sizes, batch_sizes, images, mmseg_baseline, mi
 def cpu(export_dir, runs) -> None:
     """Time each CPU variant of EXPORT_DIR on this machine and store it there: `infer`'s cpu: line quotes it."""
     from bcdeploy.bench.cpu_speed import measure_export
-    from bcdeploy.runtime.cpu import cpu_line
-    from bcdeploy.runtime.speed_record import save_measurement
+    from bcdeploy.runtime.model.cpu import cpu_line
+    from bcdeploy.runtime.model.speed_record import save_measurement
 
     folder = Path(export_dir)
     with progress("bench cpu") as tick:

@@ -31,7 +31,7 @@ def info(files, as_json, no_phi, max_pixels, frame) -> None:
     from pathlib import Path
 
     from bcdeploy.errors import InputError
-    from bcdeploy.runtime.dicom import describe_dicom
+    from bcdeploy.runtime.images.dicom import describe_dicom
     from bcdeploy.runtime.run.phi import strip_identifiers
 
     failed = 0

@@ -11,7 +11,7 @@ import cloup
 
 from bcdeploy.cli._run_args import section
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
 
 
 def _print_status(out: Path) -> None:
@@ -87,8 +87,8 @@ def gateway(model, out, status_dir, port, host, ae_title, allow, max_association
     from bcdeploy.gateway.destinations import DimseDestination, StowDestination, check_ae_title
     from bcdeploy.gateway.node import Gateway, GatewayOptions
     from bcdeploy.gateway.scp import ScpOptions, server_context
-    from bcdeploy.runtime.outputs import parse_save
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.results.outputs import parse_save
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     if not model or not out:
         raise InputError("the node needs --model and --out (only --status DIR works without them)")

@@ -24,7 +24,7 @@ def inspect_cmd(model, as_json, size, netron, port) -> None:
     if netron:
         _serve_netron(path, port)
         return
-    from bcdeploy.runtime.backends.registry import backend_for
+    from bcdeploy.runtime.model.backends.registry import backend_for
 
     hw = parse_hw(size)
     backend = backend_for(path).name

@@ -7,7 +7,7 @@ import cloup
 
 from bcdeploy.cli._options import backend_option_list, runner_options
 from bcdeploy.cli._run_args import ReplicaCount, pop_replicas, replica_options, section
-from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
 
 
 def _min_max(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bcdeploy.errors import DataError
-from bcdeploy.runtime.imageio import IMAGE_SUFFIXES
+from bcdeploy.runtime.images.imageio import IMAGE_SUFFIXES
 
 
 def index_files(directory: str | Path, what: str) -> dict[str, Path]:

@@ -102,7 +102,7 @@ def dmid_view(code: str | None) -> tuple[str, str]:
 def wrap_images(images: list[Path], out: Path, *, views: dict[str, str] | None = None) -> list[Path]:
     """Each image (any format the runtime reads) as `<out>/<stem>.dcm`: an 8-bit MG for presentation of
     its own patient and study, laterality and view from `views` (image stem -> DMID view code)."""
-    from bcdeploy.runtime.imageio import read_image
+    from bcdeploy.runtime.images.imageio import read_image
 
     written = []
     for index, image_path in enumerate(images):

@@ -38,7 +38,7 @@ from bcdeploy.data.records import LesionRow
 from bcdeploy.data.split import stratified_split
 from bcdeploy.errors import BcDeployError, DataError, InputError
 from bcdeploy.fileio import atomic_path, refuse_overlap, replaced_dir, sha256_file, write_json
-from bcdeploy.runtime.imageio import read_image, read_mask
+from bcdeploy.runtime.images.imageio import read_image, read_mask
 
 MANIFEST_VERSION = 1
 PALETTE = {"background": [0, 0, 0], "benign": [0, 255, 0], "malignant": [255, 0, 0], "tumor": [255, 0, 0]}

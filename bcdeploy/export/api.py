@@ -33,7 +33,7 @@ from bcdeploy.export.parity import (
 )
 from bcdeploy.export.tensorrt_build import DEFAULT_WORKSPACE, check_engine_source, default_profile, engine_precision
 from bcdeploy.fileio import sha256_file, staged_dir, write_text
-from bcdeploy.runtime.metadata import ModelMeta, load_meta, sidecar_candidates, sidecar_path_for
+from bcdeploy.runtime.model.sidecar import ModelMeta, load_meta, sidecar_candidates, sidecar_path_for
 
 # The file each step writes (its sidecar is `sidecar_path_for` it); an OpenVINO IR adds its .bin.
 FILES = {"onnx": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "openvino": "model.xml",
@@ -243,7 +243,7 @@ def _openvino(place: _Place, name: str, source: str, meta: ModelMeta, check: _Ch
     """OpenVINO IR `name` from the checked ONNX of step `source` (weights kept as they are: FP32, or INT8
     behind FakeQuantize), run by the runtime's own runner against PyTorch with `meta.precision`'s gate."""
     from bcdeploy._imports import require
-    from bcdeploy.runtime.backends.openvino import OpenVINORunner
+    from bcdeploy.runtime.model.backends.openvino import OpenVINORunner
 
     ov = require("openvino", "--openvino export")
     # from its module, not ov.convert_model: the runtime's load of openvino in this process leaves it out
@@ -270,7 +270,7 @@ def _engine(place: _Place, source: Artifact, precision: str, deploy: dc.DeploySe
 
 
 def _ort(path: Path):
-    from bcdeploy.runtime.backends.onnxruntime import OnnxRuntimeRunner
+    from bcdeploy.runtime.model.backends.onnxruntime import OnnxRuntimeRunner
 
     return OnnxRuntimeRunner(path).activate().infer
 
@@ -318,7 +318,7 @@ def build_engine_from_onnx(onnx_path: str | Path, out: str | Path | None, deploy
 def _embedded(onnx_path: Path) -> str | None:
     import onnx
 
-    from bcdeploy.runtime.metadata import METADATA_KEY
+    from bcdeploy.runtime.model.sidecar import METADATA_KEY
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     return next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)

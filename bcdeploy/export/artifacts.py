@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bcdeploy.export.parity import ParityReport
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bcdeploy.errors import ConfigError
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 from bcdeploy.versions import package_versions
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bcdeploy.errors import BcDeployError
 from bcdeploy.fileio import atomic_path
-from bcdeploy.runtime.metadata import METADATA_KEY, ModelMeta
+from bcdeploy.runtime.model.sidecar import METADATA_KEY, ModelMeta
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from bcdeploy.errors import ParityError
 from bcdeploy.eval.segmentation import dice_per_class
-from bcdeploy.runtime.metadata import ModelMeta
-from bcdeploy.runtime.preprocess import preprocess
+from bcdeploy.runtime.model.sidecar import ModelMeta
+from bcdeploy.runtime.model.preprocess import preprocess
 
 # The sizes every export is checked at: the reference size and two that are neither square nor it.
 DEFAULT_CASES = (((640, 640), 1), ((512, 768), 1), ((1024, 832), 1), ((512, 768), 2))
@@ -113,7 +113,7 @@ def parity_batches(meta: ModelMeta, cases: Sequence[tuple[tuple[int, int], int]]
 def image_files(images: Sequence[str | Path]) -> list[Path]:
     """Files as given; folders give their images (sorted, hidden ones skipped)."""
     from bcdeploy.errors import InputError
-    from bcdeploy.runtime.imageio import IMAGE_SUFFIXES
+    from bcdeploy.runtime.images.imageio import IMAGE_SUFFIXES
 
     files: list[Path] = []
     for item in map(Path, images):
@@ -130,7 +130,7 @@ def image_files(images: Sequence[str | Path]) -> list[Path]:
 
 def _load_pictures(images, count, seed) -> list[np.ndarray]:
     if images:
-        from bcdeploy.runtime.imageio import read_image
+        from bcdeploy.runtime.images.imageio import read_image
 
         return [read_image(p).bgr for p in image_files(images)[: max(count, 4)]]
     from bcdeploy.data.synth import render_case

@@ -175,7 +175,7 @@ def failures_named(model: nn.Module, sample: torch.Tensor) -> Iterator[None]:
     module that calls the operator it could not convert), the operation, and what the user can do. A
     user's custom layer is then one line, not a traceback."""
     from bcdeploy.errors import ExportError
-    from bcdeploy.runtime.decoder_guard import failures_become
+    from bcdeploy.runtime.images.decoder_guard import failures_become
 
     names = {module: name for name, module in model.named_modules()}
     running: list[nn.Module] = []

@@ -21,7 +21,7 @@ from pathlib import Path
 from bcdeploy._imports import require
 from bcdeploy.errors import BackendError, ConfigError
 from bcdeploy.fileio import write_bytes
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp16", "fp32", "int8")
@@ -88,7 +88,7 @@ def build_engine(
 ) -> dict:
     """Build and write the engine; returns what goes into its sidecar's `engine` section."""
     trt = require("tensorrt", "building TensorRT engines")
-    from bcdeploy.runtime.backends import cuda
+    from bcdeploy.runtime.model.backends import cuda
 
     if cuda.device_count() == 0:
         raise BackendError("building a TensorRT engine needs an NVIDIA GPU; none is visible")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bcdeploy.errors import InputError
 from bcdeploy.fileio import copy_atomic, write_text
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 
 _DTYPES = {"float32": "TYPE_FP32", "uint8": "TYPE_UINT8", "int32": "TYPE_INT32"}
 

@@ -34,8 +34,8 @@ from bcdeploy.gateway.scp import ScpOptions, StorageSCP
 from bcdeploy.gateway.sender import Sender
 from bcdeploy.gateway.source import KEY_PREFIX, SpoolSource
 from bcdeploy.gateway.spool import QUARANTINE_AFTER, Instance, Spool
-from bcdeploy.runtime.outputs import KINDS_BY_KEY
-from bcdeploy.runtime.predictor import Predictor
+from bcdeploy.runtime.results.outputs import KINDS_BY_KEY
+from bcdeploy.runtime.model.predictor import Predictor
 
 log = logging.getLogger("bcdeploy.gateway")
 

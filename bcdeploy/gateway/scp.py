@@ -5,7 +5,7 @@
   exceeded", a transient rejection the sender retries). Each accepted or refused association is one
   audit line, with the reason for a refusal.
 - C-ECHO is answered. C-STORE of a class in sop_classes.ACCEPTED_ONLY is answered success and logged,
-  not kept. A class in SEGMENTED is checked with the reader's own header checks (runtime/dicom.py:
+  not kept. A class in SEGMENTED is checked with the reader's own header checks (runtime/images/dicom.py:
   parseable, pixel data present and as long as the header says, within the pixel budget, a mammogram),
   then spooled and recorded (spool.py) before success is answered.
 - Refusals: a dataset that cannot be parsed or whose UIDs are no UIDs, 0xC000 (cannot understand); over
@@ -29,7 +29,7 @@ from bcdeploy.errors import BcDeployError, InputError
 from bcdeploy.gateway import sop_classes
 from bcdeploy.gateway.audit import MAJOR_FAILURE, MINOR_FAILURE, SERIOUS_FAILURE, SUCCESS, AuditLog
 from bcdeploy.gateway.spool import Collision, Instance, Spool, check_uid
-from bcdeploy.runtime.decoder_guard import decoding, is_interrupt
+from bcdeploy.runtime.images.decoder_guard import decoding, is_interrupt
 
 log = logging.getLogger("bcdeploy.gateway")
 
@@ -165,7 +165,7 @@ class StorageSCP:
     def _check(self, data: bytes, sop_class: str, sop_uid: str) -> Any:
         """The reader's header checks, on receipt: what would fail later is refused now, while the sender
         is still there to be told."""
-        from bcdeploy.runtime.dicom import check_header, read_dataset
+        from bcdeploy.runtime.images.dicom import check_header, read_dataset
 
         origin = f"instance {sop_uid}"
         try:

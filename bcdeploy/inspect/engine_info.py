@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from bcdeploy.errors import ConfigError, InputError
-from bcdeploy.runtime.metadata import load_meta
+from bcdeploy.runtime.model.sidecar import load_meta
 
 
 def inspect_engine(path: str | Path) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 
 from bcdeploy._imports import require
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.metadata import METADATA_KEY
+from bcdeploy.runtime.model.sidecar import METADATA_KEY
 
 COUNTED = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 

@@ -2,7 +2,7 @@
 
 Built on dicomweb-client (the `pacs` extra). Instances are fetched in the transfer syntax the PACS
 stored them in (`transfer-syntax=*`): a server-side transcode would hide what the modality sent and
-cost the server CPU; bcdeploy.runtime.dicom decodes every syntax itself. Every failure of the server
+cost the server CPU; bcdeploy.runtime.images.dicom decodes every syntax itself. Every failure of the server
 (unreachable, HTTP error, a rejected STOW) is one PacsError line naming the URL and what was asked.
 """
 
@@ -74,7 +74,7 @@ class DicomWebPacs:
                           media_types=_ORIGINAL_SYNTAX)
 
     def fetch(self, ref: InstanceRef) -> bytes:
-        """The instance as DICOM file bytes, ready for bcdeploy.runtime.imageio.decode_image."""
+        """The instance as DICOM file bytes, ready for bcdeploy.runtime.images.imageio.decode_image."""
         import pydicom
 
         buffer = io.BytesIO()

@@ -72,7 +72,7 @@ class PacsSource:
         PacsError: that image's failure line, and the next run stores them again)."""
         import pydicom
 
-        from bcdeploy.runtime.outputs import KINDS_BY_KEY
+        from bcdeploy.runtime.results.outputs import KINDS_BY_KEY
 
         objects = [pydicom.dcmread(path) for kind, path in written.items() if KINDS_BY_KEY[kind].dicom_only]
         self._storer.store(objects)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bcdeploy.runtime.backends import BackendOptions
+from bcdeploy.runtime.model.backends import BackendOptions
 from bcdeploy.runtime.run import InputSource, RunOptions, RunSummary, run
 
 
@@ -22,8 +22,8 @@ def infer(model_path: str | Path, inputs: Sequence[str] | InputSource, options: 
 
         return run_on_ray(model_path, inputs, options,
                           dataclasses.replace(ray, backend=backend, sliding_window=sliding_window))
-    from bcdeploy.runtime.backends.registry import options_for
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.backends.registry import options_for
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     backend = backend if backend is not None else options_for(model_path)
     with contextlib.ExitStack() as stack:

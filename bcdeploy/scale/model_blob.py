@@ -24,7 +24,7 @@ class ModelBlob:
         (the driver owns them: keep the blob alive while workers may still start)."""
         import ray
 
-        from bcdeploy.runtime.metadata import sidecar_candidates
+        from bcdeploy.runtime.model.sidecar import sidecar_candidates
 
         paths = [model_path] + [p for p in sidecar_candidates(model_path) if p.is_file()]
         data = {p.name: p.read_bytes() for p in paths}

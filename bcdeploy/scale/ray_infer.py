@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
-from bcdeploy.runtime.backends import BackendOptions
+from bcdeploy.runtime.model.backends import BackendOptions
 from bcdeploy.runtime.run.driver import Interrupts, OpenedModel, RunPlan, RunSummary, count
 from bcdeploy.runtime.run.loop import RunOptions, execute
 from bcdeploy.runtime.run.reader import Reader, Resume
@@ -152,7 +152,7 @@ def _probe(out: str) -> str | None:
 
 def _open_model(blob: Any, scale: RayOptions) -> tuple[Any, Any]:
     """(segmenter, temporary folder holding the model): materialized from the object store."""
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     folder = tempfile.TemporaryDirectory(prefix="bcdeploy-infer-")
     model_path = blob.materialize(Path(folder.name))

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bcdeploy.runtime.backends import BackendOptions
-from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+from bcdeploy.runtime.model.backends import BackendOptions
+from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
 from bcdeploy.scale.cluster import DEFAULT_CONNECT_TIMEOUT_S, LOOPBACK, Replicas
 
 

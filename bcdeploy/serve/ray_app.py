@@ -68,7 +68,7 @@ class SegmenterReplica:
     """One model instance: decode, segment (batched) and encode, each in a worker thread."""
 
     def __init__(self, blob: ModelBlob, options: ReplicaOptions) -> None:
-        from bcdeploy.runtime.segmenter import Segmenter
+        from bcdeploy.runtime.model.segmenter import Segmenter
 
         bind_replica_grpc_to_loopback()
         self._folder = tempfile.TemporaryDirectory(prefix="bcdeploy-replica-")
@@ -85,7 +85,7 @@ class SegmenterReplica:
     async def segment(self, data: bytes, name: str) -> tuple[int, dict]:
         """(HTTP status, JSON body) for one uploaded file."""
         from bcdeploy.errors import BcDeployError
-        from bcdeploy.runtime.imageio import decode_image
+        from bcdeploy.runtime.images.imageio import decode_image
 
         try:
             image = await asyncio.to_thread(decode_image, data, name, max_pixels=self.options.max_pixels)
@@ -105,8 +105,8 @@ class SegmenterReplica:
         return await asyncio.to_thread(self.segmenter.predict, images)
 
     def _reply(self, image: Any, prediction: Any) -> dict:
-        from bcdeploy.runtime.lesions import extract_lesions
-        from bcdeploy.runtime.outputs import encode
+        from bcdeploy.runtime.results.lesions import extract_lesions
+        from bcdeploy.runtime.results.outputs import encode
 
         meta = self.segmenter.meta
         return {

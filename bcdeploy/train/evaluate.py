@@ -65,7 +65,7 @@ def evaluate(
         confusion.update(pred, gt)
         lesions.update(pred, gt, img_path.stem)
         if pred_dir is not None:
-            from bcdeploy.runtime.outputs import write_png
+            from bcdeploy.runtime.results.outputs import write_png
 
             write_png(pred_dir / f"{img_path.stem}.png", pred)
         if on_progress:

@@ -1,5 +1,5 @@
 """The PyTorch/MMSeg reference predictor, with the runtime's Prediction type, for `bcdeploy predict`
-and the parity benchmark. It implements the runtime's Predictor protocol (runtime/predictor.py).
+and the parity benchmark. It implements the runtime's Predictor protocol (runtime/model/predictor.py).
 
 Images go to MMSeg as the runtime's decoded arrays (`LoadImageFromNDArray`). For 8-bit files these
 are the pixels MMSeg's own `LoadImageFromFile` gives (the same `cv2.imdecode`, BGR, alpha dropped),
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from bcdeploy.fileio import sha256_file
-from bcdeploy.runtime.imageio import DecodedImage
-from bcdeploy.runtime.predictor import Prediction
+from bcdeploy.runtime.images.imageio import DecodedImage
+from bcdeploy.runtime.model.predictor import Prediction
 from bcdeploy.runtime.spans import StageSpan, stage_span
 
 

@@ -12,7 +12,7 @@ import pytest
 import tifffile
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.imageio import read_image
+from bcdeploy.runtime.images.imageio import read_image
 from tests.conftest import run_cli
 
 

@@ -9,7 +9,7 @@ import subprocess
 import pydicom
 
 from bcdeploy.data.mammogram_dicom import dmid_view
-from bcdeploy.runtime.imageio import read_image
+from bcdeploy.runtime.images.imageio import read_image
 from tests.conftest import run_cli
 
 

@@ -63,8 +63,8 @@ def test_sidecar_and_embedded_metadata(exported, trained):
 @pytest.mark.slow
 def test_onnx_matches_pytorch_at_every_size_and_batch(exported, trained):
     from bcdeploy.export.parity import parity_batches
-    from bcdeploy.runtime.backends.onnxruntime import OnnxRuntimeRunner
-    from bcdeploy.runtime.metadata import load_meta
+    from bcdeploy.runtime.model.backends.onnxruntime import OnnxRuntimeRunner
+    from bcdeploy.runtime.model.sidecar import load_meta
 
     meta = load_meta(exported / "model.onnx")
     batches = parity_batches(meta, SIZES)
@@ -171,7 +171,7 @@ def test_int8_openvino_ir_is_converted_from_the_int8_onnx_and_parity_checked(exp
     """The shared export ran --int8 --openvino: model.int8.xml/.bin beside model.int8.onnx, still INT8 inside
     (FakeQuantize), checked against PyTorch by the runtime's OpenVINO runner on the INT8 gate, recipe recorded."""
     ov = pytest.importorskip("openvino")
-    from bcdeploy.runtime.backends.registry import backend_for
+    from bcdeploy.runtime.model.backends.registry import backend_for
 
     xml = exported / "model.int8.xml"
     assert xml.is_file() and (exported / "model.int8.bin").is_file() and backend_for(xml).name == "openvino"
@@ -197,8 +197,8 @@ def test_int8_for_tensorrt_is_symmetric_and_still_runs_on_cpu(exported, tmp_path
 
     from bcdeploy.export.int8 import quantize_int8
     from bcdeploy.export.parity import INT8_TOLERANCES, parity_batches
-    from bcdeploy.runtime.backends.onnxruntime import OnnxRuntimeRunner
-    from bcdeploy.runtime.metadata import load_meta
+    from bcdeploy.runtime.model.backends.onnxruntime import OnnxRuntimeRunner
+    from bcdeploy.runtime.model.sidecar import load_meta
 
     meta = load_meta(exported / "model.onnx")
     calibration = parity_batches(meta, [(tuple(meta.input_size), 4)] * 2, seed=1)
@@ -245,8 +245,8 @@ def test_keep_ratio_and_align_corners_models_give_mmseg_masks(trained, prepared,
     model, run by the runtime, gives the masks `mmseg.apis.inference_model` gives for that config."""
     from mmengine.config import Config
 
-    from bcdeploy.runtime.imageio import read_image
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.images.imageio import read_image
+    from bcdeploy.runtime.model.segmenter import Segmenter
     from bcdeploy.train.model import find_config
 
     cfg = Config.fromfile(find_config(trained, None))

@@ -9,7 +9,7 @@ import pytest
 from bcdeploy.errors import ParityError
 from bcdeploy.export.artifacts import Artifact, ExportResult
 from bcdeploy.export.parity import FP16_TOLERANCES, INT8_TOLERANCES, Tolerances, compare, require_parity
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 
 META = ModelMeta(classes=["background", "benign", "malignant"], palette=[[0, 0, 0], [0, 255, 0], [255, 0, 0]],
                  mean=[1.0, 2.0, 3.0], std=[1.0, 1.0, 1.0], input_size=[64, 64])

@@ -13,7 +13,7 @@ import pytest
 from bcdeploy.errors import ConfigError
 from bcdeploy.export.api import ExportOptions, planned_steps
 from bcdeploy.export.tensorrt_build import check_engine_source, default_profile, engine_precision, network_flags
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 from tests.conftest import REFERENCE_CONFIG, TINY_CONFIG
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -121,7 +121,7 @@ def test_missing_tensorrt_is_one_clear_line(exported, tmp_path):
 @pytest.mark.mmseg
 def test_engine_builds_and_matches_onnxruntime(exported, tmp_path):
     from bcdeploy.export.api import build_engine_from_onnx
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     engine = build_engine_from_onnx(exported / "model.fp16.onnx", tmp_path / "model.trt", None)
     sidecar = json.loads((tmp_path / "model.trt.bcdeploy.json").read_text())

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from bcdeploy.export.triton_repo import config_pbtxt, write_triton_repo
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 
 META = ModelMeta(classes=["background", "benign", "malignant"], palette=[[0, 0, 0], [0, 255, 0], [255, 0, 0]],
                  mean=[1.0, 2.0, 3.0], std=[1.0, 1.0, 1.0], input_size=[640, 640])

@@ -14,7 +14,7 @@ import atheris
 
 with atheris.instrument_imports(include=["bcdeploy"]):
     from bcdeploy.errors import BcDeployError
-    from bcdeploy.runtime.imageio import decode_image
+    from bcdeploy.runtime.images.imageio import decode_image
 
 MAX_PIXELS = 4_000_000  # small: the fuzzer is after logic errors, not memory limits
 

@@ -18,7 +18,7 @@ DECODE = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))  # a safety net for the machine, not the test
 from bcdeploy.errors import BcDeployError
-from bcdeploy.runtime.imageio import decode_image
+from bcdeploy.runtime.images.imageio import decode_image
 try:
     image = decode_image(open(sys.argv[1], "rb").read(), sys.argv[1], max_pixels=4_000_000)
     assert image.bgr.ndim == 3 and image.bgr.shape[2] == 3

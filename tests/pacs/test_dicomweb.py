@@ -11,8 +11,8 @@ import pytest
 
 from bcdeploy.errors import PacsError
 from bcdeploy.pacs.dicomweb import DicomWebPacs
-from bcdeploy.runtime.dicom_seg import SegAlgorithm, seg_masks, write_seg
-from bcdeploy.runtime.imageio import decode_image
+from bcdeploy.runtime.results.dicom.seg import SegAlgorithm, seg_masks, write_seg
+from bcdeploy.runtime.images.imageio import decode_image
 from tests.dicom_samples import mammogram_dataset, mammogram_pixels, write_syntax
 
 SYNTAX_PER_IMAGE = ("jpeg_lossless_sv1", "jpegls", "j2k_lossless", "rle", "explicit", "deflated")
@@ -96,7 +96,7 @@ def test_round_trip_with_threshold_segmenter(orthanc, tmp_path):
 
 @pytest.mark.mmseg
 def test_round_trip_with_exported_model(orthanc, exported, tmp_path):
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     with Segmenter(exported / "model.onnx") as segmenter:
         classes = list(segmenter.meta.classes)

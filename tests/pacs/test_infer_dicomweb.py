@@ -39,7 +39,7 @@ def infer(model: Path, url: str, studies, *args) -> tuple[int, str, str]:
 
 
 def test_infer_dicomweb_stores_a_seg_per_mammogram_equal_to_the_local_mask(orthanc, model, tmp_path):
-    from bcdeploy.runtime.dicom_seg import seg_masks
+    from bcdeploy.runtime.results.dicom.seg import seg_masks
 
     studies = _uploaded(orthanc, tmp_path / "in", 31)
     count = sum(map(len, studies.values()))
@@ -110,9 +110,9 @@ def test_a_failed_store_is_that_images_failure_and_the_next_run_retries(orthanc,
     import socket
 
     from bcdeploy.pacs.source import PacsSource
-    from bcdeploy.runtime.outputs import parse_save
+    from bcdeploy.runtime.results.outputs import parse_save
     from bcdeploy.runtime.run import RunOptions, run
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     studies = _uploaded(orthanc, tmp_path / "in", 61)
     count = sum(map(len, studies.values()))

@@ -34,7 +34,7 @@ def _finite(value: Any) -> bool:
 @SETTINGS
 @given(magic=st.sampled_from(MAGICS), tail=st.binary(max_size=4096))
 def test_image_bytes_decode_or_one_clear_error(magic, tail):
-    from bcdeploy.runtime.imageio import decode_image
+    from bcdeploy.runtime.images.imageio import decode_image
 
     try:
         image = decode_image(magic + tail, "fuzz.bin", max_pixels=4_000_000)
@@ -72,9 +72,9 @@ def test_dicom_attributes_the_runtime_uses_give_a_result_or_one_clear_error(chan
     pydicom stores anything), read by the decoder, the header description and the source checker."""
     import pydicom
 
-    from bcdeploy.runtime.dicom import describe_dicom, read_dataset
-    from bcdeploy.runtime.dicom_source import checked_source
-    from bcdeploy.runtime.imageio import decode_image
+    from bcdeploy.runtime.images.dicom import describe_dicom, read_dataset
+    from bcdeploy.runtime.results.dicom.source import checked_source
+    from bcdeploy.runtime.images.imageio import decode_image
 
     ds = pydicom.dcmread(io.BytesIO(dicom_base()))
     for keyword, value in changes.items():
@@ -108,7 +108,7 @@ JSON = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**
                                                 "output_kind", "format", "schema_version", "pad_value", "keep_ratio"]),
                                JSON, min_size=1, max_size=4))
 def test_sidecars_validate_or_one_clear_error(changes):
-    from bcdeploy.runtime.metadata import ModelMeta
+    from bcdeploy.runtime.model.sidecar import ModelMeta
     from tests.tiny_models import description
 
     data = {**description(), **changes}

@@ -63,7 +63,7 @@ def test_the_body_is_read_whole_or_refused_with_its_status(content_length, chunk
        data=st.one_of(st.binary(max_size=256), st.sampled_from([b"\x89PNG\r\n\x1a\n", b"II*\x00", b""])))
 def test_an_uploaded_name_and_body_give_an_image_or_one_error_line(name, data):
     """X-Filename is the client's text: it names the upload in the error, on one line, whatever it holds."""
-    from bcdeploy.runtime.imageio import decode_image
+    from bcdeploy.runtime.images.imageio import decode_image
     from bcdeploy.serve.ray_app import upload_name
 
     shown = upload_name(name)

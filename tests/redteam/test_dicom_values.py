@@ -10,7 +10,7 @@ import warnings
 import pytest
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.imageio import decode_image
+from bcdeploy.runtime.images.imageio import decode_image
 
 pytest.importorskip("pydicom")
 

@@ -9,7 +9,7 @@ import json
 
 from bcdeploy.export.api import _write_triton
 from bcdeploy.export.artifacts import Artifact
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 
 
 def _artifact(tmp_path, name: str, checkpoint_sha: str) -> Artifact:

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from bcdeploy.cli import cli
 from bcdeploy.errors import ConfigError
-from bcdeploy.runtime.backends import (
+from bcdeploy.runtime.model.backends import (
     OnnxRuntimeOptions,
     OpenVINOOptions,
     TensorRTOptions,

@@ -160,9 +160,9 @@ def test_each_run_says_its_repairs_once(archive, threshold_onnx, tmp_path, caplo
     next week's study must be said again (with two runs in one process, the second used to say nothing)."""
     import logging
 
-    from bcdeploy.runtime.outputs import parse_save
+    from bcdeploy.runtime.results.outputs import parse_save
     from bcdeploy.runtime.run import RunOptions, run
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     folder = archive["CC"].parents[1]
     with Segmenter(threshold_onnx) as model, caplog.at_level(logging.WARNING):

@@ -1,16 +1,16 @@
-"""What the CPU has (runtime/cpu.py: facts, no speed claims) and what `infer`'s cpu: line says of an export's
-variants (runtime/variants.py): only what was measured on this machine (runtime/speed_record.py), else how
+"""What the CPU has (runtime/model/cpu.py: facts, no speed claims) and what `infer`'s cpu: line says of an export's
+variants (runtime/model/variants.py): only what was measured on this machine (runtime/model/speed_record.py), else how
 to measure it. Pure functions on synthetic /proc/cpuinfo texts, sidecars and speed records written here."""
 
 import json
 
 import pytest
 
-from bcdeploy.runtime.backends.options import OnnxRuntimeOptions
-from bcdeploy.runtime.cpu import advise, cpu_flags, cpu_line
-from bcdeploy.runtime.metadata import ModelMeta, sidecar_path_for
-from bcdeploy.runtime.speed_record import RECORD_NAME, save_measurement
-from bcdeploy.runtime.variants import start_line
+from bcdeploy.runtime.model.backends.options import OnnxRuntimeOptions
+from bcdeploy.runtime.model.cpu import advise, cpu_flags, cpu_line
+from bcdeploy.runtime.model.sidecar import ModelMeta, sidecar_path_for
+from bcdeploy.runtime.model.speed_record import RECORD_NAME, save_measurement
+from bcdeploy.runtime.model.variants import start_line
 from tests.tiny_models import SHA_A, SHA_B, description
 
 
@@ -44,7 +44,7 @@ def test_cpu_line_names_model_cores_flags_and_facts():
 def test_bench_sysinfo_reads_flags_through_the_runtime():
     """One place knows the flags: bench.sysinfo uses runtime.cpu's functions, not a copy."""
     from bcdeploy.bench import sysinfo
-    from bcdeploy.runtime import cpu
+    from bcdeploy.runtime.model import cpu
 
     assert sysinfo.cpu_flags is cpu.cpu_flags and sysinfo.CPU_FLAGS is cpu.CPU_FLAGS
 
@@ -64,7 +64,7 @@ def _export(folder, *names, sha=SHA_A):
 
 
 def _meta(path):
-    from bcdeploy.runtime.metadata import find_sidecar, read_sidecar
+    from bcdeploy.runtime.model.sidecar import find_sidecar, read_sidecar
 
     return read_sidecar(find_sidecar(path))
 
@@ -125,7 +125,7 @@ def test_bf16_on_openvino_is_a_variant_of_its_own(tmp_path):
     Xeon (benchmarks/results/cpu-avx512-vnni/compute.md), and the line said nothing of it. `bench cpu` times
     an FP32 IR at BF16 as `model.xml#bf16`; a run at BF16 is compared under that name, a run at FP32 under
     the file's."""
-    from bcdeploy.runtime.backends.options import OpenVINOOptions
+    from bcdeploy.runtime.model.backends.options import OpenVINOOptions
 
     folder = _export(tmp_path, "model.onnx", "model.xml", "model.int8.xml")
     save_measurement(folder, {"model.onnx": 2100.0, "model.xml": 2110.0, "model.xml#bf16": 19135.0,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.dicom import decode_dicom, pixel_spacing_mm
-from bcdeploy.runtime.geometry import lesion_size_mm
-from bcdeploy.runtime.imageio import read_image
+from bcdeploy.runtime.images.dicom import decode_dicom, pixel_spacing_mm
+from bcdeploy.runtime.results.geometry import lesion_size_mm
+from bcdeploy.runtime.images.imageio import read_image
 from bcdeploy.runtime.run.phi import strip_identifiers
 from tests.dicom_samples import MG_FOR_PROCESSING, SYNTAXES, mammogram_dataset, mammogram_pixels, to_8bit, write_study_tree, write_syntax
 
@@ -83,7 +83,7 @@ def test_missing_decoder_is_one_line_naming_syntax_and_extra(files):
     code = (
         "import sys\n"
         "for m in ('gdcm', 'jpeg_ls', 'openjpeg', 'rle', 'pylibjpeg', 'libjpeg', 'PIL'): sys.modules[m] = None\n"
-        "from pathlib import Path\nfrom bcdeploy.runtime.dicom import decode_dicom\n"
+        "from pathlib import Path\nfrom bcdeploy.runtime.images.dicom import decode_dicom\n"
         f"p = Path({str(path)!r})\n"
         "try:\n    decode_dicom(p.read_bytes(), p, max_pixels=10**8)\nexcept Exception as e:\n"
         "    print(type(e).__name__, e)\n"
@@ -160,8 +160,8 @@ def test_lesion_size_in_mm():
 
 
 def test_lesion_records_get_mm_columns():
-    from bcdeploy.runtime.geometry import with_mm_sizes
-    from bcdeploy.runtime.lesions import extract_lesions
+    from bcdeploy.runtime.results.geometry import with_mm_sizes
+    from bcdeploy.runtime.results.lesions import extract_lesions
 
     mask = np.zeros((100, 80), np.uint8)
     mask[10:30, 5:15] = 2  # 20 rows x 10 cols
@@ -183,7 +183,7 @@ def _direct_window(ds, pixels):
     """The full-image arithmetic the lookup table must reproduce exactly."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    from bcdeploy.runtime.intensity import scale_to_uint8
+    from bcdeploy.runtime.images.intensity import scale_to_uint8
 
     values = apply_modality_lut(pixels, ds)
     if "VOILUTSequence" in ds or "WindowCenter" in ds:
@@ -195,7 +195,7 @@ def _direct_window(ds, pixels):
 def test_lookup_table_windowing_equals_full_image_arithmetic(case):
     from pydicom.dataset import Dataset
 
-    from bcdeploy.runtime.dicom import window_to_uint8
+    from bcdeploy.runtime.images.dicom import window_to_uint8
 
     pixels = mammogram_pixels((300, 200), seed=7)
     ds = mammogram_dataset(pixels)
@@ -222,7 +222,7 @@ def test_lookup_table_windowing_equals_full_image_arithmetic(case):
 @pytest.mark.mmseg
 def test_masks_per_syntax_with_the_exported_model(files, exported, capsys):
     """Lossless syntaxes give the uncompressed file's mask exactly; lossy ones report their agreement."""
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     with Segmenter(exported / "model.onnx") as segmenter:
         def mask(path):

@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.dicom_seg import SegAlgorithm, seg_masks, write_seg
+from bcdeploy.runtime.results.dicom.seg import SegAlgorithm, seg_masks, write_seg
 from tests.dicom_samples import mammogram_dataset, mammogram_pixels, write_syntax
 
 CLASSES = ["background", "benign", "malignant"]

@@ -5,9 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from bcdeploy.runtime import postprocess
-from bcdeploy.runtime.postprocess import _logits_to_mask_full, logits_to_mask, resize_bilinear
-from bcdeploy.runtime.preprocess import PreprocessInfo
+from bcdeploy.runtime.model import postprocess
+from bcdeploy.runtime.model.postprocess import _logits_to_mask_full, logits_to_mask, resize_bilinear
+from bcdeploy.runtime.model.preprocess import PreprocessInfo
 from tests import peak_memory
 
 
@@ -134,8 +134,8 @@ def test_half_pixel_taps_are_cv2s(size_in, size_out):
 
 PEAK_SETUP = """
 import numpy as np, cv2
-from bcdeploy.runtime.postprocess import logits_to_mask
-from bcdeploy.runtime.preprocess import PreprocessInfo
+from bcdeploy.runtime.model.postprocess import logits_to_mask
+from bcdeploy.runtime.model.preprocess import PreprocessInfo
 from tests import peak_memory
 rng = np.random.default_rng(0)  # smooth random logits: many class boundaries, many undecided cells
 logits = np.ascontiguousarray(cv2.resize(rng.standard_normal((40, 40, 3)).astype(np.float32), (640, 640),

@@ -12,10 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
-from bcdeploy.runtime.imageio import read_image
-from bcdeploy.runtime.outputs import encode
+from bcdeploy.runtime.images.imageio import read_image
+from bcdeploy.runtime.results.outputs import encode
 from bcdeploy.runtime.run import FileSource, RunOptions, run
-from bcdeploy.runtime.segmenter import Segmenter
+from bcdeploy.runtime.model.segmenter import Segmenter
 
 
 @pytest.fixture(scope="module")

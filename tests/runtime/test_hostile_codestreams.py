@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from bcdeploy.cli import cli
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS, decode_image
+from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS, decode_image
 from tests.dicom_samples import mammogram_dataset, mammogram_pixels, write_syntax
 from tests.hostile_codestreams import poison_dicom
 

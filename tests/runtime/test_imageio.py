@@ -6,8 +6,8 @@ import pytest
 import tifffile
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime import imageio
-from bcdeploy.runtime.imageio import (
+from bcdeploy.runtime.images import imageio
+from bcdeploy.runtime.images.imageio import (
     DEFAULT_MAX_PIXELS,
     decode_image,
     effective_bit_depth,

@@ -136,7 +136,7 @@ def test_multi_frame_needs_a_frame_and_the_frame_is_part_of_the_identity(model, 
 
 
 def test_dicom_seg_per_dicom_input_equals_the_png_mask_and_validates(model, inputs, tmp_path):
-    from bcdeploy.runtime.dicom_seg import seg_masks
+    from bcdeploy.runtime.results.dicom.seg import seg_masks
 
     pytest.importorskip("highdicom")
     out = tmp_path / "out"
@@ -192,7 +192,7 @@ def test_inputs_or_dicomweb_exactly_one(model, inputs, tmp_path):
 def test_seg_algorithm_of_a_predictor_without_sidecar_names_its_checkpoint(model):
     """`predict --dicom-seg` (PyTorch): no sidecar, so the config's name and the checkpoint's hash."""
     from bcdeploy.runtime.run.driver import seg_algorithm
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     class Checkpoint:  # what TorchPredictor.describe() gives
         def describe(self) -> dict:

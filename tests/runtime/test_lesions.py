@@ -1,4 +1,4 @@
-"""Per-lesion records (runtime/lesions.py) are those of labelling the whole mask, whatever rectangle the
+"""Per-lesion records (runtime/results/lesions.py) are those of labelling the whole mask, whatever rectangle the
 implementation labels: ids in raster order, areas, boxes, centroids and mean probabilities, on seeded
 masks with lesions at the borders, touching each other, single pixels, and none."""
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bcdeploy.runtime.lesions import extract_lesions
+from bcdeploy.runtime.results.lesions import extract_lesions
 from tests import peak_memory
 
 CLASSES = ["background", "benign", "malignant"]
@@ -73,7 +73,7 @@ def test_probabilities_are_those_of_the_whole_table_whatever_the_band(seed: int,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """_sample builds its summed-area table band by band: bands of one row, of a few and of many give
     the per-pixel definition's mean and peak, at model resolutions below and above the image's."""
-    import bcdeploy.runtime.lesions as lesions
+    import bcdeploy.runtime.results.lesions as lesions
 
     monkeypatch.setattr(lesions, "_BAND_ROWS", band_rows)
     mask = seeded_mask(seed)
@@ -86,7 +86,7 @@ def test_probabilities_are_those_of_the_whole_table_whatever_the_band(seed: int,
 
 PEAK_SETUP = """
 import numpy as np, cv2
-from bcdeploy.runtime.lesions import extract_lesions
+from bcdeploy.runtime.results.lesions import extract_lesions
 mask = np.zeros((4400, 3300), np.uint8)
 cv2.ellipse(mask, (1650, 2000), (1500, 1900), 0, 0, 360, 2, -1)
 rng = np.random.default_rng(0)

@@ -72,7 +72,7 @@ def test_decoding_a_tiff_leaves_no_reference_to_its_bytes(compression: str | Non
 
     import tifffile
 
-    from bcdeploy.runtime.imageio import decode_image
+    from bcdeploy.runtime.images.imageio import decode_image
 
     pixels = (np.random.default_rng(0).random((300, 200, 4)) * 255).astype(np.uint8)
     buffer = io.BytesIO()

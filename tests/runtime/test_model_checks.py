@@ -9,14 +9,14 @@ from click.testing import CliRunner
 
 from bcdeploy.cli import cli
 from bcdeploy.errors import ConfigError
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 from tests.tiny_models import CLASSES, SHA_A, SHA_B, description, write_onnx, write_sidecar
 
 pytest.importorskip("onnxruntime")
 
 
 def _open(model):
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     return Segmenter(model)
 

@@ -1,6 +1,6 @@
 """Images reduced ahead of the model: the run's reader thread resizes each decoded image to the model's
 input (Segmenter.model_view) and, where an overlay is drawn, keeps the picture it is drawn on (downscaled
-to at most 2048 px: visualize.picture_of), so a queued mammogram holds ~1-9 MiB, not 40. What must hold:
+to at most 2048 px: drawing.picture_of), so a queued mammogram holds ~1-9 MiB, not 40. What must hold:
 the prediction (mask and probabilities, at the decoded size) is the same bit for bit as from the whole
 image, for fixed-size and keep-ratio models; an overlay drawn on the picture is the one drawn on the whole
 image; a sliding window (which reads every pixel) gets the image unchanged; pixels of any other size are
@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 import pytest
 
-from bcdeploy.runtime.imageio import decode_image, read_image
-from bcdeploy.runtime.lesions import extract_lesions
-from bcdeploy.runtime.metadata import ModelMeta
-from bcdeploy.runtime.outputs import encode
-from bcdeploy.runtime.preprocess import resize_for_model
-from bcdeploy.runtime.segmenter import Segmenter, SlidingWindow
-from bcdeploy.runtime.visualize import overlay, picture_of
+from bcdeploy.runtime.images.imageio import decode_image, read_image
+from bcdeploy.runtime.results.lesions import extract_lesions
+from bcdeploy.runtime.model.sidecar import ModelMeta
+from bcdeploy.runtime.results.outputs import encode
+from bcdeploy.runtime.model.preprocess import resize_for_model
+from bcdeploy.runtime.model.segmenter import Segmenter, SlidingWindow
+from bcdeploy.runtime.results.drawing import overlay, picture_of
 from tests.conftest import run_cli
 from tests.tiny_models import description, synthetic_png, write_onnx, write_sidecar
 

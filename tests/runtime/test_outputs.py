@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.outputs import encode, encode_opencv, parse_save, write_png
-from bcdeploy.runtime.visualize import biner
+from bcdeploy.runtime.results.outputs import encode, encode_opencv, parse_save, write_png
+from bcdeploy.runtime.results.drawing import biner
 
 
 def _mask(h=613, w=411, seed=0) -> np.ndarray:
@@ -114,7 +114,7 @@ def test_save_selection_refuses_unknown_or_empty(value, needle):
                                          ((300, 200, 3), (150, 100)), ((3000, 2000), (1000, 1500))])
 def test_overlay_downscale_matches_area_resize(shape, size):
     """The fast downscale stays within a few grey levels of OpenCV's INTER_AREA (what it replaces)."""
-    from bcdeploy.runtime.visualize import downscale
+    from bcdeploy.runtime.results.drawing import downscale
 
     rng = np.random.default_rng(3)
     image = cv2.GaussianBlur(rng.integers(0, 256, shape, dtype=np.uint8), (0, 0), 2)

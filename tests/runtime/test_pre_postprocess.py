@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from bcdeploy.runtime.metadata import ModelMeta
-from bcdeploy.runtime.postprocess import labels_to_mask, logits_to_mask, softmax
-from bcdeploy.runtime.preprocess import PreprocessInfo, pad_to_divisor, preprocess
+from bcdeploy.runtime.model.sidecar import ModelMeta
+from bcdeploy.runtime.model.postprocess import labels_to_mask, logits_to_mask, softmax
+from bcdeploy.runtime.model.preprocess import PreprocessInfo, pad_to_divisor, preprocess
 
 META = ModelMeta(classes=["background", "benign", "malignant"], palette=[[0, 0, 0], [0, 255, 0], [255, 0, 0]],
                  mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], input_size=[64, 96])
@@ -60,7 +60,7 @@ def test_softmax_sums_to_one():
 def test_logit_resize_is_torch_bilinear(size_in, size_out, align_corners):
     """Both corner conventions, up and down, in small row chunks (the 6000-row path)."""
     torch = pytest.importorskip("torch")
-    from bcdeploy.runtime.postprocess import resize_bilinear
+    from bcdeploy.runtime.model.postprocess import resize_bilinear
 
     plane = np.random.default_rng(2).standard_normal(size_in).astype(np.float32)
     ours = resize_bilinear(plane, *size_out, align_corners=align_corners, rows_per_chunk=3)
@@ -72,7 +72,7 @@ def test_logit_resize_is_torch_bilinear(size_in, size_out, align_corners):
 
 def test_align_corners_is_not_the_half_pixel_resize():
     """The two conventions really differ (so a model's flag must reach the postprocessing)."""
-    from bcdeploy.runtime.postprocess import resize_bilinear
+    from bcdeploy.runtime.model.postprocess import resize_bilinear
 
     ramp = np.arange(8, dtype=np.float32).reshape(1, 8).repeat(2, axis=0)
     corners = resize_bilinear(ramp, 2, 15, align_corners=True)
@@ -85,7 +85,7 @@ def test_keep_ratio_size_is_mmcv_rescale_size(hw):
     mmcv_geometric = pytest.importorskip("mmcv.image.geometric")
     from dataclasses import replace
 
-    from bcdeploy.runtime.preprocess import resized_size
+    from bcdeploy.runtime.model.preprocess import resized_size
 
     meta = replace(META, input_size=[512, 1024], keep_ratio=True)
     w, h = mmcv_geometric.rescale_size((hw[1], hw[0]), (1024, 512))

@@ -1,8 +1,8 @@
 import pytest
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.backends import registry
-from bcdeploy.runtime.backends.options import OnnxRuntimeOptions
+from bcdeploy.runtime.model.backends import registry
+from bcdeploy.runtime.model.backends.options import OnnxRuntimeOptions
 
 
 def test_suffix_selects_runner():

@@ -323,9 +323,9 @@ def test_model_option_with_engine_kept_as_its_alias(model, tmp_path):
 
 
 def test_segmenter_is_a_predictor(model):
-    from bcdeploy.runtime.imageio import decode_image
-    from bcdeploy.runtime.predictor import Predictor
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.images.imageio import decode_image
+    from bcdeploy.runtime.model.predictor import Predictor
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     image = decode_image(cv2.imencode(".png", mammogram(__import__("numpy").random.default_rng(16)))[1].tobytes())
     with Segmenter(model) as segmenter:

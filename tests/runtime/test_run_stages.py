@@ -10,7 +10,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 
-from bcdeploy.runtime.predictor import Prediction
+from bcdeploy.runtime.model.predictor import Prediction
 from bcdeploy.runtime.run import RunOptions, run
 from tests.badinputs import mammogram, write_tiff
 
@@ -66,9 +66,9 @@ def test_any_exception_in_segmenting_or_writing_is_one_failure(tmp_path):
 def test_pixels_are_dropped_after_the_model_when_no_output_draws_on_them():
     """Memory: without vis/sc the records a run keeps in flight hold no pixels after the model step;
     their reports still see the size, and a stray drawing fails instead of drawing on a blank."""
-    from bcdeploy.runtime.imageio import DecodedImage
-    from bcdeploy.runtime.outputs import draws_image
-    from bcdeploy.runtime.visualize import overlay
+    from bcdeploy.runtime.images.imageio import DecodedImage
+    from bcdeploy.runtime.results.outputs import draws_image
+    from bcdeploy.runtime.results.drawing import overlay
 
     image = DecodedImage(np.full((30, 40, 3), 7, np.uint8), "png", "uint8", 3, "none")
     bare = image.without_pixels()

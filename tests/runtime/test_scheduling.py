@@ -14,11 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from bcdeploy.runtime.backends import options_for
+from bcdeploy.runtime.model.backends import options_for
 from bcdeploy.runtime.run import RunOptions, run
 from bcdeploy.runtime.run.scheduling import BACKGROUND_NICE
 from bcdeploy.runtime.run.sources import FileSource
-from bcdeploy.runtime.segmenter import Segmenter
+from bcdeploy.runtime.model.segmenter import Segmenter
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bcdeploy.runtime.sliding_window import importance_map, sliding_window_inference, window_starts
+from bcdeploy.runtime.model.sliding_window import importance_map, sliding_window_inference, window_starts
 
 
 def image(h, w, c=3, seed=0):

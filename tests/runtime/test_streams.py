@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from bcdeploy.runtime.backends.options import OnnxRuntimeOptions, OpenVINOOptions
-from bcdeploy.runtime.predictor import Prediction
+from bcdeploy.runtime.model.backends.options import OnnxRuntimeOptions, OpenVINOOptions
+from bcdeploy.runtime.model.predictor import Prediction
 from bcdeploy.runtime.run import RunOptions, run
 from tests.badinputs import mammogram, write_tiff
 
@@ -110,8 +110,8 @@ def infer(*args) -> tuple[int, str]:
 
 @pytest.mark.mmseg
 def test_openvino_streams_give_the_masks_of_one_image_at_a_time(exported: Path, scans: Path) -> None:
-    from bcdeploy.runtime.imageio import decode_image
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.images.imageio import decode_image
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     images = [decode_image(p.read_bytes(), p) for p in sorted(scans.iterdir())]
     with Segmenter(exported / "model.xml", options=OpenVINOOptions(hint="latency")) as one, \

@@ -232,7 +232,7 @@ def without_run_fields(entry: dict) -> dict:
 def seg_segments(path: Path) -> dict:
     import pydicom
 
-    from bcdeploy.runtime.dicom_seg import seg_masks
+    from bcdeploy.runtime.results.dicom.seg import seg_masks
 
     return {label: mask.tobytes() for label, mask in seg_masks(pydicom.dcmread(path)).items()}
 

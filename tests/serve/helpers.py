@@ -64,8 +64,8 @@ def decoded_mask(reply: dict) -> np.ndarray:
 
 
 def runtime_mask(model, data: bytes) -> np.ndarray:
-    from bcdeploy.runtime.imageio import decode_image
-    from bcdeploy.runtime.segmenter import Segmenter
+    from bcdeploy.runtime.images.imageio import decode_image
+    from bcdeploy.runtime.model.segmenter import Segmenter
 
     with Segmenter(model) as segmenter:
         return segmenter.predict([decode_image(data).bgr])[0].mask

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bcdeploy.errors import OutputError
-from bcdeploy.runtime.predictor import Predictor
+from bcdeploy.runtime.model.predictor import Predictor
 from bcdeploy.runtime.run.ledger import Ledger
 from bcdeploy.runtime.run.reader import Reader, Resume
 from bcdeploy.runtime.run.work import Status, Work
 from bcdeploy.runtime.run.writer import Writer
 
 if TYPE_CHECKING:
-    from bcdeploy.runtime.dicom_seg import SegAlgorithm
+    from bcdeploy.runtime.results.dicom.seg import SegAlgorithm
 
 
 @dataclass
@@ -102,7 +102,7 @@ class OpenedModel:
 def seg_algorithm(predictor: Any, description: dict[str, Any] | None = None) -> SegAlgorithm:
     """Model name, version and checkpoint hash: from the exported model's sidecar when the predictor
     has one (Segmenter.meta), else from describe() (a PyTorch checkpoint is its own checkpoint)."""
-    from bcdeploy.runtime.dicom_seg import SegAlgorithm
+    from bcdeploy.runtime.results.dicom.seg import SegAlgorithm
 
     description = description if description is not None else predictor.describe()
     meta = getattr(predictor, "meta", None)
@@ -119,7 +119,7 @@ def _notes(predictor: Predictor) -> tuple[str, ...]:
     runner = getattr(predictor, "runner", None)
     if runner is None:
         return ()
-    from bcdeploy.runtime.variants import start_line
+    from bcdeploy.runtime.model.variants import start_line
 
     return (start_line(predictor.model_path, predictor.meta, runner.options),)
 

@@ -62,7 +62,7 @@ def output_record(relative: str, data: bytes) -> dict[str, Any]:
 def outputs_intact(out: Path, outputs: dict[str, dict] | None, name: str | None = None) -> bool:
     """Every recorded output exists with its recorded size and SHA-256, at the path `name` gives its
     kind (a row edited to name another image's outputs, with their true hashes, does not pass)."""
-    from bcdeploy.runtime.outputs import KINDS_BY_KEY
+    from bcdeploy.runtime.results.outputs import KINDS_BY_KEY
 
     if not outputs:
         return False

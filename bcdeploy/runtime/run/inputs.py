@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from bcdeploy.runtime.imageio import IMAGE_SUFFIXES
+from bcdeploy.runtime.images.imageio import IMAGE_SUFFIXES
 
 DISAMBIGUATION = "~"
 

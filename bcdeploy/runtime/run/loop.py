@@ -7,7 +7,7 @@ writes outputs and commits each image's ledger row. A model that serves several 
 many threads; results are still written and counted in input order. The first batch is read while the
 model opens (a one-image run waits for both otherwise). The reader thread also reduces each image to
 what the model reads (model_view_of: resized to its input) and, where an overlay is drawn, to the
-picture it is drawn on (visualize.picture_of, at most 2048 px), so the images waiting for the model or
+picture it is drawn on (drawing.picture_of, at most 2048 px), so the images waiting for the model or
 the writer hold 1-9 MiB each instead of a 40 MiB mammogram. Any exception while reading, segmenting or
 writing one file becomes that file's failure line and ledger row; the run goes on. Only what makes every
 later write fail too (no space, read-only file system, no permission) stops it, with one line. Ctrl-C
@@ -28,10 +28,10 @@ from pathlib import Path
 
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import refuse_overlap
-from bcdeploy.runtime.imageio import DEFAULT_MAX_PIXELS
+from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
 from bcdeploy.runtime.notices import new_run
-from bcdeploy.runtime.outputs import DEFAULT_OUTPUTS, KINDS_BY_KEY
-from bcdeploy.runtime.predictor import Predictor, concurrency_of, model_view_of
+from bcdeploy.runtime.results.outputs import DEFAULT_OUTPUTS, KINDS_BY_KEY
+from bcdeploy.runtime.model.predictor import Predictor, concurrency_of, model_view_of
 from bcdeploy.runtime.run.driver import Driver, Interrupts, OpenedModel, RunPlan, RunSummary, count
 from bcdeploy.runtime.run.identity import ModelIdentity, canonical
 from bcdeploy.runtime.run.inputs import assign_names
@@ -60,7 +60,7 @@ class RunOptions:
     extra_inputs: Sequence[str | Path] = ()  # other files the run reads (the model): out must not overlap them
     frame: int | None = None  # frame of multi-frame DICOM objects (0-based); None refuses them
     no_phi: bool = False  # reports without patient/study/series/instance identifiers (phi.py)
-    save: frozenset[str] = DEFAULT_OUTPUTS  # output kinds to write (runtime/outputs.py OUTPUT_KINDS keys)
+    save: frozenset[str] = DEFAULT_OUTPUTS  # output kinds to write (runtime/results/outputs.py OUTPUT_KINDS keys)
     modalities: frozenset[str] | None = None  # DICOM modalities segmented (None: MG, DX, CR); others refused
 
 
@@ -121,7 +121,7 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
 
 def _new_series(kinds: frozenset[str]) -> dict[str, str]:
     """A new DICOM series per DICOM output kind and run (results never mix with acquired images)."""
-    from bcdeploy.runtime.uids import new_uid
+    from bcdeploy.runtime.results.dicom.uids import new_uid
 
     return {key: new_uid() for key in sorted(kinds) if KINDS_BY_KEY[key].dicom_only}
 

@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-# Tags (runtime/dicom.py::dicom_tags keys) that identify a patient, a study or an instance: left out of
+# Tags (runtime/images/dicom.py::dicom_tags keys) that identify a patient, a study or an instance: left out of
 # every report with --no-phi.
 IDENTIFYING_TAGS = ("patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
                     "frame_of_reference_uid")

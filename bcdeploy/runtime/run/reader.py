@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bcdeploy.runtime.decoder_guard import is_interrupt
-from bcdeploy.runtime.imageio import decode_image
+from bcdeploy.runtime.images.decoder_guard import is_interrupt
+from bcdeploy.runtime.images.imageio import decode_image
 from bcdeploy.runtime.run.identity import ModelIdentity, can_skip
 from bcdeploy.runtime.run.sources import InputSource
 from bcdeploy.runtime.run.work import Status, Work, describe_error

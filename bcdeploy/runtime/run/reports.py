@@ -6,7 +6,7 @@ this run's failures. With `no_phi` both leave identifiers out (phi.py says how a
 keeps them). lesions.csv gives sizes in mm where the image has a pixel spacing (DICOM): area_mm2,
 bbox_mm as "x y w h" and longest_diameter_mm; empty otherwise (a size is never invented from a guessed
 spacing; longest_diameter_px and area_px always hold the sizes in pixels). `score` is each lesion's
-likelihood (runtime/lesions.py says which statistic and why).
+likelihood (runtime/results/lesions.py says which statistic and why).
 
 cases.csv holds the case scores (runtime/lesions.case_score: how likely an image holds a malignant
 finding), one row per image, and for DICOM inputs one per breast (study and ImageLaterality) and one per

@@ -9,18 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from bcdeploy.runtime.imageio import DecodedImage
-from bcdeploy.runtime.predictor import Prediction, Predictor
+from bcdeploy.runtime.images.imageio import DecodedImage
+from bcdeploy.runtime.model.predictor import Prediction, Predictor
 from bcdeploy.runtime.run.work import Work, describe_error
 from bcdeploy.runtime.spans import StageSpan, stage_span
-from bcdeploy.runtime.visualize import picture_of
+from bcdeploy.runtime.results.drawing import picture_of
 
 
 def segment(predictor: Predictor, works: list[Work], pictures: bool = True) -> list[Work]:
     """Predict the decoded images as one batch; when that fails, one by one to find the culprit, whose
     record then carries the failure line. Then each record leaves with its image's description and,
     where an output is drawn over the image (`pictures`: outputs.draws_image), the picture it is drawn
-    on (visualize.picture_of), but not the pixels the model read: nothing after the model reads them,
+    on (drawing.picture_of), but not the pixels the model read: nothing after the model reads them,
     and a full-size mammogram is 40 MiB in the writer's queue (or shipped back from a Ray actor)."""
     ready = [w for w in works if w.pending and w.image is not None]
     for work, prediction in zip(ready, _predict(predictor, ready)):

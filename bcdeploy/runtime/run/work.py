@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bcdeploy.errors import BcDeployError
-from bcdeploy.runtime.imageio import DecodedImage
-from bcdeploy.runtime.predictor import Prediction
+from bcdeploy.runtime.images.imageio import DecodedImage
+from bcdeploy.runtime.model.predictor import Prediction
 from bcdeploy.runtime.run.identity import SourceIdentity
 from bcdeploy.runtime.run.inputs import InputItem
 from bcdeploy.runtime.spans import StageSpan

@@ -1,6 +1,6 @@
 """The writer: one segmented image to its outputs and its ledger row (the driver commits the row).
 
-Every output kind the run saves (runtime/outputs.py's table) is rendered in memory and written
+Every output kind the run saves (runtime/results/outputs.py's table) is rendered in memory and written
 atomically, then the source may take them (a PACS stores the SEG); only then is the row made, so a
 committed row always describes files that exist. A failed image's row replaces its earlier one, and
 outputs left from an earlier success go: they described other bytes or another model (they are ours,
@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any
 
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import strict_json, write_bytes
-from bcdeploy.runtime.geometry import with_mm_sizes
-from bcdeploy.runtime.imageio import DecodedImage
-from bcdeploy.runtime.lesions import case_score, extract_lesions
-from bcdeploy.runtime.outputs import OUTPUT_KINDS, OutputKind, Rendering, draws_image
+from bcdeploy.runtime.results.geometry import with_mm_sizes
+from bcdeploy.runtime.images.imageio import DecodedImage
+from bcdeploy.runtime.results.lesions import case_score, extract_lesions
+from bcdeploy.runtime.results.outputs import OUTPUT_KINDS, OutputKind, Rendering, draws_image
 from bcdeploy.runtime.run.identity import ModelIdentity, output_record
 from bcdeploy.runtime.run.sources import InputSource
 from bcdeploy.runtime.run.work import Status, Work, describe_error
 from bcdeploy.runtime.spans import durations_ms, stage_span
 
 if TYPE_CHECKING:
-    from bcdeploy.runtime.dicom_seg import SegAlgorithm
+    from bcdeploy.runtime.results.dicom.seg import SegAlgorithm
 
 FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
@@ -55,7 +55,7 @@ class Writer:
 
     def _uids(self) -> dict[str, tuple[str, str]]:
         """(series, new SOP instance) UIDs for each DICOM kind this run writes: SR references the SEG's."""
-        from bcdeploy.runtime.uids import new_uid
+        from bcdeploy.runtime.results.dicom.uids import new_uid
 
         return {kind: (series, new_uid()) for kind, series in self.series.items()}
 

@@ -16,10 +16,10 @@ import numpy as np
 
 from bcdeploy._imports import require
 from bcdeploy.errors import BackendError, InputError
-from bcdeploy.runtime.backends import cuda
-from bcdeploy.runtime.backends.base import Runner, TensorSpec
-from bcdeploy.runtime.backends.options import TensorRTOptions
-from bcdeploy.runtime.metadata import sidecar_candidates
+from bcdeploy.runtime.model.backends import cuda
+from bcdeploy.runtime.model.backends.base import Runner, TensorSpec
+from bcdeploy.runtime.model.backends.options import TensorRTOptions
+from bcdeploy.runtime.model.sidecar import sidecar_candidates
 
 
 class TensorRTRunner(Runner):

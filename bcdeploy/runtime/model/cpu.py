@@ -4,7 +4,7 @@ The instruction-set flags that matter for inference: VNNI (AVX-512 or AVX) and A
 products single instructions; AVX-512 BF16 and AMX-BF16 give BF16 ones. They say what a CPU CAN do,
 not how much faster a variant runs on it: that depends on the model, the cores and the runtime too,
 and a flag table once promised INT8 ~1.9x on an AVX2 CPU where it measured 1.1x. So this module
-states facts only; speeds come from measurement on the machine itself (runtime/speed_record.py,
+states facts only; speeds come from measurement on the machine itself (runtime/model/speed_record.py,
 `bcdeploy bench cpu`). `infer` prints the facts at start and `bench.sysinfo` records them beside every
 benchmark. Torch- and numpy-free: it runs at every `infer` start.
 """

@@ -13,9 +13,9 @@ import numpy as np
 
 from bcdeploy._imports import require
 from bcdeploy.errors import BackendError
-from bcdeploy.runtime.backends.base import Runner, TensorSpec
-from bcdeploy.runtime.backends.options import ORT_PROVIDERS, OnnxRuntimeOptions
-from bcdeploy.runtime.metadata import METADATA_KEY
+from bcdeploy.runtime.model.backends.base import Runner, TensorSpec
+from bcdeploy.runtime.model.backends.options import ORT_PROVIDERS, OnnxRuntimeOptions
+from bcdeploy.runtime.model.sidecar import METADATA_KEY
 
 # onnxruntime's type strings -> numpy names ("tensor(float)" is float32).
 _ORT_DTYPES = {"float": "float32", "double": "float64"}

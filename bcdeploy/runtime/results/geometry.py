@@ -1,6 +1,6 @@
 """Sizes in millimetres from pixel measures, where the image says its pixel spacing.
 
-Kept apart from the DICOM reader (which only finds the spacing, runtime/dicom.py::pixel_spacing_mm):
+Kept apart from the DICOM reader (which only finds the spacing, runtime/images/dicom.py::pixel_spacing_mm):
 a size is arithmetic on a lesion record, whatever format the spacing came from.
 """
 
@@ -33,7 +33,7 @@ def longest_diameter_mm(outline: list[list[float]], spacing_mm: list[float] | No
     so the points are scaled before measuring); None without spacing."""
     if not spacing_mm or not outline:
         return None
-    from bcdeploy.runtime.lesions import longest_distance
+    from bcdeploy.runtime.results.lesions import longest_distance
 
     points = np.asarray(outline, np.float64) * [spacing_mm[1] * scale[1], spacing_mm[0] * scale[0]]
     return round(longest_distance(points), 3)

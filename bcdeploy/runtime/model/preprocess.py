@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bcdeploy.runtime.metadata import ModelMeta
+from bcdeploy.runtime.model.sidecar import ModelMeta
 
 
 @dataclass(frozen=True)

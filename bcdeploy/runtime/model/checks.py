@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bcdeploy.errors import ConfigError
-from bcdeploy.runtime.backends.base import TensorSpec
-from bcdeploy.runtime.metadata import ModelMeta, find_sidecar
+from bcdeploy.runtime.model.backends.base import TensorSpec
+from bcdeploy.runtime.model.sidecar import ModelMeta, find_sidecar
 
 
 def describe_source(model_path: str | Path) -> str:

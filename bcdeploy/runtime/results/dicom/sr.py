@@ -17,7 +17,7 @@ Codes (DICOM PS3.16), and where each comes from:
 - finding site          SCT 76752008 "Breast"                                CID 4013 Anatomic Region for Mammography
   with laterality       SCT 7771000 "Left" / 24028007 "Right"                CID 244 Laterality
 - class                 DCM 111042 "Pathology" = SCT 3898006 "Neoplasm, benign" / 86049000 "Malignant neoplasm,
-                        primary": the codes the SEG's segments carry (runtime/dicom_seg.py), so SR and SEG agree
+                        primary": the codes the SEG's segments carry (runtime/results/dicom/seg.py), so SR and SEG agree
 - area                  SCT 42798000 "Area"                                  CID 7469/7471 (area measurements)
 - longest diameter      SCT 103339001 "Long axis"                            CID 6165 Breast Linear Measurement
 - lesion and case score DCM 111047 "Probability of cancer"                   CID 6048 CAD Operating Point Axis Label

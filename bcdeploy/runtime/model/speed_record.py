@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bcdeploy.fileio import write_json
-from bcdeploy.runtime.cpu import cpu_flags, cpu_model, read_cpuinfo
+from bcdeploy.runtime.model.cpu import cpu_flags, cpu_model, read_cpuinfo
 
 RECORD_NAME = "bcdeploy-speed.json"
 _RUNTIMES = ("onnxruntime", "openvino")

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from bcdeploy.errors import BackendError, ConfigError, InputError
-from bcdeploy.runtime.backends.options import BackendOptions
+from bcdeploy.runtime.model.backends.options import BackendOptions
 
 
 @dataclass(frozen=True)

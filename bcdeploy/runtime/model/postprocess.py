@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bcdeploy.runtime.preprocess import PreprocessInfo
+from bcdeploy.runtime.model.preprocess import PreprocessInfo
 
 
 def crop_padding(chw: np.ndarray, info: PreprocessInfo) -> np.ndarray:

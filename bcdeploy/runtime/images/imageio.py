@@ -32,15 +32,15 @@ import numpy as np
 
 from bcdeploy.errors import InputError
 from bcdeploy.fileio import read_input
-from bcdeploy.runtime.decoder_guard import decoding
-from bcdeploy.runtime.image_headers import (
+from bcdeploy.runtime.images.decoder_guard import decoding
+from bcdeploy.runtime.images.headers import (
     DEFAULT_MAX_PIXELS,
     check_decoded_size,
     check_pixel_budget,
     jpeg_size,
     png_size,
 )
-from bcdeploy.runtime.intensity import effective_bit_depth, scale_to_uint8
+from bcdeploy.runtime.images.intensity import effective_bit_depth, scale_to_uint8
 
 MIN_SIDE = 32
 MAX_SIDE = 65_536
@@ -61,7 +61,7 @@ class DecodedImage:
     intensity_map: str  # how the source range became 0..255
     tags: dict[str, Any] | None = None  # DICOM attributes (laterality, view, UIDs, spacing): runtime.dicom
     decoded_hw: tuple[int, int] | None = None  # (H, W) as decoded, once `bgr` holds fewer pixels (below)
-    picture: np.ndarray | None = None  # the pixels pictures are drawn on (visualize.picture_of), see below
+    picture: np.ndarray | None = None  # the pixels pictures are drawn on (drawing.picture_of), see below
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,7 +82,7 @@ class DecodedImage:
 
     def with_picture(self, picture: np.ndarray) -> DecodedImage:
         """The same image carrying `picture`: its pixels as an overlay draws on them (downscaled to the
-        overlay's size by visualize.picture_of). Made while the full-size pixels are at hand, so that
+        overlay's size by drawing.picture_of). Made while the full-size pixels are at hand, so that
         `bgr` can then be reduced to the model's view or dropped, and an image waiting for the model or
         the writer holds ~9 MiB instead of a 40 MiB mammogram."""
         return replace(self, picture=picture)
@@ -127,7 +127,7 @@ def decode_image(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
     """Decode file contents (e.g. an HTTP upload); `origin` names the source in errors.
 
     `frame` picks one frame (0-based) of a multi-frame DICOM object; other formats have one frame.
-    `modalities`: the DICOM modalities to accept (None: mammography's, runtime/dicom.py).
+    `modalities`: the DICOM modalities to accept (None: mammography's, runtime/images/dicom.py).
     """
     origin = Path(origin)
     if not data:
@@ -394,10 +394,10 @@ def _to_uint8(path: Path, arr: np.ndarray) -> tuple[np.ndarray, str]:
 
 def _decode_dicom(path: Path, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None,
                   modalities: frozenset[str] | None = None) -> DecodedImage:
-    """Header checks, decoder choice and windowing live in bcdeploy.runtime.dicom."""
+    """Header checks, decoder choice and windowing live in bcdeploy.runtime.images.dicom."""
     import cv2
 
-    from bcdeploy.runtime.dicom import MAMMOGRAPHY_MODALITIES, decode_dicom
+    from bcdeploy.runtime.images.dicom import MAMMOGRAPHY_MODALITIES, decode_dicom
 
     pixels = decode_dicom(data, path, max_pixels=max_pixels, frame=frame,
                           modalities=MAMMOGRAPHY_MODALITIES if modalities is None else modalities)

@@ -2,7 +2,7 @@
 
 An export writes variants of one checkpoint side by side (model.onnx, model.int8.onnx, model.xml,
 model.int8.xml). Which one is fastest depends on the CPU, its cores and the runtime versions, so it is
-measured on the machine (`bcdeploy bench cpu`, runtime/speed_record.py) and only a measurement made
+measured on the machine (`bcdeploy bench cpu`, runtime/model/speed_record.py) and only a measurement made
 here is quoted; without one the line says how to measure. An FP32 OpenVINO IR run at BF16 is a variant
 of its own (`model.xml#bf16`): fast with BF16 instructions, emulated and many times slower without. The
 user chose a model, and an INT8 variant gives slightly different masks, so bcdeploy only names the faster
@@ -16,11 +16,11 @@ import importlib.util
 from pathlib import Path
 
 from bcdeploy.errors import BcDeployError
-from bcdeploy.runtime.backends.options import BackendOptions
-from bcdeploy.runtime.backends.registry import SUFFIXES, backend_for, model_files
-from bcdeploy.runtime.cpu import cpu_line, read_cpuinfo
-from bcdeploy.runtime.metadata import ModelMeta, find_sidecar, read_sidecar
-from bcdeploy.runtime.speed_record import measured_here
+from bcdeploy.runtime.model.backends.options import BackendOptions
+from bcdeploy.runtime.model.backends.registry import SUFFIXES, backend_for, model_files
+from bcdeploy.runtime.model.cpu import cpu_line, read_cpuinfo
+from bcdeploy.runtime.model.sidecar import ModelMeta, find_sidecar, read_sidecar
+from bcdeploy.runtime.model.speed_record import measured_here
 
 _CPU_BACKENDS = ("onnxruntime", "openvino")
 MEANINGFUL = 1.05  # a variant is named as faster only when it measured at least 5 % faster (noise below)

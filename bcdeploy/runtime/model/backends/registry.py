@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bcdeploy.errors import ConfigError, InputError
-from bcdeploy.runtime.backends.options import BackendOptions, OnnxRuntimeOptions, OpenVINOOptions, TensorRTOptions
+from bcdeploy.runtime.model.backends.options import BackendOptions, OnnxRuntimeOptions, OpenVINOOptions, TensorRTOptions
 
 if TYPE_CHECKING:
-    from bcdeploy.runtime.backends.base import Runner
+    from bcdeploy.runtime.model.backends.base import Runner
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,11 @@ def register(backend: Backend) -> None:
     _BY_SUFFIX.update({s.lower(): backend for s in backend.suffixes})
 
 
-register(Backend("onnxruntime", (".onnx",), "bcdeploy.runtime.backends.onnxruntime:OnnxRuntimeRunner",
+register(Backend("onnxruntime", (".onnx",), "bcdeploy.runtime.model.backends.onnxruntime:OnnxRuntimeRunner",
                  OnnxRuntimeOptions))
-register(Backend("tensorrt", (".trt", ".engine", ".plan"), "bcdeploy.runtime.backends.tensorrt:TensorRTRunner",
+register(Backend("tensorrt", (".trt", ".engine", ".plan"), "bcdeploy.runtime.model.backends.tensorrt:TensorRTRunner",
                  TensorRTOptions))
-register(Backend("openvino", (".xml",), "bcdeploy.runtime.backends.openvino:OpenVINORunner", OpenVINOOptions,
+register(Backend("openvino", (".xml",), "bcdeploy.runtime.model.backends.openvino:OpenVINORunner", OpenVINOOptions,
                  companions=(".bin",)))
 
 SUFFIXES = tuple(_BY_SUFFIX)

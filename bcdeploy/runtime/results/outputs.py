@@ -22,8 +22,8 @@ from bcdeploy.errors import InputError
 from bcdeploy.fileio import write_bytes
 
 if TYPE_CHECKING:
-    from bcdeploy.runtime.dicom_seg import SegAlgorithm
-    from bcdeploy.runtime.imageio import DecodedImage
+    from bcdeploy.runtime.results.dicom.seg import SegAlgorithm
+    from bcdeploy.runtime.images.imageio import DecodedImage
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class Rendering:
     @cached_property
     def dataset(self) -> Any:
         """The source dataset as derived objects copy it (dicom_source.checked_source), parsed once."""
-        from bcdeploy.runtime.dicom import read_dataset
-        from bcdeploy.runtime.dicom_source import checked_source, log_repairs
+        from bcdeploy.runtime.images.dicom import read_dataset
+        from bcdeploy.runtime.results.dicom.source import checked_source, log_repairs
 
         if self.source is None or self.algorithm is None:
             raise InputError(f"{self.origin}: a DICOM output needs the DICOM source and the model's algorithm")
@@ -62,34 +62,34 @@ def _render_mask(r: Rendering) -> bytes:
 
 
 def _render_biner(r: Rendering) -> bytes:
-    from bcdeploy.runtime.visualize import biner
+    from bcdeploy.runtime.results.drawing import biner
 
     return encode(biner(r.mask, len(r.classes)), ".png")
 
 
 def _render_overlay(r: Rendering) -> bytes:
-    from bcdeploy.runtime.visualize import overlay
+    from bcdeploy.runtime.results.drawing import overlay
 
     return encode(overlay(r.image.picture_pixels, r.mask, r.palette, r.classes, r.lesions, r.target), ".jpg")
 
 
 def _render_seg(r: Rendering) -> bytes:
-    from bcdeploy.runtime.dicom_seg import seg_bytes
+    from bcdeploy.runtime.results.dicom.seg import seg_bytes
 
     return seg_bytes(r.dataset, r.mask, r.classes, algorithm=r.algorithm, uids=r.uids.get("seg"))
 
 
 def _render_sr(r: Rendering) -> bytes:
-    from bcdeploy.runtime.dicom_seg import segment_numbers
-    from bcdeploy.runtime.dicom_sr import sr_bytes
+    from bcdeploy.runtime.results.dicom.seg import segment_numbers
+    from bcdeploy.runtime.results.dicom.sr import sr_bytes
 
     seg = (*r.uids["seg"], segment_numbers(r.mask, r.classes)) if "seg" in r.uids else None
     return sr_bytes(r.dataset, r.lesions, case_score=r.case_score, algorithm=r.algorithm, uids=r.uids["sr"], seg=seg)
 
 
 def _render_sc(r: Rendering) -> bytes:
-    from bcdeploy.runtime.dicom_sc import sc_bytes
-    from bcdeploy.runtime.visualize import overlay
+    from bcdeploy.runtime.results.dicom.sc import sc_bytes
+    from bcdeploy.runtime.results.drawing import overlay
 
     picture = overlay(r.image.picture_pixels, r.mask, r.palette, r.classes, r.lesions, r.target)
     return sc_bytes(r.dataset, picture, algorithm=r.algorithm, uids=r.uids["sc"])
@@ -130,7 +130,7 @@ SAVE_CHOICES = {kind.save_name: kind.key for kind in OUTPUT_KINDS}
 
 def draws_image(kinds: frozenset[str]) -> bool:
     """Whether any of these output kinds (OUTPUT_KINDS keys) is drawn over the source's pixels: only
-    then does a run keep each image's picture (visualize.picture_of) past the model (memory: a few
+    then does a run keep each image's picture (drawing.picture_of) past the model (memory: a few
     images in flight, each a 14-Mpx mammogram)."""
     return any(KINDS_BY_KEY[key].draws_image for key in kinds)
 

@@ -29,7 +29,7 @@ import numpy as np
 from bcdeploy.runtime.spans import StageSpan, durations_ms
 
 if TYPE_CHECKING:
-    from bcdeploy.runtime.imageio import DecodedImage
+    from bcdeploy.runtime.images.imageio import DecodedImage
 
 
 @dataclass

@@ -17,14 +17,14 @@ import numpy as np
 
 from bcdeploy.errors import BackendError, InputError
 from bcdeploy.fileio import sha256_file
-from bcdeploy.runtime.backends import BackendOptions, open_runner
-from bcdeploy.runtime.imageio import DecodedImage
-from bcdeploy.runtime.metadata import ModelMeta, read_sidecar_of, settle_meta
-from bcdeploy.runtime.model_check import check_model_io
-from bcdeploy.runtime.postprocess import crop_padding, labels_to_mask, logits_to_mask, softmax
-from bcdeploy.runtime.predictor import Prediction
-from bcdeploy.runtime.preprocess import PreprocessInfo, preprocess, resize_for_model
-from bcdeploy.runtime.sliding_window import sliding_window_inference
+from bcdeploy.runtime.model.backends import BackendOptions, open_runner
+from bcdeploy.runtime.images.imageio import DecodedImage
+from bcdeploy.runtime.model.sidecar import ModelMeta, read_sidecar_of, settle_meta
+from bcdeploy.runtime.model.checks import check_model_io
+from bcdeploy.runtime.model.postprocess import crop_padding, labels_to_mask, logits_to_mask, softmax
+from bcdeploy.runtime.model.predictor import Prediction
+from bcdeploy.runtime.model.preprocess import PreprocessInfo, preprocess, resize_for_model
+from bcdeploy.runtime.model.sliding_window import sliding_window_inference
 from bcdeploy.runtime.spans import StageSpan, stage_span
 
 
@@ -75,7 +75,7 @@ class Segmenter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # --- the Predictor protocol (runtime/predictor.py) -----------------------------------------
+    # --- the Predictor protocol (runtime/model/predictor.py) -----------------------------------------
     @property
     def classes(self) -> list[str]:
         return list(self.meta.classes)

@@ -4,8 +4,8 @@ Each backend declares its options as a keyword-only dataclass (options.py); the 
 place that maps files to backends and says which options each takes.
 """
 
-from bcdeploy.runtime.backends.options import BackendOptions, OnnxRuntimeOptions, OpenVINOOptions, TensorRTOptions
-from bcdeploy.runtime.backends.registry import (
+from bcdeploy.runtime.model.backends.options import BackendOptions, OnnxRuntimeOptions, OpenVINOOptions, TensorRTOptions
+from bcdeploy.runtime.model.backends.registry import (
     SUFFIXES,
     Backend,
     backend_for,

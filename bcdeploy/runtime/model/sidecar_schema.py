@@ -3,7 +3,7 @@
 A sidecar is a file anyone can edit, copy beside the wrong model or truncate. Every field the runtime
 reads is typed and ranged here (pydantic, strict scalars: "123.6" is not a number, true is not 1), so
 a bad one is one ConfigError line naming the file, the field and its value, never a traceback or
-a wrong mask later. Kept apart from metadata.py so pydantic loads only when a model is opened.
+a wrong mask later. Kept apart from sidecar.py so pydantic loads only when a model is opened.
 """
 
 from __future__ import annotations

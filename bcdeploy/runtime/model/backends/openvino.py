@@ -21,9 +21,9 @@ import numpy as np
 
 from bcdeploy._imports import require
 from bcdeploy.errors import BackendError
-from bcdeploy.runtime.backends.base import Runner, TensorSpec
-from bcdeploy.runtime.backends.options import OpenVINOOptions
-from bcdeploy.runtime.metadata import METADATA_KEY
+from bcdeploy.runtime.model.backends.base import Runner, TensorSpec
+from bcdeploy.runtime.model.backends.options import OpenVINOOptions
+from bcdeploy.runtime.model.sidecar import METADATA_KEY
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 _PERFORMANCE_HINTS = {"auto": "LATENCY", "latency": "LATENCY", "throughput": "THROUGHPUT"}

@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.decoder_guard import decoding, failures_become, one_line
-from bcdeploy.runtime.intensity import scale_to_uint8
+from bcdeploy.runtime.images.decoder_guard import decoding, failures_become, one_line
+from bcdeploy.runtime.images.intensity import scale_to_uint8
 from bcdeploy.runtime.notices import say_once
 
 INSTALL_HINT = "pip install 'bcdeploy[dicom]'"

@@ -46,7 +46,7 @@ class ModelMeta:
         return len(self.classes)
 
     def to_dict(self) -> dict[str, Any]:
-        from bcdeploy.runtime.sidecar_schema import FORMAT, SCHEMA_VERSION  # the schema owns its identity
+        from bcdeploy.runtime.model.sidecar_schema import FORMAT, SCHEMA_VERSION  # the schema owns its identity
 
         return {"format": FORMAT, "schema_version": SCHEMA_VERSION, **asdict(self)}
 
@@ -56,13 +56,13 @@ class ModelMeta:
     @classmethod
     def from_dict(cls, data: Any, origin: str = "metadata") -> "ModelMeta":
         """Validate `data` (parsed JSON) by the schema, then build the metadata; ConfigError names the field."""
-        from bcdeploy.runtime.sidecar_schema import validate_sidecar
+        from bcdeploy.runtime.model.sidecar_schema import validate_sidecar
 
         return cls(**validate_sidecar(data, origin))
 
     def validate(self, origin: str) -> None:
         """Check an in-memory description (e.g. before export writes it) by the same schema."""
-        from bcdeploy.runtime.sidecar_schema import validate_sidecar
+        from bcdeploy.runtime.model.sidecar_schema import validate_sidecar
 
         validate_sidecar(self.to_dict(), origin)
 
