@@ -103,13 +103,16 @@ class OutputArgs:
 
 
 def run_options(inputs: InputArgs, outputs: OutputArgs, *, batch_size: int, extra_inputs: list[str],
-                on_progress: Callable[[str, int], None] | None) -> Any:
+                on_progress: Callable[[str, int], None] | None, deliver: bool = False) -> Any:
+    """`deliver`: the run's DICOM results are queued in the outbox for a PACS (runtime/run/outbox.py)."""
+    from bcdeploy.runtime.results.outputs import KINDS_BY_KEY
     from bcdeploy.runtime.run import RunOptions
 
     return RunOptions(out=outputs.out, batch_size=batch_size, overwrite=outputs.overwrite, recursive=inputs.recursive,
                       targets=inputs.targets, max_pixels=inputs.max_pixels, on_progress=on_progress,
                       extra_inputs=extra_inputs, frame=inputs.frame, no_phi=outputs.no_phi, save=outputs.save,
-                      modalities=inputs.modalities)
+                      modalities=inputs.modalities,
+                      deliver=frozenset(k for k in outputs.save if KINDS_BY_KEY[k].dicom_only) if deliver else frozenset())
 
 
 # --- Model and backend ---------------------------------------------------------------------------------
@@ -162,6 +165,10 @@ PACS = section(
     "DICOM and PACS",
     click.option("--dicomweb", "dicomweb", default=None, metavar="URL",
                  help="Read the mammograms from this DICOMweb server instead of INPUTS, store the SEGs back."),
+    click.option("--stow", default=None, metavar="URL",
+                 help="Store the DICOM results (SEG, and SR, SC if saved) by STOW-RS on this DICOMweb server "
+                      "[default: the --dicomweb server]. Sent after the run from the outbox in --out: a server "
+                      "that is down fails no image; the same command run again sends what is due."),
     click.option("--study", "studies", multiple=True, metavar="UID",
                  help="With --dicomweb: Study Instance UID (repeatable); default: every study holding MG images."),
     click.option("--dry-run", is_flag=True, help="With --dicomweb: list what would be fetched, and exit."),
@@ -173,11 +180,21 @@ class PacsArgs:
     url: str | None
     studies: tuple[str, ...]
     dry_run: bool
+    stow: str | None
 
     @classmethod
     def parse(cls, values: dict[str, Any]) -> PacsArgs:
-        url, studies, dry_run = _pop(values, "dicomweb", "studies", "dry_run")
-        return cls(url=url, studies=tuple(studies), dry_run=dry_run)
+        url, studies, dry_run, stow = _pop(values, "dicomweb", "studies", "dry_run", "stow")
+        return cls(url=url, studies=tuple(studies), dry_run=dry_run, stow=stow)
+
+    @property
+    def destination(self) -> Any:
+        """Where the run's DICOM results go (pacs/destinations.py), or None: they stay in --out."""
+        if not (self.stow or self.url):
+            return None
+        from bcdeploy.pacs.destinations import StowDestination
+
+        return StowDestination(self.stow or self.url)
 
     def source(self, inputs: tuple[str, ...], *, no_phi: bool) -> Any:
         """INPUTS, or the PACS source; exactly one of them (a usage error otherwise)."""

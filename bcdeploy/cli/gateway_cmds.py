@@ -30,10 +30,11 @@ def _node_logging() -> None:
     """Time-stamped INFO lines on stderr for the node (the journal of a systemd unit keeps them)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    node_log = logging.getLogger("bcdeploy.gateway")
-    node_log.setLevel(min(node_log.getEffectiveLevel(), logging.INFO))
-    node_log.addHandler(handler)
-    node_log.propagate = False
+    for name in ("bcdeploy.gateway", "bcdeploy.outbox"):  # the node, and the sender of its outbox
+        node_log = logging.getLogger(name)
+        node_log.setLevel(min(node_log.getEffectiveLevel(), logging.INFO))
+        node_log.addHandler(handler)
+        node_log.propagate = False
 
 
 @cloup.command()
@@ -84,7 +85,7 @@ def gateway(model, out, status_dir, port, host, ae_title, allow, max_association
     if status_dir:
         _print_status(Path(status_dir))
         return
-    from bcdeploy.gateway.destinations import DimseDestination, StowDestination, check_ae_title
+    from bcdeploy.pacs.destinations import DimseDestination, StowDestination, check_ae_title
     from bcdeploy.gateway.node import Gateway, GatewayOptions
     from bcdeploy.gateway.scp import ScpOptions, server_context
     from bcdeploy.runtime.results.outputs import parse_save

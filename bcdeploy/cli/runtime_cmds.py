@@ -14,19 +14,29 @@ from bcdeploy.cli._options import runner_options
 from bcdeploy.cli._progress import progress
 
 
-def _summary_and_exit(summary, out) -> None:
+def _summary_and_exit(summary, out, sent=None) -> None:
     """The model's information lines (the `cpu:` line: only after a run that ran, so a refused command
-    stays one `error:` line), the summary, and the exit status (130 after Ctrl-C)."""
+    stays one `error:` line), the summary, what was sent, and the exit status (130 after Ctrl-C; 1 when
+    an image failed or a result is left unsent)."""
     for note in summary.notes:
         click.echo(note, err=True)
-    _report(summary, out)
+    _report(summary, out, sent)
+
+
+def _deliver(destination, out, summary):
+    """After the run: the outbox's due results (this run's and any an earlier run left) to `destination`."""
+    if destination is None or summary.interrupted:
+        return None
+    from bcdeploy.pacs.sender import send_due
+
+    return destination.describe(), send_due(out, destination)
 
 
 # A file name may hold a newline (POSIX allows it): escaped, so one failure is one line and cannot forge ours.
 _CONTROL = {code: f"\\x{code:02x}" for code in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t"}
 
 
-def _report(summary, out) -> None:
+def _report(summary, out, sent=None) -> None:
     click.echo(f"processed {summary.processed}, skipped {summary.skipped} (done earlier), failed {len(summary.failed)} "
                f"in {summary.seconds:.1f} s")
     for failure in summary.failed:
@@ -38,11 +48,21 @@ def _report(summary, out) -> None:
     if summary.highest_case:
         name, score = summary.highest_case
         click.echo(f"highest case score {score:.3f} ({name}); every image's in {out}/cases.csv")
+    unsent = False
+    if sent is not None:
+        where, drained = sent
+        click.echo(f"sent {drained.sent} DICOM result(s) to {where}")
+        if drained.refused:
+            click.echo(f"  failed: {drained.refused} result(s) refused by {where} for good (see the lines above)", err=True)
+        if drained.due:
+            click.echo(f"  failed: {drained.due} result(s) not sent to {where} ({drained.error}); they wait in "
+                       f"{out}: run the same command again to send them (nothing is segmented again)", err=True)
+        unsent = bool(drained.due or drained.refused)
     if summary.interrupted:
         click.echo(f"interrupted: {summary.processed} image(s) finished in this run and recorded in "
                    f"{summary.ledger_path}; run the same command again to continue", err=True)
         raise SystemExit(130)
-    if not summary.ok:
+    if not summary.ok or unsent:
         raise SystemExit(1)
 
 
@@ -60,7 +80,7 @@ def infer(inputs, **values) -> None:
     from bcdeploy.scale.api import infer as infer_images
 
     pacs = args.PacsArgs.parse(values)
-    outputs = args.OutputArgs.parse(values, pacs=bool(pacs.url))
+    outputs = args.OutputArgs.parse(values, pacs=pacs.destination is not None)
     source = pacs.source(inputs, no_phi=outputs.no_phi)
     if pacs.dry_run:
         _print_plan(source)
@@ -74,9 +94,10 @@ def infer(inputs, **values) -> None:
         raise click.UsageError("--ray runs on files (INPUTS); --dicomweb runs without --ray for now")
     backend = runner_options(model, **values)  # what is left: the backend's own options
     with progress("infer") as tick:
-        options = args.run_options(input_args, outputs, batch_size=batch_size, extra_inputs=[model], on_progress=tick)
+        options = args.run_options(input_args, outputs, batch_size=batch_size, extra_inputs=[model], on_progress=tick,
+                                   deliver=pacs.destination is not None)
         summary = infer_images(model, source, options, backend=backend, sliding_window=sliding_window, ray=ray)
-    _summary_and_exit(summary, outputs.out)
+    _summary_and_exit(summary, outputs.out, _deliver(pacs.destination, outputs.out, summary))
 
 
 def _print_plan(source) -> None:

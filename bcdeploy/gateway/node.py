@@ -5,8 +5,12 @@ a sender thread; SIGTERM ends it cleanly, SIGKILL loses nothing.
   `study_idle_s` and runs each through runtime.run (the same reader, model, writer, ledger and resume
   rule as `infer`, output folder DIR/results). The model is opened once, when the node starts: a model
   that does not open stops the node before it accepts anything.
-- After a study's run, one spool transaction marks each instance processed or failed and records its
-  DICOM results as due (spool.py says why this order survives a kill at any point).
+- The run queues each image's DICOM results in the outbox (runtime/run/outbox.py, in the run ledger) in
+  the transaction that commits its row, and hands each settled row back (RunOptions.on_settled); one
+  spool transaction then marks each instance processed or failed. The node never reads back what the
+  run just wrote: no ledger reopened, no result file parsed for its UID. A kill between the two
+  re-runs the study, and the resume rule skips its finished images (spool.py).
+- Sending: the outbox's sender (pacs/sender.py), the same one `infer --dicomweb` uses.
 - A file that crashes the process natively (no exception to catch) is found by the runs that never
   returned: such a study is run one image at a time, and an image that crashed its own runs is
   quarantined (spool.py). A restart after a crash is never a crash loop.
@@ -28,14 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from bcdeploy.errors import BcDeployError
-from bcdeploy.gateway.audit import MAJOR_FAILURE, SUCCESS, AuditLog
-from bcdeploy.gateway.destinations import Destination
+from bcdeploy.gateway.audit import MAJOR_FAILURE, SERIOUS_FAILURE, SUCCESS, AuditLog
 from bcdeploy.gateway.scp import ScpOptions, StorageSCP
-from bcdeploy.gateway.sender import Sender
-from bcdeploy.gateway.source import KEY_PREFIX, SpoolSource
+from bcdeploy.gateway.source import KEY_PREFIX, SpoolSource, source_key
 from bcdeploy.gateway.spool import QUARANTINE_AFTER, Instance, Spool
-from bcdeploy.runtime.results.outputs import KINDS_BY_KEY
+from bcdeploy.pacs.destinations import Destination
+from bcdeploy.pacs.sender import Sender
 from bcdeploy.runtime.model.predictor import Predictor
+from bcdeploy.runtime.results.outputs import KINDS_BY_KEY
+from bcdeploy.runtime.run.ledger import open_outbox
+from bcdeploy.runtime.run.outbox import Delivery
 
 log = logging.getLogger("bcdeploy.gateway")
 
@@ -64,7 +70,9 @@ class Gateway:
         self.audit = AuditLog(options.out, phi=options.audit_phi)
         self.predictor = open_predictor()
         self.scp = StorageSCP(options.scp, self.spool, self.audit)
-        self.sender = Sender(self.spool, options.destination, self.audit, **options.sender)
+        self.outbox = open_outbox(self.spool.results)
+        self.spool.move_results_to(self.outbox, source_key)  # a state that predates the one outbox (spool.py)
+        self.sender = Sender(self.outbox, options.destination, report=self._audit_result, **options.sender)
         self._in_run = False
         self._retry_after: dict[str, float] = {}
 
@@ -101,7 +109,14 @@ class Gateway:
         with contextlib.suppress(Exception):
             self.predictor.close()
         self.audit.close()
+        self.outbox.close()
         self.spool.close()
+
+    def _audit_result(self, result: Delivery, sent: bool, text: str) -> None:
+        self.audit.record("instance", "R", SUCCESS if sent else SERIOUS_FAILURE, text=text,
+                          destination={"ae": self.options.destination.describe()},
+                          objects={"study_uid": result.study_uid, "kind": result.kind, "sop_uids": [result.sop_uid],
+                                   "source_sop_uid": result.source.removeprefix(KEY_PREFIX)})
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         first = not self.stop.is_set()
@@ -144,10 +159,11 @@ class Gateway:
     def _run(self, study: str, instances: list[Instance]) -> bool:
         """One run over `instances`; False when it failed as a whole (tried again later)."""
         from bcdeploy.runtime.run import RunOptions, run
-        from bcdeploy.runtime.run.ledger import Ledger
 
+        settled: dict[str, dict] = {}
         options = RunOptions(out=self.spool.results, save=self.options.save, max_pixels=self.options.scp.max_pixels,
-                             modalities=frozenset({"MG"}))
+                             modalities=frozenset({"MG"}), on_settled=lambda row: settled.update({row["source"]: row}),
+                             deliver=frozenset(k for k in self.options.save if KINDS_BY_KEY[k].dicom_only))
         started = time.perf_counter()
         log.info("study %s: segmenting %d image(s)", study, len(instances))
         self._in_run = True
@@ -160,13 +176,7 @@ class Gateway:
             return False
         finally:
             self._in_run = False
-        ledger = Ledger(self.spool.results)
-        try:
-            rows = ledger.rows_for([KEY_PREFIX + i.sop_uid for i in instances])
-        finally:
-            ledger.close()
-        dicom_kinds = {k for k in self.options.save if KINDS_BY_KEY[k].dicom_only}
-        self.spool.finish(instances, {key[len(KEY_PREFIX):]: row for key, row in rows.items()}, dicom_kinds)
+        self.spool.finish(instances, {key.removeprefix(KEY_PREFIX): row for key, row in settled.items()})
         for instance in instances:
             self.spool.release(instance)
         self.sender.wake.set()

@@ -4,13 +4,13 @@ as `infer` (reader, model, writer, ledger, resume rule), with these instead of f
 Names mirror the DICOM hierarchy (`<study>/<series>/<instance>`), like a DICOMweb run's; the ledger key
 is `dimse:<SOP Instance UID>`, bound to the SHA-256 of the bytes received, so an instance sent again
 with other bytes is segmented again and one sent again unchanged is not. Delivery is not the run's
-job here: the sender sends from the outbox once the row is committed (spool.py), so a PACS that is
-down never fails an image.
+job: the run queues the results in the outbox in the transaction that commits the row
+(runtime/run/outbox.py), and the sender sends them, so a PACS that is down never fails an image.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from bcdeploy.gateway.spool import Instance
@@ -38,9 +38,6 @@ class SpoolSource:
         # The spool file's mtime is when it arrived, not what it is: the hash alone decides (a study sent
         # twice is not segmented twice).
         return data, SourceIdentity(identity.path, identity.size, 0, identity.sha256), spans
-
-    def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None:
-        """The sender delivers, after the row is committed (module docstring)."""
 
     def local_paths(self) -> Sequence[str | Path]:
         return [i.path for i in self.instances]

@@ -1,11 +1,11 @@
-"""The node's durable state: received instances on disk and in SQLite, and the outbox of results.
+"""The node's durable state: received instances on disk and in SQLite (its results wait in the outbox of
+the run ledger in DIR/results, runtime/run/outbox.py, the one outbox `infer --dicomweb` uses too).
 
 DIR/spool/<study>/<series>/<instance>.dcm holds each accepted mammogram, written atomically and
 fsynced; DIR/gateway.sqlite records it in the same breath, and only then does the SCP answer success:
 an instance the sender was told is stored survives SIGKILL and power loss. The states:
 
     instances: waiting -> processed | failed   (the run ledger in DIR/results says why a failure failed)
-    results:   due -> sent | refused           (refused: the PACS answered a failure status repeatedly)
 
 A SOP Instance UID names one set of bytes (PS3.3: an instance is defined by its UID). The same bytes
 received again are the same instance (a modality resending what it had no answer for); other bytes
@@ -21,12 +21,12 @@ never tried again: one hostile file cannot put the node in a crash loop (gateway
 The spool's quota (--max-spool-gb) counts what is waiting to be segmented; failed instances stay for a
 look, outside it (`gateway --status` shows their size), so failures never lock out new studies.
 
-A study is due when it has instances waiting and none arrived for the idle time. A result is recorded
-as due in the same transaction that marks its instance processed, so a kill between the run and that
-transaction re-runs the study: the run ledger's resume rule skips the finished images, and their
-results are recorded then. A result is marked sent after the PACS answered success; a kill between
-the two sends it again with the same SOP Instance UID, which a PACS stores once (DICOM defines an
-instance by its UID; Orthanc keeps the first copy).
+A study is due when it has instances waiting and none arrived for the idle time. An image's results
+are due from the moment the run commits its row (the same ledger transaction queues them); the
+instance is marked processed after the run, so a kill between the two re-runs the study: the resume
+rule skips the finished images, whose results are already due. A result is marked sent after the PACS
+answered success; a kill between the two sends it again with the same SOP Instance UID, which a PACS
+stores once (DICOM defines an instance by its UID; Orthanc keeps the first copy).
 
 One connection, serialised by a lock: the SCP's association threads, the main loop and the sender
 thread all use it; every write is one short transaction.
@@ -41,13 +41,16 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bcdeploy.errors import InputError, OutputError
 from bcdeploy.fileio import atomic_path
+
+if TYPE_CHECKING:
+    from bcdeploy.runtime.run.outbox import Outbox
 
 DB_NAME = "gateway.sqlite"
 SPOOL = "spool"
@@ -67,18 +70,14 @@ CREATE TABLE IF NOT EXISTS instances (
     error TEXT, finished REAL,
     crashed_runs INTEGER NOT NULL DEFAULT 0);  -- runs of this instance begun and never ended
 CREATE INDEX IF NOT EXISTS instances_state ON instances (state, study_uid);
-CREATE TABLE IF NOT EXISTS results (
-    path TEXT NOT NULL,                        -- below DIR/results
-    sha256 TEXT NOT NULL,                      -- of the file as the run wrote it
-    sop_uid TEXT NOT NULL, kind TEXT NOT NULL, source_sop TEXT NOT NULL, study_uid TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('due', 'sent', 'refused')),
-    attempts INTEGER NOT NULL DEFAULT 0, error TEXT, created REAL NOT NULL, sent REAL,
-    PRIMARY KEY (path, sha256));
-CREATE INDEX IF NOT EXISTS results_state ON results (state);
 """
-SCHEMA_VERSION = "2"
-# version -> the statements that bring a state of that version to the next one
+SCHEMA_VERSION = "3"
+# version -> the statements that bring a state of that version to the next one. 2 -> 3 moves the results
+# table into the run ledger's outbox, which lives in another file: the node does it once the outbox is
+# open (Spool.move_results_to), so a state of version 2 opens and is stamped 3 there.
 MIGRATIONS = {"1": "ALTER TABLE instances ADD COLUMN crashed_runs INTEGER NOT NULL DEFAULT 0"}
+_LEGACY_RESULTS = ("path", "sha256", "sop_uid", "kind", "source_sop", "study_uid", "state", "attempts", "error",
+                   "created", "sent")
 QUARANTINE_AFTER = 2  # runs of one instance alone that never returned before it is not tried again
 
 
@@ -94,17 +93,6 @@ class Instance:
 
 class Collision(InputError):
     """Other bytes under a SOP Instance UID the node already holds."""
-
-
-@dataclass(frozen=True)
-class Result:
-    path: Path  # absolute
-    sha256: str
-    sop_uid: str
-    kind: str
-    attempts: int
-    study_uid: str
-    source_sop: str
 
 
 def check_uid(value: Any, what: str) -> str:
@@ -137,7 +125,7 @@ class Spool:
                 version = next_version
         except (OSError, sqlite3.Error) as err:
             raise OutputError(f"{self.path}: cannot open the gateway's state ({err})") from None
-        if version != SCHEMA_VERSION:
+        if version not in (SCHEMA_VERSION, "2"):
             raise InputError(f"{self.path}: gateway state of schema version {version!r}; this bcdeploy reads "
                              f"{SCHEMA_VERSION}")
         self._lock = threading.Lock()
@@ -233,12 +221,10 @@ class Spool:
             db.execute("UPDATE instances SET state = 'failed', error = ?, finished = ? WHERE sop_uid = ? "
                        "AND sha256 = ? AND state = 'waiting'", (error, time.time(), instance.sop_uid, instance.sha256))
 
-    def finish(self, instances: list[Instance], rows: dict[str, dict[str, Any]], dicom_kinds: set[str]) -> None:
-        """After a study's run: each instance whose ledger row describes the bytes it was received with is
-        processed (its DICOM outputs due for sending) or failed; an instance replaced meanwhile, or one the
-        run did not reach (interrupted), keeps waiting. One transaction."""
-        import json
-
+    def finish(self, instances: list[Instance], rows: dict[str, dict[str, Any]]) -> None:
+        """After a study's run, with the rows it settled (by SOP Instance UID): each instance whose row
+        describes the bytes it was received with is processed or failed; an instance replaced meanwhile,
+        or one the run did not reach (interrupted), keeps waiting. One transaction."""
         now = time.time()
         with self._transaction() as db:
             for instance in instances:
@@ -246,16 +232,9 @@ class Spool:
                 if row is None or row.get("sha256") != instance.sha256:
                     continue
                 state = "processed" if row["status"] == "ok" else "failed"
-                changed = db.execute("UPDATE instances SET state = ?, error = ?, finished = ? "
-                                     "WHERE sop_uid = ? AND sha256 = ? AND state = 'waiting'",
-                                     (state, row.get("error"), now, instance.sop_uid, instance.sha256)).rowcount
-                if not changed or state != "processed":
-                    continue
-                for kind, record in json.loads(row.get("outputs") or "{}").items():
-                    if kind in dicom_kinds:
-                        db.execute("INSERT OR IGNORE INTO results VALUES (?, ?, ?, ?, ?, ?, 'due', 0, NULL, ?, NULL)",
-                                   (record["path"], record["sha256"], _sop_uid_of(self.results / record["path"]),
-                                    kind, instance.sop_uid, instance.study_uid, now))
+                db.execute("UPDATE instances SET state = ?, error = ?, finished = ? "
+                           "WHERE sop_uid = ? AND sha256 = ? AND state = 'waiting'",
+                           (state, row.get("error"), now, instance.sop_uid, instance.sha256))
 
     def release(self, instance: Instance) -> None:
         """Drop a finished instance's spooled file: its outcome is in the ledgers, the PACS keeps the image."""
@@ -264,38 +243,28 @@ class Spool:
                            (instance.sop_uid, instance.sha256)):
                 instance.path.unlink()
 
-    # --- sending --------------------------------------------------------------------------------------
-    def due_results(self, limit: int = 64) -> list[Result]:
-        rows = self._query("SELECT path, sha256, sop_uid, kind, attempts, study_uid, source_sop FROM results "
-                           "WHERE state = 'due' ORDER BY created, path LIMIT ?", (limit,))
-        return [Result(self.results / r[0], *r[1:]) for r in rows]
-
-    def mark_sent(self, result: Result) -> None:
-        self._set_result(result, "sent", None, sent=time.time())
-
-    def mark_attempt(self, result: Result, error: str, *, give_up: bool) -> None:
-        self._set_result(result, "refused" if give_up else "due", error, attempts=result.attempts + 1)
-
-    def _set_result(self, result: Result, state: str, error: str | None, *, sent: float | None = None,
-                    attempts: int | None = None) -> None:
+    # --- the outbox, from a state of version 2 ----------------------------------------------------------
+    def move_results_to(self, outbox: Outbox, source_key: Callable[[str], str]) -> None:
+        """Results recorded by a node of schema version 2 move into the run ledger's outbox (sent ones too,
+        for the record), then the old table goes and the state is stamped 3. Copied with INSERT OR
+        IGNORE before the drop, so a kill in between copies again and loses nothing."""
+        if self._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'"):
+            rows = self._query(f"SELECT {', '.join(_LEGACY_RESULTS)} FROM results")
+            outbox.adopt([{**dict(zip(_LEGACY_RESULTS, row)), "source": source_key(row[4])} for row in rows])
         with self._transaction() as db:
-            db.execute("UPDATE results SET state = ?, error = ?, sent = COALESCE(?, sent), "
-                       "attempts = COALESCE(?, attempts) WHERE path = ? AND sha256 = ?",
-                       (state, error, sent, attempts, str(result.path.relative_to(self.results)), result.sha256))
+            db.execute("DROP TABLE IF EXISTS results")
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,))
 
     # --- reporting ------------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """The queue, for `gateway --status` and the log."""
+    def status(self, results: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The queue, for `gateway --status` and the log; `results`: the outbox's counts (none: empty)."""
+        results = results or {"due": 0, "sent": 0, "refused": 0, "last_error": None}
         instances = dict(self._query("SELECT state, COUNT(*) FROM instances GROUP BY state"))
-        results = dict(self._query("SELECT state, COUNT(*) FROM results GROUP BY state"))
-        errors = self._query("SELECT error FROM results WHERE state != 'sent' AND error IS NOT NULL "
-                             "ORDER BY created DESC LIMIT 1")
         return {"received": sum(instances.values()), "waiting": instances.get("waiting", 0),
                 "processed": instances.get("processed", 0), "failed": instances.get("failed", 0),
-                "results_due": results.get("due", 0), "sent": results.get("sent", 0),
-                "refused": results.get("refused", 0), "spool_bytes": self.spooled_bytes(),
-                "failed_bytes": self.spooled_bytes("failed"),
-                "last_send_error": errors[0][0] if errors else None}
+                "results_due": results["due"], "sent": results["sent"], "refused": results["refused"],
+                "spool_bytes": self.spooled_bytes(), "failed_bytes": self.spooled_bytes("failed"),
+                "last_send_error": results["last_error"]}
 
     def close(self) -> None:
         with self._lock:
@@ -312,15 +281,27 @@ def open_status(root: Path) -> dict[str, Any]:
     spool.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     spool._lock = threading.Lock()
     try:
-        return spool.status()
+        return spool.status(_outbox_counts(spool))
     finally:
         spool.close()
 
 
-def _sop_uid_of(path: Path) -> str:
-    import pydicom
+def _outbox_counts(spool: Spool) -> dict[str, Any]:
+    """The outbox's counts, read only; a state not yet moved to the outbox (version 2) counts its own table."""
+    from bcdeploy.runtime.run.ledger import LEDGER_NAME, open_outbox
 
-    return str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+    if spool._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'"):
+        states = dict(spool._query("SELECT state, COUNT(*) FROM results GROUP BY state"))
+        errors = spool._query("SELECT error FROM results WHERE state != 'sent' AND error IS NOT NULL "
+                              "ORDER BY created DESC LIMIT 1")
+        return {**{s: states.get(s, 0) for s in ("due", "sent", "refused")}, "last_error": errors[0][0] if errors else None}
+    if not (spool.results / LEDGER_NAME).is_file():
+        return {"due": 0, "sent": 0, "refused": 0, "last_error": None}
+    outbox = open_outbox(spool.results, read_only=True)
+    try:
+        return outbox.counts()
+    finally:
+        outbox.close()
 
 
 def _fsync_folder(folder: Path) -> None:

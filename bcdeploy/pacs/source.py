@@ -1,5 +1,5 @@
 """A PACS as the input source of a run (`bcdeploy infer --dicomweb URL`): the same run loop, inputs
-fetched over DICOMweb instead of read from files, each SEG stored back to the server.
+fetched over DICOMweb instead of read from files; the DICOM results go back through the outbox.
 
 - Names: `<StudyUID>/<SeriesUID>/<SOPUID>`, so masks/, vis/ and seg/ mirror the PACS hierarchy. With
   --no-phi each UID is replaced by the first 16 hex digits of its SHA-256 (stable, not reversible
@@ -8,15 +8,16 @@ fetched over DICOMweb instead of read from files, each SEG stored back to the se
   server, by DICOM's definition), bound to the SHA-256 of the fetched bytes; a re-run fetches again,
   and skips when the bytes and the outputs are unchanged. The modification time is 0 (a PACS has none
   to give): the hash alone decides.
-- Delivery: every DICOM object written for an image (seg/, sr/, sc/<name>.dcm; a PACS run always writes
-  the SEG) is stored with STOW-RS before the image's ledger row is committed: a refused or failed store
-  is that image's failure line, and the next run retries it.
+- Delivery is not the source's: every DICOM object written for an image (seg/, sr/, sc/<name>.dcm; a PACS
+  run always writes the SEG) is queued in the outbox with the image's row (runtime/run/outbox.py) and
+  stored with STOW-RS after the run (pacs/sender.py): a PACS that refuses or is down fails no image, and
+  the same command run again sends what is still due without segmenting anything again.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from bcdeploy.pacs.dicomweb import DicomWebPacs, InstanceRef, plan_fetch
@@ -34,9 +35,7 @@ class PacsSource:
     def __init__(self, url: str, study_uids: Sequence[str] | None = None, *, no_phi: bool = False,
                  timeout: float = 30.0) -> None:
         self.url, self.study_uids, self.no_phi = url, list(study_uids or []) or None, no_phi
-        # Two clients: the reader thread fetches while the writer thread stores (one HTTP session each).
         self._fetcher = DicomWebPacs(url, timeout=timeout)
-        self._storer = DicomWebPacs(url, timeout=timeout)
         self._refs: dict[str, InstanceRef] = {}
 
     def plan(self) -> list[InstanceRef]:
@@ -66,16 +65,6 @@ class PacsSource:
         with stage_span("hash", spans):
             digest = hashlib.sha256(data).hexdigest()
         return data, SourceIdentity(str(item.source), len(data), 0, digest), spans
-
-    def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None:
-        """STOW-RS every DICOM object written for the image (SEG, SR, SC), in one request (raises
-        PacsError: that image's failure line, and the next run stores them again)."""
-        import pydicom
-
-        from bcdeploy.runtime.results.outputs import KINDS_BY_KEY
-
-        objects = [pydicom.dcmread(path) for kind, path in written.items() if KINDS_BY_KEY[kind].dicom_only]
-        self._storer.store(objects)
 
     def local_paths(self) -> Sequence[str | Path]:
         return []

@@ -30,7 +30,7 @@ from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
 from bcdeploy.runtime.model.backends import BackendOptions
-from bcdeploy.runtime.run.driver import Interrupts, OpenedModel, RunPlan, RunSummary, count
+from bcdeploy.runtime.run.driver import Interrupts, OpenedModel, RunPlan, RunSummary, commit
 from bcdeploy.runtime.run.loop import RunOptions, execute
 from bcdeploy.runtime.run.reader import Reader, Resume
 from bcdeploy.runtime.run.segment import segment
@@ -107,9 +107,7 @@ class RayDriver:
         try:
             for record in dataset.iter_rows():
                 work: Work = record["work"]
-                if work.row is not None:
-                    plan.ledger.save(work.row)
-                count(work, summary, fatal)
+                commit(work, plan, summary, fatal)
                 if plan.on_progress:
                     plan.on_progress(work.name, len(plan.works))
                 if fatal:

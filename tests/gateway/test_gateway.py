@@ -287,7 +287,7 @@ def test_status_of_a_folder_that_is_no_node(tmp_path):
 @pytest.mark.parametrize("value", ["PACS@host", "@h:104", "PACS@h:0", "A\\B@h:104", "TOO-LONG-AE-TITLE-X@h:104"])
 def test_a_destination_is_checked_before_the_node_starts(value):
     from bcdeploy.errors import InputError
-    from bcdeploy.gateway.destinations import DimseDestination
+    from bcdeploy.pacs.destinations import DimseDestination
 
     with pytest.raises(InputError):
         DimseDestination.parse(value)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bcdeploy.gateway.spool import QUARANTINE_AFTER, SCHEMA_VERSION, Collision, Spool
+from bcdeploy.gateway.source import source_key
+from bcdeploy.gateway.spool import QUARANTINE_AFTER, SCHEMA_VERSION, Collision, Spool, open_status
+from bcdeploy.runtime.run.ledger import open_outbox
 
 STUDY, SERIES = "1.2.3", "1.2.3.4"
 
@@ -93,5 +95,36 @@ def test_a_state_of_schema_version_1_is_migrated(tmp_path):
     db.commit()
     db.close()
     spool = Spool(tmp_path)
-    assert spool._query("SELECT value FROM meta")[0][0] == SCHEMA_VERSION
+    assert spool._query("SELECT value FROM meta")[0][0] == "2"  # the step to 3 needs the outbox (next test)
     assert [i.crashed_runs for i in spool.waiting(STUDY)] == [0]
+    outbox = open_outbox(spool.results)
+    spool.move_results_to(outbox, source_key)
+    assert spool._query("SELECT value FROM meta")[0][0] == SCHEMA_VERSION
+
+
+def test_a_state_of_schema_version_2_moves_its_results_into_the_outbox(tmp_path):
+    """The node's results table of version 2 goes into the run ledger's one outbox, states kept: a result
+    due before the upgrade is sent after it, one sent is not sent again; `--status` counts them there."""
+    spool = Spool(tmp_path)
+    spool.db.executescript("""
+        CREATE TABLE results (path TEXT NOT NULL, sha256 TEXT NOT NULL, sop_uid TEXT NOT NULL, kind TEXT NOT NULL,
+            source_sop TEXT NOT NULL, study_uid TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL
+            DEFAULT 0, error TEXT, created REAL NOT NULL, sent REAL, PRIMARY KEY (path, sha256));
+        INSERT INTO results VALUES ('seg/a.dcm', 'aa', '2.25.1', 'seg', '1.2.3.4.5', '1.2.3', 'due', 1, 'down', 1, NULL);
+        INSERT INTO results VALUES ('sr/a.dcm', 'bb', '2.25.2', 'sr', '1.2.3.4.5', '1.2.3', 'sent', 0, NULL, 2, 3);
+        UPDATE meta SET value = '2' WHERE key = 'schema_version';
+    """)
+    spool.close()
+    assert open_status(tmp_path)["results_due"] == 1  # read before the move: from the old table
+    spool = Spool(tmp_path)
+    outbox = open_outbox(spool.results)
+    spool.move_results_to(outbox, source_key)
+    spool.move_results_to(outbox, source_key)  # a second start changes nothing
+    [due] = outbox.due()
+    assert (due.sop_uid, due.kind, due.attempts, due.source, due.path) == (
+        "2.25.1", "seg", 1, "dimse:1.2.3.4.5", spool.results / "seg/a.dcm")
+    assert outbox.counts() == {"due": 1, "sent": 1, "refused": 0, "last_error": "down"}
+    outbox.close()
+    spool.close()
+    status = open_status(tmp_path)
+    assert (status["results_due"], status["sent"], status["last_send_error"]) == (1, 1, "down")

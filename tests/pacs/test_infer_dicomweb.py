@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from bcdeploy.cli import cli
 from bcdeploy.pacs.dicomweb import DicomWebPacs
+from tests.orthanc_server import OrthancProcess
 from tests.pacs.test_dicomweb import _make_studies, _upload
 
 
@@ -104,32 +105,39 @@ def test_unreachable_server_is_one_line(model, tmp_path):
     assert code == 1 and stderr.startswith("error: http://127.0.0.1:9/dicom-web: cannot"), stdout + stderr
 
 
-def test_a_failed_store_is_that_images_failure_and_the_next_run_retries(orthanc, model, tmp_path):
-    """The SEG goes back before the ledger row is committed: a store that fails (here: a real HTTP
-    client aimed at a port nothing listens on) leaves no 'ok' row, so the next run stores it."""
-    import socket
-
-    from bcdeploy.pacs.source import PacsSource
-    from bcdeploy.runtime.results.outputs import parse_save
-    from bcdeploy.runtime.run import RunOptions, run
-    from bcdeploy.runtime.model.segmenter import Segmenter
-
+def test_with_the_results_pacs_down_every_image_finishes_and_the_same_command_sends_them_later(
+        orthanc, model, tmp_path):
+    """One outbox (runtime/run/outbox.py): the run queues the SEGs with the images' rows and sends them
+    after. With the results PACS down (a real Orthanc, stopped) every image is segmented, the exit status
+    and one line say what is unsent; once it is up, the same command segments nothing and sends each SEG,
+    once. Fails on 2e82023, where a store that failed failed its image and forced a re-segmentation."""
     studies = _uploaded(orthanc, tmp_path / "in", 61)
     count = sum(map(len, studies.values()))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/dicom-web"
-    source = PacsSource(orthanc.dicomweb, list(studies))
-    source._storer = DicomWebPacs(dead, timeout=5)  # the one part aimed elsewhere: fetching stays real
-    options = RunOptions(out=tmp_path / "out", save=parse_save(None, dicom_seg=True))
-    with Segmenter(model) as segmenter:
-        summary = run(lambda _images: segmenter, source, options)
-        assert (summary.processed, len(summary.failed)) == (0, count) and not summary.ok
-        assert all(dead in f["error"] and "cannot store" in f["error"] for f in summary.failed), summary.failed
-        assert all(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG") == [] for s in studies)
-        summary = run(lambda _images: segmenter, PacsSource(orthanc.dicomweb, list(studies)), options)
-    assert (summary.processed, summary.skipped, summary.failed) == (count, 0, [])
-    assert all(len(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG")) == len(p) for s, p in studies.items())
+    (tmp_path / "results-pacs").mkdir()
+    results_pacs = OrthancProcess(tmp_path / "results-pacs", dicomweb=True)  # ports chosen, not started: down
+    command = ("--out", tmp_path / "out", "--stow", f"{results_pacs.url}/dicom-web")
+
+    code, stdout, stderr = infer(model, orthanc.dicomweb, studies, *command)
+    assert code == 1, stdout + stderr
+    assert f"processed {count}, skipped 0 (done earlier), failed 0" in stdout, stdout
+    assert f"sent 0 DICOM result(s) to {results_pacs.url}/dicom-web" in stdout
+    assert f"{count} result(s) not sent to {results_pacs.url}/dicom-web" in stderr, stderr
+    assert "run the same command again" in stderr and stderr.count("failed:") == 1, stderr
+
+    results_pacs.start()
+    try:
+        code, stdout, stderr = infer(model, orthanc.dicomweb, studies, *command)
+        assert code == 0, stdout + stderr
+        assert f"processed 0, skipped {count} (done earlier), failed 0" in stdout, stdout
+        assert f"sent {count} DICOM result(s)" in stdout
+        segs = results_pacs.instances_by_modality().get("SEG", [])
+        assert len(segs) == count, segs
+        code, stdout, _ = infer(model, orthanc.dicomweb, studies, *command)  # nothing due: nothing sent twice
+        assert code == 0 and "sent 0 DICOM result(s)" in stdout, stdout
+        assert len(results_pacs.instances_by_modality().get("SEG", [])) == count
+    finally:
+        results_pacs.stop()
+    assert all(DicomWebPacs(orthanc.dicomweb).instances(s, modality="SEG") == [] for s in studies)
 
 
 def test_every_dicom_kind_reaches_the_pacs_and_the_sr_reads_back_as_lesions_csv(orthanc, model, tmp_path):

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bcdeploy.runtime.run.ledger import STAGES, Ledger
+from bcdeploy.runtime.run.ledger import SCHEMA_VERSION, STAGES, Ledger
 from tests.conftest import run_cli
 
 THREADS = {"read": "decode", "hash": "decode", "decode": "decode", "preprocess": "segment", "infer": "segment",
@@ -121,7 +121,7 @@ def test_a_version_1_ledger_is_migrated_and_keeps_its_rows(model, tmp_path):
     assert {k: rows["old"][k] for k in old} == old and rows["old"]["spans"] is None
     assert all({s["stage"] for s in json.loads(rows[n]["spans"])} == set(STAGES) for n in ("img0", "img1"))
     with closing(sqlite3.connect(out / "ledger.sqlite")) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         assert [r[0] for r in db.execute("SELECT id FROM runs ORDER BY id")] == [1, 2]
     ledger = Ledger(out)  # a second open of the migrated ledger migrates nothing
     try:

@@ -1,5 +1,5 @@
 """Scheduling of a directory run (issue 15): inference keeps the cores; the reader (read, hash, decode)
-and the writer (encode, write, deliver) run at a lower priority and fill the gaps; onnxruntime does
+and the writer (encode, write, commit) run at a lower priority and fill the gaps; onnxruntime does
 not busy-wait between layers. Checked on a real run with a real onnxruntime session."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -32,14 +31,15 @@ class RecordingSource(FileSource):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.seen: dict[str, set[tuple[str, int]]] = {"read": set(), "deliver": set()}
+        self.seen: dict[str, set[tuple[str, int]]] = {"read": set(), "commit": set()}
 
     def read(self, item):
         self.seen["read"].add((threading.current_thread().name, nice()))
         return super().read(item)
 
-    def deliver(self, item, written: Mapping[str, Path]) -> None:
-        self.seen["deliver"].add((threading.current_thread().name, nice()))
+    def committed(self, row) -> None:
+        """The run's on_settled hook: called where each row is committed (the writer thread)."""
+        self.seen["commit"].add((threading.current_thread().name, nice()))
 
 
 class RecordingSegmenter(Segmenter):
@@ -61,9 +61,9 @@ def test_reader_and_writer_yield_to_inference(model: Path, tmp_path: Path) -> No
     main_before = nice()
     source = RecordingSource([images])
     with RecordingSegmenter(model) as segmenter:
-        summary = run(lambda _images: segmenter, source, RunOptions(out=tmp_path / "out"))
+        summary = run(lambda _images: segmenter, source, RunOptions(out=tmp_path / "out", on_settled=source.committed))
     assert summary.processed == 3 and not summary.failed
-    for hook in ("read", "deliver"):
+    for hook in ("read", "commit"):
         assert source.seen[hook], f"{hook} never ran"
         for thread, value in source.seen[hook]:
             assert thread != threading.main_thread().name

@@ -135,6 +135,20 @@ class RunPlan:
     ledger: Ledger
     batch_size: int
     on_progress: Callable[[str, int], None] | None = None
+    on_settled: Callable[[dict[str, Any]], None] | None = None  # RunOptions.on_settled
+
+
+def commit(work: Work, plan: RunPlan, summary: RunSummary, fatal: list[OutputError]) -> None:
+    """One record's end, the same in every driver: its row committed (with the results it queues for
+    delivery: outbox.py), counted, and handed to the run's `on_settled` hook: the row committed now, or
+    for an image the resume rule skipped, the row that still holds. A caller (the DICOM node) learns
+    what the run settled from the run itself, never by reading the ledger back."""
+    if work.row is not None:
+        plan.ledger.save(work.row)
+    count(work, summary, fatal)
+    settled = work.row if work.row is not None else work.previous if work.status is Status.SKIPPED else None
+    if settled is not None and plan.on_settled is not None:
+        plan.on_settled(settled)
 
 
 class Driver(Protocol):

@@ -55,8 +55,11 @@ def read_source(path: Path, source: Path) -> tuple[bytes, SourceIdentity, list[S
     return data, SourceIdentity(str(source), len(data), st.st_mtime_ns, digest), spans
 
 
-def output_record(relative: str, data: bytes) -> dict[str, Any]:
-    return {"path": relative, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+def output_record(relative: str, data: bytes, *, sop_uid: str | None = None) -> dict[str, Any]:
+    """What the ledger keeps of one written output; a DICOM result also carries the SOP Instance UID the
+    writer minted for it, which is what a receiver (the outbox, a PACS) needs, so no one parses it back."""
+    record = {"path": relative, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return record if sop_uid is None else {**record, "sop_uid": sop_uid}
 
 
 def outputs_intact(out: Path, outputs: dict[str, dict] | None, name: str | None = None) -> bool:

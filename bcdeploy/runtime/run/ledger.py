@@ -21,10 +21,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
+from bcdeploy.runtime.run import outbox
 
 LEDGER_NAME = "ledger.sqlite"
 LOCK_NAME = ".ledger.lock"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the outbox table (outbox.py)
 STAGES = ("read", "hash", "decode", "preprocess", "infer", "postprocess", "write")
 
 SCHEMA = f"""
@@ -53,7 +54,7 @@ CREATE TABLE IF NOT EXISTS images (
     spans TEXT);                               -- JSON [{{stage, start, end, thread[, shared]}}]: when each stage ran (v2)
 CREATE TABLE IF NOT EXISTS failures (            -- arguments that gave nothing (no source file to bind to)
     run_id INTEGER NOT NULL REFERENCES runs(id), item TEXT NOT NULL, error TEXT NOT NULL);
-"""
+""" + outbox.SCHEMA
 
 COLUMNS = ("source", "name", "argument", "path", "size", "mtime_ns", "sha256", "model_sha256", "mask_options", "target",
            "status", "error", "run_id", "image", "lesions", "outputs", "started", "finished",
@@ -72,8 +73,10 @@ def _cause(err: sqlite3.Error) -> str:
 class Ledger:
     """One connection, used by one thread at a time (the run loop hands it to its writer thread)."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, *, deliver: frozenset[str] = frozenset()) -> None:
+        """`deliver`: the output kinds each saved row queues in the outbox (outbox.py)."""
         self.path = Path(out) / LEDGER_NAME
+        self.deliver = deliver
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -195,7 +198,7 @@ class Ledger:
                             (time.time(), status, processed, skipped, failed, run_id))
 
     def save(self, row: dict[str, Any]) -> None:
-        """Insert or replace one image's row (one transaction)."""
+        """Insert or replace one image's row and queue its results for delivery (one transaction)."""
         values = [row.get(c) for c in COLUMNS]
         # An upsert on the source, not INSERT OR REPLACE: a name held by another source (a second run
         # writing into the same folder) must fail loudly, never delete that source's row.
@@ -203,6 +206,7 @@ class Ledger:
         with self.transaction():
             self.db.execute(f"INSERT INTO images ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
                             f"ON CONFLICT(source) DO UPDATE SET {updates}", values)
+            outbox.queue(self.db, row, self.deliver)
 
     def add_failure(self, run_id: int, item: str, error: str) -> None:
         with self.transaction():
@@ -211,6 +215,15 @@ class Ledger:
     def close(self) -> None:
         self.db.close()
         os.close(self._lock)  # releases the folder lock
+
+
+def open_outbox(out: Path, *, read_only: bool = False) -> outbox.Outbox:
+    """The outbox of the output folder `out` (outbox.py). For sending, the ledger is opened once first
+    (created, checked and migrated as a run would, the run lock held only for that), so the outbox is
+    always inside a whole ledger; the outbox itself takes no lock: it sends while a run writes."""
+    if not read_only:
+        Ledger(out).close()
+    return outbox.Outbox(Path(out) / LEDGER_NAME, read_only=read_only)
 
 
 def _lock_folder(lock: Path) -> int:

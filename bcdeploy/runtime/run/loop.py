@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import refuse_overlap
@@ -32,7 +33,7 @@ from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
 from bcdeploy.runtime.notices import new_run
 from bcdeploy.runtime.results.outputs import DEFAULT_OUTPUTS, KINDS_BY_KEY
 from bcdeploy.runtime.model.predictor import Predictor, concurrency_of, model_view_of
-from bcdeploy.runtime.run.driver import Driver, Interrupts, OpenedModel, RunPlan, RunSummary, count
+from bcdeploy.runtime.run.driver import Driver, Interrupts, OpenedModel, RunPlan, RunSummary, commit
 from bcdeploy.runtime.run.identity import ModelIdentity, canonical
 from bcdeploy.runtime.run.inputs import assign_names
 from bcdeploy.runtime.run.ledger import Ledger
@@ -62,6 +63,8 @@ class RunOptions:
     no_phi: bool = False  # reports without patient/study/series/instance identifiers (phi.py)
     save: frozenset[str] = DEFAULT_OUTPUTS  # output kinds to write (runtime/results/outputs.py OUTPUT_KINDS keys)
     modalities: frozenset[str] | None = None  # DICOM modalities segmented (None: MG, DX, CR); others refused
+    deliver: frozenset[str] = frozenset()  # DICOM output kinds queued in the outbox for a PACS (outbox.py)
+    on_settled: Callable[[dict[str, Any]], None] | None = None  # each image's row once settled (driver.commit)
 
 
 def run(open_predictor: Callable[[int], Predictor], inputs: Sequence[str] | InputSource,
@@ -88,7 +91,7 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
                     keep_dicom=any(KINDS_BY_KEY[k].dicom_only for k in options.save), modalities=options.modalities)
     try:
         model = driver.open(reader, works)
-        ledger = Ledger(out)
+        ledger = Ledger(out, deliver=options.deliver)
     except BaseException:
         driver.close()
         raise
@@ -104,10 +107,11 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
             work.name, work.previous = name, rows.get(str(work.item.source))
         identity = model_identity(model.description, options)
         writer = Writer(out=out, run_id=run_id, model=identity, classes=model.classes, palette=model.palette,
-                        kinds=options.save, source=source, max_pixels=options.max_pixels, algorithm=model.algorithm,
+                        kinds=options.save, max_pixels=options.max_pixels, algorithm=model.algorithm,
                         series=_new_series(options.save))
         plan = RunPlan(works=works, reader=reader, resume=Resume(out=out, model=identity, overwrite=options.overwrite),
-                       writer=writer, ledger=ledger, batch_size=options.batch_size, on_progress=options.on_progress)
+                       writer=writer, ledger=ledger, batch_size=options.batch_size, on_progress=options.on_progress,
+                       on_settled=options.on_settled)
         with Interrupts() as interrupts:
             fatal = driver.process(plan, summary, interrupts)
             summary.interrupted = summary.interrupted or interrupts.hits > 0
@@ -209,9 +213,7 @@ class LocalDriver:
             """On the writer thread, counting included: Ctrl-C (a KeyboardInterrupt in the main thread) can
             then never fall between a committed row and its count."""
             work = plan.writer.write(work)
-            if work.row is not None:
-                plan.ledger.save(work.row)
-            count(work, summary, fatal)
+            commit(work, plan, summary, fatal)
             return work
 
         def collect(limit: int) -> None:

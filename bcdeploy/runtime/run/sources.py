@@ -6,9 +6,6 @@ the same whatever the origin:
   per argument that gives nothing;
 - `read(item)` returns the bytes to decode, their identity (what a result is bound to) and the
   spans of its `read` and `hash` stages (runtime/spans.py);
-- `deliver(item, written)` hands the finished outputs back where the source wants them (a PACS stores
-  the DICOM SEG); it runs before the image's ledger row is committed, so a refused delivery is that
-  image's failure and the next run tries again;
 - `local_paths()` are the files the run reads (the output folder must not overlap them);
 - `identifiers()` are identifying strings the source knows beyond the images' DICOM tags (a PACS
   names instances by UID): `--no-phi` removes them from the reports as well.
@@ -16,7 +13,7 @@ the same whatever the origin:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -30,8 +27,6 @@ class InputSource(Protocol):
     def find(self) -> tuple[list[InputItem], list[InputFailure]]: ...
 
     def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, list[StageSpan]]: ...
-
-    def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None: ...
 
     def local_paths(self) -> Sequence[str | Path]: ...
 
@@ -54,9 +49,6 @@ class FileSource:
     def read(self, item: InputItem) -> tuple[bytes, SourceIdentity, list[StageSpan]]:
         path = item.path if self.base is None or item.path.is_absolute() else self.base / item.path
         return read_source(path, Path(item.source))
-
-    def deliver(self, item: InputItem, written: Mapping[str, Path]) -> None:
-        """Outputs of a file input stay in the output folder."""
 
     def local_paths(self) -> Sequence[str | Path]:
         return self.arguments

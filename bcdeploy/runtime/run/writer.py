@@ -1,8 +1,9 @@
 """The writer: one segmented image to its outputs and its ledger row (the driver commits the row).
 
 Every output kind the run saves (runtime/results/outputs.py's table) is rendered in memory and written
-atomically, then the source may take them (a PACS stores the SEG); only then is the row made, so a
-committed row always describes files that exist. A failed image's row replaces its earlier one, and
+atomically; only then is the row made, so a committed row always describes files that exist. Delivery
+is not the writer's: DICOM results due for a PACS are queued in the outbox by the same transaction that
+commits the row (outbox.py), and sent after it. A failed image's row replaces its earlier one, and
 outputs left from an earlier success go: they described other bytes or another model (they are ours,
 recorded in the ledger). Errors that make every later write fail too (no space, read-only, no
 permission) make the record FATAL: the driver stops the run with one line instead of N failures.
@@ -25,7 +26,6 @@ from bcdeploy.runtime.images.imageio import DecodedImage
 from bcdeploy.runtime.results.lesions import case_score, extract_lesions
 from bcdeploy.runtime.results.outputs import OUTPUT_KINDS, OutputKind, Rendering, draws_image
 from bcdeploy.runtime.run.identity import ModelIdentity, output_record
-from bcdeploy.runtime.run.sources import InputSource
 from bcdeploy.runtime.run.work import Status, Work, describe_error
 from bcdeploy.runtime.spans import durations_ms, stage_span
 
@@ -43,7 +43,6 @@ class Writer:
     classes: list[str]
     palette: list[list[int]]
     kinds: frozenset[str]  # OUTPUT_KINDS keys to write
-    source: InputSource  # deliver(): where the source wants the outputs too
     max_pixels: int  # a SEG re-reads the source's dataset under the same budget
     algorithm: SegAlgorithm | None = None
     series: Mapping[str, str] = field(default_factory=dict)  # DICOM kind -> this run's series UID
@@ -82,8 +81,9 @@ class Writer:
             with stage_span("write", work.spans):
                 lesions = _with_mm(extract_lesions(prediction.mask, self.classes, prediction.probs), image)
                 score = case_score(prediction.probs, prediction.mask, self.classes)
+                uids = self._uids()
                 rendering = Rendering(prediction.mask, image, self.classes, self.palette, lesions, work.target,
-                                      case_score=score, uids=self._uids(),
+                                      case_score=score, uids=uids,
                                       source=work.source_bytes, origin=str(work.item.path), algorithm=self.algorithm,
                                       max_pixels=self.max_pixels)
                 outputs = {}
@@ -95,8 +95,8 @@ class Writer:
                     target = self.out / relative
                     write_bytes(target, data)
                     written.append(target)
-                    outputs[kind.key] = output_record(relative, data)
-                self.source.deliver(work.item, {key: self.out / record["path"] for key, record in outputs.items()})
+                    outputs[kind.key] = output_record(relative, data, sop_uid=uids[kind.key][1] if kind.key in uids
+                                                      else None)
         except OSError as err:
             if err.errno in FATAL_ERRNOS:
                 raise OutputError(f"{target}: cannot write ({err.strerror})") from None

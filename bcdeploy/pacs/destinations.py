@@ -1,10 +1,11 @@
-"""Where the node sends its results: a DICOM node by C-STORE (`AE@HOST:PORT`) or a DICOMweb server by
-STOW-RS (`--stow URL`), behind one small interface the sender uses.
+"""Where results are delivered: a DICOM node by C-STORE (`AE@HOST:PORT`) or a DICOMweb server by
+STOW-RS (`--stow URL`), behind one small interface the outbox's sender uses (sender.py).
 
-`session(paths)` opens one association (or HTTP session) for a batch and yields `send(path)`, which
-returns on success and raises PacsRefused when the peer answered a failure status for that object, or
-PacsError when the peer cannot be reached or dropped the association (the sender then waits and tries
-the batch again).
+`session(datasets)` opens one association (or HTTP session) for a batch and yields `send(dataset)`,
+which returns on success and raises PacsRefused when the peer answered a failure status for that
+object, or PacsError when the peer cannot be reached or dropped the association (the sender then waits
+and tries the batch again). Datasets, not paths: the sender reads each file once, checks it is the
+bytes the run wrote, and hands over what it checked.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bcdeploy._imports import require
 from bcdeploy.errors import InputError, PacsError, PacsRefused
@@ -32,7 +32,7 @@ def check_ae_title(value: str, what: str = "AE title") -> str:
 class Destination(Protocol):
     def describe(self) -> str: ...
 
-    def session(self, paths: Sequence[Path]) -> contextlib.AbstractContextManager[Callable[[Path], None]]: ...
+    def session(self, datasets: Sequence[Any]) -> contextlib.AbstractContextManager[Callable[[Any], None]]: ...
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,8 @@ class DimseDestination:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
     @contextlib.contextmanager
-    def session(self, paths: Sequence[Path]) -> Iterator[Callable[[Path], None]]:
+    def session(self, datasets: Sequence[Any]) -> Iterator[Callable[[Any], None]]:
         require("pynetdicom", "Sending results by C-STORE")
-        import pydicom
         from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
         from pynetdicom import AE
 
@@ -67,8 +66,8 @@ class DimseDestination:
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = self.timeout_s
         ae.connection_timeout = min(self.timeout_s, 10.0)
         contexts: dict[str, set[str]] = {}
-        for path in paths:
-            meta = pydicom.dcmread(path, stop_before_pixels=True).file_meta
+        for dataset in datasets:
+            meta = dataset.file_meta
             contexts.setdefault(str(meta.MediaStorageSOPClassUID), set()).add(str(meta.TransferSyntaxUID))
         for sop_class, syntaxes in contexts.items():
             ae.add_requested_context(sop_class, sorted(syntaxes | {ExplicitVRLittleEndian, ImplicitVRLittleEndian}))
@@ -77,15 +76,16 @@ class DimseDestination:
             why = "rejected the association" if assoc.is_rejected else "cannot be reached"
             raise PacsError(f"{self.describe()}: {why}")
         try:
-            def send(path: Path) -> None:
-                status = assoc.send_c_store(path)
+            def send(dataset: Any) -> None:
+                name = f"{dataset.SOPInstanceUID}"
+                status = assoc.send_c_store(dataset)
                 code = int(status.get("Status", -1)) if status else -1
                 if code == -1:
-                    raise PacsError(f"{self.describe()}: no answer to C-STORE of {path.name} (association lost)")
+                    raise PacsError(f"{self.describe()}: no answer to C-STORE of {name} (association lost)")
                 if code not in (0x0000, 0xB000, 0xB007, 0xB006):  # success, or success with a warning
-                    raise PacsRefused(f"{self.describe()}: C-STORE of {path.name} refused with status 0x{code:04X}")
+                    raise PacsRefused(f"{self.describe()}: C-STORE of {name} refused with status 0x{code:04X}")
                 if not assoc.is_established:
-                    raise PacsError(f"{self.describe()}: association lost after C-STORE of {path.name}")
+                    raise PacsError(f"{self.describe()}: association lost after C-STORE of {name}")
             yield send
         finally:
             if assoc.is_established:
@@ -99,16 +99,20 @@ class StowDestination:
     url: str
 
     def describe(self) -> str:
-        return self.url
+        """The URL as lines and the audit trail may show it: a `user:password@` in it is left out."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc)) if "@" in parts.netloc else self.url
 
     @contextlib.contextmanager
-    def session(self, paths: Sequence[Path]) -> Iterator[Callable[[Path], None]]:
-        import pydicom
-
+    def session(self, datasets: Sequence[Any]) -> Iterator[Callable[[Any], None]]:
         from bcdeploy.pacs.dicomweb import DicomWebPacs
 
         pacs = DicomWebPacs(self.url)
 
-        def send(path: Path) -> None:
-            pacs.store([pydicom.dcmread(path)])
+        def send(dataset: Any) -> None:
+            pacs.store([dataset])
         yield send
