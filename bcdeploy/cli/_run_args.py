@@ -26,6 +26,22 @@ def section(title: str, *options: Callable) -> Callable:
     return cloup.option_group(title, *options)
 
 
+# Options several commands share, declared once (tests/cli/test_option_tree.py walks the commands).
+MAX_PIXELS = click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
+                          help="Refuse images with more pixels than this, from their header, before decoding them.")
+
+
+CONNECT_TIMEOUT = click.option("--connect-timeout", "connect_timeout_s", default=15.0, show_default=True,
+                               type=click.FloatRange(0, min_open=True), metavar="SECONDS",
+                               help="How long to try reaching a Ray cluster address before one error line.")
+FRAME = click.option("--frame", default=None, type=click.IntRange(0),
+                     help="Frame (0-based) of multi-frame DICOM objects (tomosynthesis); without it they are refused.")
+STOW = click.option("--stow", default=None, metavar="URL",
+                    help="Send the DICOM results (SEG, SR, SC as saved) by STOW-RS to this DICOMweb root, from the "
+                         "outbox in --out: a server that is down fails no image, and what is due is sent once it is "
+                         "back (infer: by the same command run again; default there: the --dicomweb server).")
+
+
 def _pop(values: dict[str, Any], *names: str) -> list[Any]:
     return [values.pop(name) for name in names]
 
@@ -35,10 +51,8 @@ INPUTS = section(
     "Inputs",
     click.option("--recursive", "-r", is_flag=True, help="Descend into sub-folders of INPUTS."),
     click.option("--metadata", type=click.Path(dir_okay=False), help="DMID metadata: overlays show `| Target: B`."),
-    click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
-                 help="Refuse images larger than this many pixels before decoding them."),
-    click.option("--frame", default=None, type=click.IntRange(0),
-                 help="Frame (0-based) of multi-frame DICOM objects (tomosynthesis); without it they are refused."),
+    MAX_PIXELS,
+    FRAME,
     click.option("--modalities", default="MG,DX,CR", show_default=True, metavar="LIST",
                  help="DICOM modalities to segment; any other (a CT, an MR) is one failure line."),
 )
@@ -120,24 +134,20 @@ BATCH_SIZE = click.option("--batch-size", default=1, show_default=True, type=cli
                           help="Images per backend call.")
 
 
-def model_section() -> Callable:
-    """--model (with the older --engine accepted but hidden), --batch-size and every backend's options."""
-    return section(
-        "Model and backend",
-        click.option("--model", "model", type=click.Path(dir_okay=False), help=model_help()),
-        click.option("--engine", "engine", type=click.Path(dir_okay=False), hidden=True),
-        BATCH_SIZE,
-        *backend_option_list(),
-    )
+MODEL = click.option("--model", "--engine", "model", type=click.Path(dir_okay=False), help=model_help())
+
+
+def model_section(*, batch: bool = True) -> Callable:
+    """--model (also spelled --engine, as the product page does), --batch-size and every backend's options:
+    the section `infer` and `gateway` share (`serve` takes the backend options that apply to replicas)."""
+    return section("Model and backend", MODEL, *([BATCH_SIZE] if batch else []), *backend_option_list())
 
 
 def pop_model(values: dict[str, Any]) -> str:
-    model, engine = _pop(values, "model", "engine")
-    if model and engine:
-        raise click.UsageError("give the model once: --model (--engine is its older name)")
-    if not (model or engine):
+    model = values.pop("model")
+    if not model:
         raise click.UsageError("Missing option '--model'.")
-    return model or engine
+    return model
 
 
 # --- Sliding window ----------------------------------------------------------------------------------
@@ -165,10 +175,7 @@ PACS = section(
     "DICOM and PACS",
     click.option("--dicomweb", "dicomweb", default=None, metavar="URL",
                  help="Read the mammograms from this DICOMweb server instead of INPUTS, store the SEGs back."),
-    click.option("--stow", default=None, metavar="URL",
-                 help="Store the DICOM results (SEG, and SR, SC if saved) by STOW-RS on this DICOMweb server "
-                      "[default: the --dicomweb server]. Sent after the run from the outbox in --out: a server "
-                      "that is down fails no image; the same command run again sends what is due."),
+    STOW,
     click.option("--study", "studies", multiple=True, metavar="UID",
                  help="With --dicomweb: Study Instance UID (repeatable); default: every study holding MG images."),
     click.option("--dry-run", is_flag=True, help="With --dicomweb: list what would be fetched, and exit."),
@@ -235,11 +242,12 @@ class ReplicaCount(click.ParamType):
             self.fail(str(err), param, ctx)
 
 
-def replica_options(noun: str) -> list[Callable]:
+def replica_options() -> list[Callable]:
     """The one vocabulary for what each model copy asks of Ray (`serve` and `infer --ray`)."""
     return [
         click.option("--replicas", default=None, type=ReplicaCount(),
-                     help=f"Model replicas ({noun}): N, or MIN:MAX to autoscale [default: 1]."),
+                     help="Model replicas (serve: Ray Serve replicas; infer --ray: Ray Data model actors), each "
+                          "opening the model once: N, or MIN:MAX to autoscale [default: 1]."),
         click.option("--cpus-per-replica", default=None, type=click.FloatRange(0, min_open=True),
                      help="CPUs each replica reserves from Ray [default: 1]."),
         click.option("--gpus-per-replica", default=None, type=click.FloatRange(0),
@@ -252,29 +260,17 @@ SCALE_OUT = section(
     click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
                  help="Run on Ray: 'local' (a private loopback-only Ray), 'auto' or a cluster address. --out and "
                       "INPUTS must be shared storage at the same paths on every node (README 'Scale out')."),
-    *replica_options("Ray Data model actors"),
-    click.option("--connect-timeout", "connect_timeout_s", default=15.0, show_default=True,
-                 type=click.FloatRange(0, min_open=True), metavar="SECONDS",
-                 help="How long to try reaching a cluster address before one error line."),
-    # the older spellings, kept working for scripts written against them
-    click.option("--workers", default=None, hidden=True),
-    click.option("--cpus-per-worker", default=None, type=click.FloatRange(0, min_open=True), hidden=True),
-    click.option("--gpus-per-worker", default=None, type=click.FloatRange(0), hidden=True),
+    *replica_options(),
+    CONNECT_TIMEOUT,
 )
 
 
-def pop_replicas(values: dict[str, Any], older: dict[str, str] | None = None) -> Any:
-    """A scale.cluster.Replicas from --replicas/--cpus-per-replica/--gpus-per-replica, or from the older
-    spellings in `older` (new name -> old name); None when none was given."""
-    from bcdeploy.scale.cluster import Replicas, parse_count
+def pop_replicas(values: dict[str, Any]) -> Any:
+    """A scale.cluster.Replicas from --replicas/--cpus-per-replica/--gpus-per-replica; None when none was
+    given."""
+    from bcdeploy.scale.cluster import Replicas
 
     given = dict(zip(("replicas", "cpus", "gpus"), _pop(values, "replicas", "cpus_per_replica", "gpus_per_replica")))
-    for key, old in (older or {}).items():
-        value = values.pop(old)
-        if value is not None:
-            if given[key] is not None:
-                raise click.UsageError(f"--{old.replace('_', '-')} is the older name of an option given too")
-            given[key] = parse_count(value) if key == "replicas" and isinstance(value, str) else value
     if all(v is None for v in given.values()):
         return None
     return Replicas(count=given["replicas"] or (1, 1), cpus=1.0 if given["cpus"] is None else given["cpus"],
@@ -284,7 +280,7 @@ def pop_replicas(values: dict[str, Any], older: dict[str, str] | None = None) ->
 def pop_scale_out(values: dict[str, Any]) -> Any:
     """A scale.ray_infer.RayOptions for --ray, or None; replica options without --ray are refused."""
     address, timeout = values.pop("ray_address"), values.pop("connect_timeout_s")
-    replicas = pop_replicas(values, {"replicas": "workers", "cpus": "cpus_per_worker", "gpus": "gpus_per_worker"})
+    replicas = pop_replicas(values)
     if not address:
         if replicas is not None:
             raise click.UsageError("--replicas, --cpus-per-replica and --gpus-per-replica need --ray ADDRESS")

@@ -7,10 +7,9 @@ import sys
 
 import click
 
+from bcdeploy.cli._run_args import FRAME, MAX_PIXELS
 from bcdeploy.fileio import strict_json
 
-# The agreed per-image pixel budget (imageio.DEFAULT_MAX_PIXELS once the imageio branch lands).
-DEFAULT_MAX_PIXELS = 80_000_000
 
 
 @click.group("dicom")
@@ -22,9 +21,8 @@ def dicom() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
 @click.option("--no-phi", is_flag=True, help="Leave patient, study, series and instance identifiers out.")
-@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
-              help="Refuse images with more pixels than this (Rows x Columns).")
-@click.option("--frame", default=None, type=click.IntRange(0), help="Frame of a multi-frame object (0-based).")
+@MAX_PIXELS
+@FRAME
 def info(files, as_json, no_phi, max_pixels, frame) -> None:
     """Transfer syntax, size, laterality, view, spacing and UIDs of each FILE, and whether infer would
     read it (header only: nothing is decoded). A refused file is one line; the exit code is 1 if any was."""

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 import cloup
 
-from bcdeploy.cli._run_args import section
+from bcdeploy.cli._options import runner_options
+from bcdeploy.cli._run_args import MAX_PIXELS, STOW, model_section, section
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
 
 
 def _print_status(out: Path) -> None:
@@ -40,7 +40,6 @@ def _node_logging() -> None:
 @cloup.command()
 @section(
     "Node",
-    click.option("--model", type=click.Path(dir_okay=False), help="The exported model (.onnx, .xml, .trt)."),
     click.option("--out", type=click.Path(file_okay=False),
                  help="The node's folder: spool, state, results, audit.jsonl (keep it across restarts)."),
     click.option("--status", "status_dir", type=click.Path(file_okay=False), metavar="DIR",
@@ -57,15 +56,15 @@ def _node_logging() -> None:
     click.option("--max-associations", default=8, show_default=True, type=click.IntRange(1, 1000)),
     click.option("--max-spool-gb", default=50.0, show_default=True, type=click.FloatRange(0, min_open=True),
                  help="Instances are refused (0xA700, out of resources) while the spool holds this much."),
-    click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
-                 help="Images with more pixels are refused on receipt."),
+    MAX_PIXELS,
     click.option("--study-idle", "study_idle_s", default=10.0, show_default=True, type=click.FloatRange(0),
                  metavar="SECONDS", help="A study is segmented when no instance of it arrived for this long."),
 )
+@model_section(batch=False)
 @section(
     "Results",
     click.option("--send-to", metavar="AE@HOST:PORT", help="Send results by C-STORE to this DICOM node (a PACS)."),
-    click.option("--stow", metavar="URL", help="Send results by STOW-RS to this DICOMweb root instead."),
+    STOW,
     click.option("--save", default="seg,sr,sc", show_default=True,
                  help="Output kinds: seg (DICOM SEG), sr (TID 1500 report), sc (overlay), and masks,biner,vis "
                       "(kept in --out/results, not sent)."),
@@ -78,8 +77,8 @@ def _node_logging() -> None:
                  help="Require peers' certificates signed by this CA (mutual TLS)."),
     click.option("--audit-phi", is_flag=True, help="Put patient ID and name in audit.jsonl (left out by default)."),
 )
-def gateway(model, out, status_dir, port, host, ae_title, allow, max_associations, max_spool_gb, max_pixels,
-            study_idle_s, send_to, stow, save, tls_cert, tls_key, tls_ca, audit_phi) -> None:
+def gateway(out, status_dir, port, host, ae_title, allow, max_associations, max_spool_gb, max_pixels,
+            study_idle_s, model, send_to, stow, save, tls_cert, tls_key, tls_ca, audit_phi, **backend) -> None:
     """Run as a DICOM node: receive mammograms by C-STORE, segment each study once it is complete, send
     SEG, SR and overlay to the PACS; audit trail in --out/audit.jsonl."""
     if status_dir:
@@ -93,6 +92,7 @@ def gateway(model, out, status_dir, port, host, ae_title, allow, max_association
 
     if not model or not out:
         raise InputError("the node needs --model and --out (only --status DIR works without them)")
+    options_of_backend = runner_options(model, **backend)  # an option its backend does not take: one line
     out = Path(out)
     if bool(send_to) == bool(stow):
         raise InputError("give one destination for the results: --send-to AE@HOST:PORT or --stow URL")
@@ -109,7 +109,7 @@ def gateway(model, out, status_dir, port, host, ae_title, allow, max_association
     node_log = logging.getLogger("bcdeploy.gateway")
     if not allow:
         node_log.warning("no --allow: associations from any calling AE title are accepted")
-    node = Gateway(lambda: Segmenter(model), options)
+    node = Gateway(lambda: Segmenter(model, options=options_of_backend), options)
     node.serve(on_ready=lambda bound: node_log.info(
         "%s listening on %s:%d%s; results to %s; folder %s", title, host, bound, " (TLS)" if tls_cert else "",
         destination.describe(), out))

@@ -6,18 +6,7 @@ import click
 import cloup
 
 from bcdeploy.cli._options import backend_option_list, runner_options
-from bcdeploy.cli._run_args import ReplicaCount, pop_replicas, replica_options, section
-from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
-
-
-def _min_max(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int] | None:
-    """The older --autoscale MIN:MAX (now --replicas MIN:MAX): MIN:MAX only."""
-    if value is None:
-        return None
-    low, sep, high = value.partition(":")
-    if not (sep and low.isdigit() and high.isdigit() and 0 < int(low) <= int(high)):
-        raise click.BadParameter(f"{value!r}: expected MIN:MAX with 1 <= MIN <= MAX, e.g. 1:4")
-    return ReplicaCount().convert(value, param, ctx)
+from bcdeploy.cli._run_args import CONNECT_TIMEOUT, MAX_PIXELS, pop_replicas, replica_options, section
 
 
 @cloup.command()
@@ -34,21 +23,17 @@ def _min_max(ctx: click.Context, param: click.Parameter, value: str | None) -> t
     click.option("--port", default=8000, show_default=True, type=int),
     click.option("--max-body-mb", default=128.0, show_default=True, type=click.FloatRange(0, min_open=True),
                  help="Larger uploads are refused with 413 before they are read."),
-    click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(1),
-                 help="Images with more pixels are refused with 400."),
+    MAX_PIXELS,
 )
 @section(
     "Scale-out",
     click.option("--address", default="local", show_default=True,
                  help="Ray to run on: 'local' (a private loopback-only Ray), 'auto', or a cluster address "
                       "(host:port of its GCS, or ray://host:port)."),
-    *replica_options("Ray Serve replicas, each opens the model once"),
-    click.option("--autoscale", callback=_min_max, hidden=True),
+    *replica_options(),
     click.option("--drain-s", default=30.0, show_default=True, type=click.FloatRange(0),
                  help="On SIGTERM/Ctrl-C, how long replicas may finish the requests they hold."),
-    click.option("--connect-timeout", "connect_timeout_s", default=15.0, show_default=True,
-                 type=click.FloatRange(0, min_open=True), metavar="SECONDS",
-                 help="How long to try reaching a cluster --address before one error line."),
+    CONNECT_TIMEOUT,
 )
 def serve(model, max_batch, provider, threads, host, port, max_body_mb, max_pixels, address, drain_s,
           connect_timeout_s, **values) -> None:
@@ -57,7 +42,7 @@ def serve(model, max_batch, provider, threads, host, port, max_body_mb, max_pixe
     from bcdeploy.serve.launch import serve_forever
     from bcdeploy.serve.options import ReplicaOptions, ServeOptions
 
-    replicas = pop_replicas(values, {"replicas": "autoscale"}) or Replicas()
+    replicas = pop_replicas(values) or Replicas()
     options = ServeOptions(
         address=address, host=host, port=port, max_body_bytes=int(max_body_mb * 2**20), drain_s=drain_s,
         connect_timeout_s=connect_timeout_s,

@@ -173,11 +173,6 @@ def test_out_inside_the_inputs_is_refused_before_ray_starts(model, images):
 
 
 def test_worker_options_without_ray_are_refused(model, images, tmp_path):
-    result = infer(model, images, tmp_path / "out", "--workers", "2")
-    assert result.exit_code == 2 and "need --ray" in result.output
-    assert not (tmp_path / "out").exists()
-    bad = infer(model, images, tmp_path / "out", "--ray", "local", "--workers", "3:1")
-    assert bad.exit_code == 1 and "MIN:MAX" in bad.output
     for new in (("--replicas", "2"), ("--cpus-per-replica", "2")):  # the shared vocabulary, refused the same way
         result = infer(model, images, tmp_path / "out", *new)
         assert result.exit_code == 2 and "need --ray" in result.output

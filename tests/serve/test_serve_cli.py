@@ -5,11 +5,11 @@ from click.testing import CliRunner
 from bcdeploy.cli import cli
 
 
-def test_autoscale_must_be_min_max(tmp_path):
+def test_replicas_must_be_n_or_min_max(tmp_path):
     model = tmp_path / "m.onnx"
     model.write_bytes(b"x")
-    for bad in ("3:1", "0:2", "2", "a:b"):
-        result = CliRunner().invoke(cli, ["serve", str(model), "--autoscale", bad])
+    for bad in ("3:1", "0:2", "0", "a:b"):
+        result = CliRunner().invoke(cli, ["serve", str(model), "--replicas", bad])
         assert result.exit_code == 2 and "MIN:MAX" in result.output, (bad, result.output)
 
 
