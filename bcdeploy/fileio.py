@@ -150,10 +150,11 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def read_input(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
+def read_input(path: str | os.PathLike[str], *, max_bytes: int | None = None) -> tuple[bytes, os.stat_result]:
     """An input file's bytes and the stat of the open file they were read from (so size and mtime
     describe these bytes even if the file is replaced meanwhile); InputError naming the file if it
-    cannot be read. The one place input reads turn OS errors into a user's line."""
+    cannot be read, or holds more than `max_bytes`. The one place input reads turn OS errors into a
+    user's line."""
     from bcdeploy.errors import InputError
 
     try:
@@ -163,13 +164,33 @@ def read_input(path: str | os.PathLike[str]) -> tuple[bytes, os.stat_result]:
             st = os.fstat(fh.fileno())
             if not stat.S_ISREG(st.st_mode):
                 raise InputError(f"{path}: not a regular file (a pipe, socket or device); not read")
-            return fh.read(), st
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+            if max_bytes is not None and len(data) > max_bytes:
+                raise InputError(f"{path}: larger than {max_bytes} bytes; not read")
+            return data, st
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a directory, expected an image file") from None
     except OSError as err:
         raise InputError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def read_json(path: str | os.PathLike[str], *, max_bytes: int = 1 << 20) -> Any:
+    """A small JSON file someone else may have written (a sidecar, a speed record): read as a regular file
+    of at most `max_bytes`, parsed without trusting its shape (nesting too deep for the parser is one
+    line, not a RecursionError). InputError naming the file otherwise."""
+    import json
+
+    from bcdeploy.errors import InputError
+
+    data, _ = read_input(path, max_bytes=max_bytes)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to be ours; not read") from None
 
 
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 from bcdeploy.errors import ConfigError
 
-METADATA_KEY = "bcdeploy"  # the ONNX metadata_props key the same JSON is embedded under
+METADATA_KEY = "bcdeploy"
+MAX_SIDECAR_BYTES = 1 << 20  # ours are ~2 KiB  # the ONNX metadata_props key the same JSON is embedded under
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,15 @@ def find_sidecar(model_path: str | Path) -> Path | None:
 
 
 def read_sidecar(path: Path) -> ModelMeta:
+    """The sidecar at `path`, read as a file anyone could have written (fileio.read_json: a regular file,
+    bounded, any nesting)."""
+    from bcdeploy.errors import InputError
+    from bcdeploy.fileio import read_json
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from None
+        data = read_json(path, max_bytes=MAX_SIDECAR_BYTES)
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     return ModelMeta.from_dict(data, str(path))
 
 

@@ -14,17 +14,21 @@ numbers are not finite and positive, are ignored (the advice is then "not measur
 from __future__ import annotations
 
 import importlib.metadata
-import json
+import logging
 import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
-from bcdeploy.fileio import write_json
+from bcdeploy.errors import InputError
+from bcdeploy.fileio import read_json, write_json
 from bcdeploy.runtime.model.cpu import cpu_flags, cpu_model, read_cpuinfo
+from bcdeploy.runtime.notices import say_once
 
+log = logging.getLogger(__name__)
 RECORD_NAME = "bcdeploy-speed.json"
+MAX_RECORD_BYTES = 1 << 20  # a record of every CPU a team has measured on is a few KiB
 _RUNTIMES = ("onnxruntime", "openvino")
 
 
@@ -57,13 +61,23 @@ def save_measurement(folder: Path, compute_ms: dict[str, float], *, runs: int, c
 
 
 def _entries(folder: Path) -> list[dict[str, Any]]:
+    """The record's valid entries; a record that is not what `bench cpu` writes (a pipe, a device, too
+    large, too deep, another shape) is ignored with one line, said once per run."""
+    path = Path(folder) / RECORD_NAME
+    if not os.path.lexists(path):
+        return []
     try:
-        data = json.loads((Path(folder) / RECORD_NAME).read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return []
+        data = read_json(path, max_bytes=MAX_RECORD_BYTES)
+    except InputError as err:
+        return _ignored(path, str(err).removeprefix(f"{path}: "))
     if not isinstance(data, dict) or data.get("format") != "bcdeploy-speed" or not isinstance(data.get("entries"), list):
-        return []
+        return _ignored(path, "not a speed record of bench cpu")
     return [entry for entry in data["entries"] if _valid(entry)]
+
+
+def _ignored(path: Path, why: str) -> list[dict[str, Any]]:
+    say_once(log, ("speed record", str(path)), f"{path}: {why}; ignored (run `bcdeploy bench cpu` to measure again)")
+    return []
 
 
 def _valid(entry: Any) -> bool:
