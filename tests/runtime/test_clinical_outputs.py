@@ -173,3 +173,32 @@ def test_each_run_says_its_repairs_once(archive, threshold_onnx, tmp_path, caplo
             assert summary.processed == 2
             said = [r.getMessage() for r in caplog.records if "PatientOrientation" in r.getMessage()]
             assert len(said) == 1, (index, said)
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="needs dicom3tools (apt-get install dicom3tools)")
+@pytest.mark.parametrize("where", ["image", "series", "neither"])
+def test_laterality_at_image_or_series_level_or_none_gives_valid_objects(where, threshold_onnx, tmp_path):
+    """Real archives (CBIS-DDSM) hold the laterality only at series level (Laterality, no ImageLaterality);
+    others only per image, some nowhere. SEG, SR and SC keep what the source says (never guess) and pass
+    dciodvfy in each case: the General Series' Type 2C Laterality is present, empty where it is unknown
+    (issue 35 item 12: the SC from a series-only source had none)."""
+    ds = mammogram_dataset(_bright_spots((320, 256), 3), patient_id="P7", laterality="R", view="CC", seed=3)
+    for keyword in {"image": ("Laterality",), "series": ("ImageLaterality",),
+                    "neither": ("Laterality", "ImageLaterality")}[where]:
+        if keyword in ds:
+            delattr(ds, keyword)
+    if where == "series":
+        ds.Laterality = "R"
+    source = write_syntax(ds, "explicit", tmp_path / "in" / "R_CC.dcm")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["infer", "--model", str(threshold_onnx), str(source), "--out", str(out),
+                                      "--save", KINDS])
+    assert result.exit_code == 0, result.output
+    for kind in ("seg", "sr", "sc"):
+        path = out / kind / "R_CC.dcm"
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, f"{kind} from a source with laterality at {where} level: {errors}"
+        derived = pydicom.dcmread(path, stop_before_pixels=True)
+        said = {str(derived.get("ImageLaterality") or ""), str(derived.get("Laterality") or "")} - {""}
+        assert said <= ({"R"} if where != "neither" else set()), (kind, said)

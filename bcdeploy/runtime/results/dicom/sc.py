@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from bcdeploy._imports import require
+from bcdeploy.runtime.results.dicom.source import laterality_of
 
 MAX_SIDE = 2048
 _DIRECTIONS = set("APRLHF")
@@ -35,7 +36,7 @@ def sc_bytes(source: Any, overlay_bgr: np.ndarray, *, algorithm: Any, uids: tupl
                                  interpolation=cv2.INTER_AREA)
     rgb = np.ascontiguousarray(overlay_bgr[..., ::-1])
     orientation = _orientation(source.get("PatientOrientation"))
-    laterality = source.get("ImageLaterality") if source.get("ImageLaterality") in ("L", "R") else None
+    laterality = laterality_of(source)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8,
         coordinate_system="PATIENT", series_instance_uid=uids[0], series_number=series_number,
@@ -44,6 +45,8 @@ def sc_bytes(source: Any, overlay_bgr: np.ndarray, *, algorithm: Any, uids: tupl
     )
     if orientation is None:  # unknown at the source: Type 2, so present and empty, never guessed
         sc.PatientOrientation = ""
+    if laterality is None:  # a breast is a paired body part: Type 2C, present and empty when unknown
+        sc.Laterality = ""
     sc.BurnedInAnnotation = "YES"
     sc.DerivationDescription = (f"Overlay of lesions segmented by {algorithm.name} ({algorithm.version}); "
                                 f"outlines, classes and scores burned in")[:1024]

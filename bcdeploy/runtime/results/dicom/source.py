@@ -94,6 +94,15 @@ def checked_source(ds: Any, origin: str = "<dataset>") -> tuple[Any, list[DicomR
     return source, repairs
 
 
+def laterality_of(source: Any) -> str | None:
+    """The breast an image shows: its ImageLaterality, else its series' Laterality (archives such as
+    CBIS-DDSM record only the series'), else None: never guessed. The one rule the SR and SC follow."""
+    for keyword in ("ImageLaterality", "Laterality"):
+        if str(source.get(keyword) or "") in ("L", "R"):
+            return str(source.get(keyword))
+    return None
+
+
 def log_repairs(repairs: list[DicomRepair], origin: str) -> None:
     """One warning line per kind of repair (attribute and action) per run (runtime/notices.py)."""
     from bcdeploy.runtime.notices import say_once

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from bcdeploy._imports import require
+from bcdeploy.runtime.results.dicom.source import laterality_of
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 _CLASS_VALUES = {"benign": ("3898006", "SCT", "Neoplasm, benign"),
@@ -147,7 +148,7 @@ def _closed_outline(lesion: dict[str, Any]) -> np.ndarray:
 
 
 def _finding_sites(hd: Any, codes: _Codes, source: Any) -> list[Any]:
-    laterality = codes.laterality.get(str(source.get("ImageLaterality") or source.get("Laterality") or ""))
+    laterality = codes.laterality.get(laterality_of(source) or "")
     return [hd.sr.FindingSite(anatomic_location=codes.breast, laterality=laterality)]
 
 
