@@ -135,6 +135,12 @@ class StorageSCP:
         try:
             data = event.encoded_dataset(include_meta=True)
             ds = self._check(data, sop_class, sop_uid)
+            if ds is None:  # an image class, but not a mammogram by its Modality (sop_classes.KEPT_ONLY_IF_MG)
+                log.info("%s from %s: %s of another modality than MG accepted, not segmented", sop_uid, peer["ae"],
+                         sop_classes.name(sop_class))
+                self.audit.record("instance", "C", SUCCESS, text="accepted, not segmented (modality)", source=peer,
+                                  objects=objects)
+                return SUCCESS_STATUS
             objects["study_uid"] = str(ds.StudyInstanceUID)
             if not self.spool.has_room(len(data)):
                 raise Refused(OUT_OF_RESOURCES, f"the spool is full ({self.spool.max_bytes:,} bytes; --max-spool): "
@@ -164,7 +170,7 @@ class StorageSCP:
 
     def _check(self, data: bytes, sop_class: str, sop_uid: str) -> Any:
         """The reader's header checks, on receipt: what would fail later is refused now, while the sender
-        is still there to be told."""
+        is still there to be told. None: a class segmented only with Modality MG, of another modality."""
         from bcdeploy.runtime.images.dicom import check_header, read_dataset
 
         origin = f"instance {sop_uid}"
@@ -179,6 +185,8 @@ class StorageSCP:
             raise Refused(CANNOT_UNDERSTAND, f"{origin}: the dataset's SOP class or instance UID differs from the "
                                              "C-STORE request's")
         modality = str(ds.get("Modality", "")).strip().upper()
+        if sop_class in sop_classes.KEPT_ONLY_IF_MG and modality != "MG":
+            return None
         try:
             if sop_class in sop_classes.NEEDS_MG_MODALITY and modality != "MG":
                 raise InputError(f"{origin}: {sop_classes.name(sop_class)} of modality {modality or 'none'}, "

@@ -393,3 +393,32 @@ def test_a_silent_connection_does_not_block_a_tls_node(node_factory, pacs, tmp_p
     refusals = [e["outcome_text"] for e in read_audit(node.out) if e["event"] == "security"]
     assert any("no TLS handshake within 10 s" in text for text in refusals), refusals
     assert any("TLS handshake failed" in text for text in refusals), refusals
+
+
+def test_digitised_film_stored_as_secondary_capture_with_modality_mg_is_segmented(node_factory, pacs, tmp_path):
+    """One rule for `infer` and the node (issue 35 item 3): an image is a mammogram by its Modality, not by
+    its SOP class. Digitised film as Secondary Capture with Modality MG (all of CBIS-DDSM) is segmented
+    and its results sent; a Secondary Capture of another modality (a screenshot in the study) is
+    accepted and not kept, as before. Sent by pynetdicom, results read back from Orthanc."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    secondary_capture = "1.2.840.10008.5.1.4.1.1.7"
+    film = write_study(tmp_path / "in", "GW-FILM", images=1)[0]
+    ds = pydicom.dcmread(film)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = secondary_capture
+    ds.ConversionType = "DF"  # digitised film
+    ds.save_as(film, enforce_file_format=True)
+    screenshot = pydicom.dcmread(film)
+    screenshot.SOPInstanceUID = screenshot.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    screenshot.Modality = "OT"
+
+    node = node_factory("--study-idle", "0.5").start()
+    assoc = _scu(node.port, [secondary_capture])
+    assert assoc.is_established
+    statuses = [int(assoc.send_c_store(item).Status) for item in (pydicom.dcmread(film), screenshot)]
+    assoc.release()
+    assert statuses == [0, 0]
+    wait_for_results(node, pacs, [film])
+    assert "1 received, 0 waiting, 1 processed" in node.status(), node.status()
+    assert "accepted, not segmented" in node.log()
