@@ -17,7 +17,7 @@ import json
 import os
 import sqlite3
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
@@ -173,7 +173,7 @@ class Ledger:
             paths = [row["name"], *(record["path"] for record in outputs.values())]
         except (ValueError, TypeError, KeyError, AttributeError):
             paths = [None]
-        bad = next((p for p in paths if not _inside(p)), "")
+        bad = next((p for p in paths if not outbox.inside(p)), "")
         if bad != "":
             raise InputError(f"{self.path}: the run ledger cannot be trusted: the row for {row['source']} names "
                              f"{bad!r}, which is not a path inside the output folder; move the ledger away to "
@@ -241,15 +241,6 @@ def _lock_folder(lock: Path) -> int:
         raise OutputError(f"{lock.parent}: another bcdeploy run is writing into this folder (it holds {lock}); "
                           "wait for it to finish or choose another --out") from None
     return fd
-
-
-def _inside(path: Any) -> bool:
-    """A relative path that stays below the folder it is joined to: no root, no `..`, no empty part."""
-    if not isinstance(path, str) or not path or "\0" in path:
-        return False
-    parts = PurePosixPath(path).parts
-    return not PurePosixPath(path).is_absolute() and all(p not in ("", ".", "..") for p in parts) \
-        and "/".join(parts) == path
 
 
 class _Transaction:

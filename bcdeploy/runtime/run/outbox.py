@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
@@ -73,6 +73,15 @@ def queue(db: sqlite3.Connection, row: dict[str, Any], kinds: frozenset[str]) ->
                         tags.get("study_instance_uid"), now))
 
 
+def inside(path: Any) -> bool:
+    """A relative path that stays below the folder it is joined to: no root, no `..`, no empty part."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        return False
+    parts = PurePosixPath(path).parts
+    return not PurePosixPath(path).is_absolute() and all(p not in ("", ".", "..") for p in parts) \
+        and "/".join(parts) == path
+
+
 class Outbox:
     """The outbox in the run ledger at `ledger_path` (ledger.open_outbox), on its own connection: a sender
     thread works beside the run's writer (SQLite's WAL lets them; each write is one short transaction)."""
@@ -106,9 +115,17 @@ class Outbox:
                 raise OutputError(f"{self.path}: cannot write the outbox ({err})") from None
 
     def due(self, limit: int = 64) -> list[Delivery]:
-        rows = self._query("SELECT path, sha256, sop_uid, kind, attempts, study_uid, source FROM outbox "
-                           "WHERE state = 'due' ORDER BY created, path LIMIT ?", (limit,))
-        return [Delivery(self.root / r[0], *r[1:]) for r in rows]
+        """Results due, oldest first. A row naming a path outside the output folder (an edited ledger) is
+        refused for good and never read: the outbox is not trusted to say what to send."""
+        while True:
+            rows = self._query("SELECT path, sha256, sop_uid, kind, attempts, study_uid, source FROM outbox "
+                               "WHERE state = 'due' ORDER BY created, path LIMIT ?", (limit,))
+            outside = [r[0] for r in rows if not inside(r[0])]
+            if not outside:
+                return [Delivery(self.root / r[0], *r[1:]) for r in rows]
+            for path in outside:
+                self._write("UPDATE outbox SET state = 'refused', error = ? WHERE path = ? AND state = 'due'",
+                            (f"{path!r} is not a path inside the output folder; not sent", path))
 
     def mark_sent(self, delivery: Delivery) -> None:
         self._set(delivery, "sent", None, sent=time.time())
