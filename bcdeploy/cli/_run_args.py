@@ -119,14 +119,14 @@ class OutputArgs:
 def run_options(inputs: InputArgs, outputs: OutputArgs, *, batch_size: int, extra_inputs: list[str],
                 on_progress: Callable[[str, int], None] | None, deliver: bool = False) -> Any:
     """`deliver`: the run's DICOM results are queued in the outbox for a PACS (runtime/run/outbox.py)."""
-    from bcdeploy.runtime.results.outputs import KINDS_BY_KEY
+    from bcdeploy.runtime.results.outputs import dicom_kinds
     from bcdeploy.runtime.run import RunOptions
 
     return RunOptions(out=outputs.out, batch_size=batch_size, overwrite=outputs.overwrite, recursive=inputs.recursive,
                       targets=inputs.targets, max_pixels=inputs.max_pixels, on_progress=on_progress,
                       extra_inputs=extra_inputs, frame=inputs.frame, no_phi=outputs.no_phi, save=outputs.save,
                       modalities=inputs.modalities,
-                      deliver=frozenset(k for k in outputs.save if KINDS_BY_KEY[k].dicom_only) if deliver else frozenset())
+                      deliver=dicom_kinds(outputs.save) if deliver else frozenset())
 
 
 # --- Model and backend ---------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from bcdeploy.gateway.spool import QUARANTINE_AFTER, Instance, Spool
 from bcdeploy.pacs.destinations import Destination
 from bcdeploy.pacs.sender import Sender
 from bcdeploy.runtime.model.predictor import Predictor
-from bcdeploy.runtime.results.outputs import KINDS_BY_KEY
+from bcdeploy.runtime.results.outputs import dicom_kinds
 from bcdeploy.runtime.run.ledger import open_outbox
 from bcdeploy.runtime.run.outbox import Delivery
 
@@ -163,7 +163,7 @@ class Gateway:
         settled: dict[str, dict] = {}
         options = RunOptions(out=self.spool.results, save=self.options.save, max_pixels=self.options.scp.max_pixels,
                              modalities=frozenset({"MG"}), on_settled=lambda row: settled.update({row["source"]: row}),
-                             deliver=frozenset(k for k in self.options.save if KINDS_BY_KEY[k].dicom_only))
+                             deliver=dicom_kinds(self.options.save))
         started = time.perf_counter()
         log.info("study %s: segmenting %d image(s)", study, len(instances))
         self._in_run = True

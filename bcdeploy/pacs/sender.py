@@ -79,6 +79,7 @@ class Sender:
         """Send what is due now, batch after batch, until nothing is due or the destination cannot be
         reached (what is left stays due for the next run of the same command)."""
         stop = stop or threading.Event()
+        self._counts = {"sent": 0, "refused": 0}
         error = None
         while not stop.is_set():
             due = self.outbox.due(self.batch)

@@ -128,6 +128,12 @@ KINDS_BY_KEY = {kind.key: kind for kind in OUTPUT_KINDS}
 SAVE_CHOICES = {kind.save_name: kind.key for kind in OUTPUT_KINDS}
 
 
+def dicom_kinds(kinds: frozenset[str]) -> frozenset[str]:
+    """The DICOM objects among these output kinds (SEG, SR, SC): written for DICOM inputs only, each in a
+    series of its own, and what a PACS is sent."""
+    return frozenset(key for key in kinds if KINDS_BY_KEY[key].dicom_only)
+
+
 def draws_image(kinds: frozenset[str]) -> bool:
     """Whether any of these output kinds (OUTPUT_KINDS keys) is drawn over the source's pixels: only
     then does a run keep each image's picture (drawing.picture_of) past the model (memory: a few

@@ -152,21 +152,6 @@ class Ledger:
             self._check_paths(row)
         return rows
 
-    def rows_for(self, sources: list[str]) -> dict[str, dict[str, Any]]:
-        """The rows of these sources (a long-running node reads its study's rows, not the whole ledger)."""
-        found: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(sources), 500):
-            chunk = sources[start:start + 500]
-            sql = f"SELECT * FROM images WHERE source IN ({', '.join('?' * len(chunk))})"
-            try:
-                rows = [dict(r) for r in self.db.execute(sql, chunk)]
-            except sqlite3.Error as err:
-                raise InputError(f"{self.path}: the run ledger cannot be read ({err})") from None
-            for row in rows:
-                self._check_paths(row)
-                found[row["source"]] = row
-        return found
-
     def _check_paths(self, row: dict[str, Any]) -> None:
         try:
             outputs = json.loads(row["outputs"] or "{}")

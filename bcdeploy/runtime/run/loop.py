@@ -31,7 +31,7 @@ from bcdeploy.errors import OutputError
 from bcdeploy.fileio import refuse_overlap
 from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
 from bcdeploy.runtime.notices import new_run
-from bcdeploy.runtime.results.outputs import DEFAULT_OUTPUTS, KINDS_BY_KEY
+from bcdeploy.runtime.results.outputs import DEFAULT_OUTPUTS, dicom_kinds
 from bcdeploy.runtime.model.predictor import Predictor, concurrency_of, model_view_of
 from bcdeploy.runtime.run.driver import Driver, Interrupts, OpenedModel, RunPlan, RunSummary, commit
 from bcdeploy.runtime.run.identity import ModelIdentity, canonical
@@ -88,7 +88,7 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
     items, input_failures = source.find()
     works = [Work(item, target=options.targets.get(item.path.stem)) for item in items]
     reader = Reader(source=source, max_pixels=options.max_pixels, frame=options.frame,
-                    keep_dicom=any(KINDS_BY_KEY[k].dicom_only for k in options.save), modalities=options.modalities)
+                    keep_dicom=bool(dicom_kinds(options.save)), modalities=options.modalities)
     try:
         model = driver.open(reader, works)
         ledger = Ledger(out, deliver=options.deliver)
@@ -127,7 +127,7 @@ def _new_series(kinds: frozenset[str]) -> dict[str, str]:
     """A new DICOM series per DICOM output kind and run (results never mix with acquired images)."""
     from bcdeploy.runtime.results.dicom.uids import new_uid
 
-    return {key: new_uid() for key in sorted(kinds) if KINDS_BY_KEY[key].dicom_only}
+    return {key: new_uid() for key in sorted(dicom_kinds(kinds))}
 
 
 def model_identity(model: dict, options: RunOptions) -> ModelIdentity:
