@@ -14,7 +14,6 @@ _EXTRA_FOR = {
     "mmcv": "export",
     "onnx": "export",
     "onnxslim": "export",
-    "onnxconverter_common": "export",
     "onnxruntime": "ort",
     "openvino": "openvino",
     "tensorrt": "trt",

@@ -6,7 +6,7 @@ from the metadata row whose centre lies inside it. The y origin of those centres
 
 Masks are binarised before anything else (`binarize_mask`): DMID masks are 0/255, so a pixel is lesion
 at >= 128 (`--mask-threshold`); a mask saved as JPEG or anti-aliased holds other values, and counting
-every non-zero pixel turned one such speckled mask into 2,350 extra "lesions" (issue 10). Components
+every non-zero pixel turned one such speckled mask into 2,350 extra "lesions". Components
 smaller than `--min-lesion-area` pixels (default 16, at the original resolution) are dropped: at
 mammography pixel sizes (0.05-0.1 mm) that is an island under 0.4 mm across, smaller than any lesion
 DMID outlines (masses and calcification clusters span millimetres) but larger than the 1-3 px islands

@@ -155,11 +155,14 @@ def group_by_image(rows: Iterable[LesionRow]) -> dict[str, list[LesionRow]]:
     return grouped
 
 
+def worst_severity(rows: Iterable[LesionRow]) -> str:
+    """'M', 'B' or 'N' (normal): the worst severity among an image's lesion rows (malignant over benign
+    over none). The one rule for the overlays' target label and the split's strata."""
+    severities = {r.severity for r in rows if r.severity and not r.is_normal}
+    return "M" if "M" in severities else ("B" if "B" in severities else "N")
+
+
 def image_targets(path: str | Path) -> dict[str, str]:
-    """Image id -> 'M', 'B' or 'N' (normal): the worst severity DMID records for it, for the overlays'
-    `Target:` label (the runtime gets this mapping passed in; it never reads DMID metadata itself)."""
-    targets = {}
-    for image_id, rows in group_by_image(read_metadata(path)).items():
-        severities = {r.severity for r in rows if r.severity}
-        targets[image_id] = "M" if "M" in severities else ("B" if "B" in severities else "N")
-    return targets
+    """Image id -> worst_severity of its rows, for the overlays' `Target:` label (the runtime gets this
+    mapping passed in; it never reads DMID metadata itself)."""
+    return {image_id: worst_severity(rows) for image_id, rows in group_by_image(read_metadata(path)).items()}

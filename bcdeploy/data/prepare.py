@@ -33,7 +33,7 @@ from bcdeploy.data.lesion_matching import (
     label_components,
     match_rows,
 )
-from bcdeploy.data.metadata import group_by_image, read_metadata
+from bcdeploy.data.metadata import group_by_image, read_metadata, worst_severity
 from bcdeploy.data.records import LesionRow
 from bcdeploy.data.split import stratified_split
 from bcdeploy.errors import BcDeployError, DataError, InputError
@@ -102,7 +102,7 @@ def prepare(options: PrepareOptions, on_progress: Callable[[str, int], None] | N
     cases = [c for c in cases if c[0] not in {s["id"] for s in skipped}]
     if not options.include_normals:
         cases = [c for c in cases if c[2] is not None]
-    split = stratified_split({cid: _stratum(rows) for cid, _, _, rows in cases}, options.train_ratio, options.seed)
+    split = stratified_split({cid: worst_severity(rows) for cid, _, _, rows in cases}, options.train_ratio, options.seed)
 
     output = Path(options.output_dir)
     with replaced_dir(output, overwrite=options.overwrite) as staging:
@@ -210,11 +210,6 @@ def _pool_map(fn, jobs, workers) -> Iterator:
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
         yield from pool.map(fn, jobs, chunksize=1)
-
-
-def _stratum(rows: list[LesionRow]) -> str:
-    severities = {r.severity for r in rows if not r.is_normal}
-    return "M" if "M" in severities else ("B" if "B" in severities else "N")
 
 
 def _prepare_one(job) -> tuple[str, dict]:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 CLASS_CODES = ("B", "M")  # DMID severity: benign, malignant
 ABNORMALITY_CODES = ("CALC", "CIRC", "SPIC", "MISC", "ARCH", "ASYM", "NORM")
-TISSUE_CODES = ("F", "G", "D")
 
 
 @dataclass(frozen=True)

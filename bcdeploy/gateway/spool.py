@@ -289,12 +289,10 @@ def open_status(root: Path) -> dict[str, Any]:
 def _outbox_counts(spool: Spool) -> dict[str, Any]:
     """The outbox's counts, read only; a state not yet moved to the outbox (version 2) counts its own table."""
     from bcdeploy.runtime.run.ledger import LEDGER_NAME, open_outbox
+    from bcdeploy.runtime.run.outbox import delivery_counts
 
     if spool._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'"):
-        states = dict(spool._query("SELECT state, COUNT(*) FROM results GROUP BY state"))
-        errors = spool._query("SELECT error FROM results WHERE state != 'sent' AND error IS NOT NULL "
-                              "ORDER BY created DESC LIMIT 1")
-        return {**{s: states.get(s, 0) for s in ("due", "sent", "refused")}, "last_error": errors[0][0] if errors else None}
+        return delivery_counts(spool._query, "results")
     if not (spool.results / LEDGER_NAME).is_file():
         return {"due": 0, "sent": 0, "refused": 0, "last_error": None}
     outbox = open_outbox(spool.results, read_only=True)

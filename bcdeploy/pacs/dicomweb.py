@@ -16,7 +16,6 @@ from bcdeploy._imports import require
 from bcdeploy.errors import PacsError, PacsRefused
 
 MAMMOGRAPHY = "MG"
-SEGMENTATION = "SEG"
 PAGE_SIZE = 100
 _ORIGINAL_SYNTAX = (("application/dicom", "*"),)
 

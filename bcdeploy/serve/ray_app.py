@@ -48,7 +48,7 @@ BODY_IDLE_S = 30.0  # longest silence between two chunks of an upload: a live cl
 def bind_replica_grpc_to_loopback() -> None:
     """Ray Serve (2.60) starts each replica's inter-deployment gRPC server on "[::]:0", i.e. on every
     interface, whatever the node's address. On a loopback-only node nothing outside can use it, so
-    bind it to 127.0.0.1 like the node's other services (issue 11, finding 8)."""
+    bind it to 127.0.0.1 like the node's other services."""
     from ray.serve._private import replica as replica_module
 
     if ray.util.get_node_ip_address() != "127.0.0.1":

@@ -2,7 +2,7 @@
 
 torch's weights-only unpickler calls only allow-listed globals, but it is only as safe as its least
 safe entry: an allow-listed `getattr` reaches `exec`, and a class whose `__setstate__` or constructor
-touches module globals lets a pickle rewire them (issue 10). So nothing generic is allowed here.
+touches module globals lets a pickle rewire them. So nothing generic is allowed here.
 
 MMEngine Runner checkpoints (what `bcdeploy train` writes) pickle, besides tensors and containers:
 the message hub's `HistoryBuffer`s, numpy arrays, dtypes and scalars, and `getattr(HistoryBuffer,

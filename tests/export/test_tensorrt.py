@@ -132,3 +132,18 @@ def test_engine_builds_and_matches_onnxruntime(exported, tmp_path):
         assert trt_seg.meta.engine["tensorrt_version"]
         a, b = trt_seg.predict(images)[0].mask, ort_seg.predict(images)[0].mask
     assert (a == b).mean() >= 0.99
+
+
+@pytest.mark.parametrize("recorded, here, refused", [
+    ({"tensorrt_version": "10.3.0", "compute_capability": "9.0"}, ("10.3.0", "9.0"), None),
+    ({"tensorrt_version": "10.1.0", "compute_capability": "9.0"}, ("10.3.0", "9.0"), "TensorRT 10.1.0"),
+    ({"tensorrt_version": "10.3.0", "compute_capability": "8.6", "gpu": "RTX A6000"}, ("10.3.0", "9.0"),
+     "compute capability 8.6 (RTX A6000)"),
+    ({}, ("10.3.0", "9.0"), None),  # facts the sidecar does not hold are not guessed
+])
+def test_an_engine_built_by_another_tensorrt_release_or_gpu_is_refused_before_deserialising(recorded, here, refused):
+    """A minor release apart is as incompatible as a major one (the check compared majors only)."""
+    from bcdeploy.runtime.model.backends.tensorrt import built_elsewhere
+
+    why = built_elsewhere(recorded, *here)
+    assert (why is None) if refused is None else (refused in why)

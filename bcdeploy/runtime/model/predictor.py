@@ -1,4 +1,4 @@
-"""The one shape of everything that segments (issue 14): the run loop, `infer`, `predict` and the
+"""The one shape of everything that segments: the run loop, `infer`, `predict` and the
 benchmarks take a Predictor and never a closure plus loose classes and palette.
 
 `Segmenter` (any exported model: onnxruntime, TensorRT, OpenVINO) and `train.predict.TorchPredictor`

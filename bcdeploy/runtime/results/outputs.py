@@ -222,6 +222,3 @@ def _png_imagecodecs(array: np.ndarray) -> bytes | None:
 def write_png(path: str | Path, array: np.ndarray) -> None:
     write_bytes(path, encode(array, ".png"))
 
-
-def write_jpeg(path: str | Path, array: np.ndarray, quality: int = 90) -> None:
-    write_bytes(path, encode(array, ".jpg", quality))

@@ -194,82 +194,99 @@ class LocalDriver:
     def process(self, plan: RunPlan, summary: RunSummary, interrupts: Interrupts) -> OutputError | None:
         """Returns the error that stopped the run, if one did. Batches are segmented, written and
         counted in input order, whatever order the model's streams finish them in."""
-        works, size = plan.works, plan.batch_size
-        batches = [works[i:i + size] for i in range(0, len(works), size)]
-        streams = concurrency_of(self.predictor)
-        view, pictures = model_view_of(self.predictor), plan.writer.draws_image
+        assert self.predictor is not None, "open() first"
+        return _Pipeline(self.predictor, self._reader, plan, summary).run(self._first, interrupts)
 
-        def read(batch: list[Work]) -> list[Work]:
-            """On the reader thread: read, hash, decode and reduce the images to what the model reads and
-            what overlays are drawn on (segment.to_model_view)."""
-            loaded = plan.reader.read_batch(batch, plan.resume)
-            return loaded if view is None else to_model_view(loaded, view, pictures)
-        fatal: list[OutputError] = []
-        reads: deque[Future] = deque([self._first]) if batches else deque()
-        segmenting: deque[tuple[list[Work], Future]] = deque()
-        pending: deque[Future] = deque()
 
-        def finish(work: Work) -> Work:
-            """On the writer thread, counting included: Ctrl-C (a KeyboardInterrupt in the main thread) can
-            then never fall between a committed row and its count."""
-            work = plan.writer.write(work)
-            commit(work, plan, summary, fatal)
-            return work
+class _Pipeline:
+    """One run's batches through three stages: read (one batch ahead, on the driver's reader thread),
+    segment (as many batches at once as the model has streams), write and commit (one writer thread,
+    in input order, write-behind bounded to a few images)."""
 
-        def collect(limit: int) -> None:
-            while len(pending) > limit:
-                pending[0].result()
-                pending.popleft()
+    def __init__(self, predictor: Predictor, reader: ThreadPoolExecutor, plan: RunPlan, summary: RunSummary) -> None:
+        self.predictor, self.reader, self.plan, self.summary = predictor, reader, plan, summary
+        size = plan.batch_size
+        self.batches = [plan.works[i:i + size] for i in range(0, len(plan.works), size)]
+        self.streams = concurrency_of(predictor)
+        self.view, self.pictures = model_view_of(predictor), plan.writer.draws_image
+        self.fatal: list[OutputError] = []
+        self.reads: deque[Future] = deque()
+        self.segmenting: deque[tuple[list[Work], Future]] = deque()
+        self.pending: deque[Future] = deque()
+        self.writer: ThreadPoolExecutor | None = None
 
-        def hand_over(limit: int) -> None:
-            """Segmented batches to the writer, in input order: every finished one at the head, and then
-            the oldest until at most `limit` are left segmenting (or finished behind an unfinished one)."""
-            while segmenting and (segmenting[0][1].done() or len(segmenting) > limit):
-                loaded, done = segmenting[0]
-                segmented = done.result()  # Ctrl-C while waiting: the batch stays queued for the last hand-over
-                segmenting.popleft()  # before the writes: a batch is never handed over twice
-                for work in segmented:
-                    pending.append(writer.submit(finish, work))
-                for work in loaded:
-                    if plan.on_progress:
-                        plan.on_progress(work.name, len(works))
-                collect(2 * size * streams)  # bounded write-behind: memory stays a few images
+    def read(self, batch: list[Work]) -> list[Work]:
+        """On the reader thread: read, hash, decode and reduce the images to what the model reads and
+        what overlays are drawn on (segment.to_model_view)."""
+        loaded = self.plan.reader.read_batch(batch, self.plan.resume)
+        return loaded if self.view is None else to_model_view(loaded, self.view, self.pictures)
 
-        def free_stream() -> None:
-            """Wait until fewer than `streams` batches are being segmented (a stream is free)."""
-            running = [done for _, done in segmenting if not done.done()]
-            if len(running) >= streams:
-                wait(running, return_when=FIRST_COMPLETED)
+    def finish(self, work: Work) -> Work:
+        """On the writer thread, counting included: Ctrl-C (a KeyboardInterrupt in the main thread) can
+        then never fall between a committed row and its count."""
+        work = self.plan.writer.write(work)
+        commit(work, self.plan, self.summary, self.fatal)
+        return work
 
-        with ThreadPoolExecutor(1, "write", background_thread) as writer, \
-                ThreadPoolExecutor(streams, "segment") as model:
+    def collect(self, limit: int) -> None:
+        while len(self.pending) > limit:
+            self.pending[0].result()
+            self.pending.popleft()
+
+    def hand_over(self, limit: int) -> None:
+        """Segmented batches to the writer, in input order: every finished one at the head, and then
+        the oldest until at most `limit` are left segmenting (or finished behind an unfinished one)."""
+        assert self.writer is not None
+        while self.segmenting and (self.segmenting[0][1].done() or len(self.segmenting) > limit):
+            loaded, done = self.segmenting[0]
+            segmented = done.result()  # Ctrl-C while waiting: the batch stays queued for the last hand-over
+            self.segmenting.popleft()  # before the writes: a batch is never handed over twice
+            for work in segmented:
+                self.pending.append(self.writer.submit(self.finish, work))
+            for work in loaded:
+                if self.plan.on_progress:
+                    self.plan.on_progress(work.name, len(self.plan.works))
+            self.collect(2 * self.plan.batch_size * self.streams)  # bounded write-behind: memory stays a few images
+
+    def free_stream(self) -> None:
+        """Wait until fewer than `streams` batches are being segmented (a stream is free)."""
+        running = [done for _, done in self.segmenting if not done.done()]
+        if len(running) >= self.streams:
+            wait(running, return_when=FIRST_COMPLETED)
+
+    def run(self, first: Future | None, interrupts: Interrupts) -> OutputError | None:
+        """`first`: the first batch, already being read while the model opened."""
+        if self.batches:
+            self.reads.append(first)
+        with ThreadPoolExecutor(1, "write", background_thread) as self.writer, \
+                ThreadPoolExecutor(self.streams, "segment") as model:
             interrupts.armed = True
             try:
-                for index in range(len(batches)):
-                    loaded = reads.popleft().result()
+                for index in range(len(self.batches)):
+                    loaded = self.reads.popleft().result()
                     if index == 0:
-                        loaded = [plan.resume.settle(work) for work in loaded]
-                    if index + 1 < len(batches):  # one batch read ahead
-                        reads.append(self._reader.submit(read, batches[index + 1]))
-                    free_stream()
-                    segmenting.append((loaded, model.submit(segment, self.predictor, loaded,
-                                                            pictures=pictures)))
-                    hand_over(2 * streams - 1)
-                    if fatal:
+                        loaded = [self.plan.resume.settle(work) for work in loaded]
+                    if index + 1 < len(self.batches):  # one batch read ahead
+                        self.reads.append(self.reader.submit(self.read, self.batches[index + 1]))
+                    self.free_stream()
+                    self.segmenting.append((loaded, model.submit(segment, self.predictor, loaded,
+                                                                 pictures=self.pictures)))
+                    self.hand_over(2 * self.streams - 1)
+                    if self.fatal:
                         break
-                hand_over(0)
-                collect(0)
+                self.hand_over(0)
+                self.collect(0)
             except KeyboardInterrupt:
                 pass
             finally:
                 interrupts.armed = False
             if interrupts.hits:
-                summary.interrupted = True
-                for read in reads:
-                    read.cancel()
-                hand_over(0)  # the images already being segmented are finished and recorded
-                collect(0)
-        return fatal[0] if fatal else None
+                self.summary.interrupted = True
+                for pending_read in self.reads:
+                    pending_read.cancel()
+                self.hand_over(0)  # the images already being segmented are finished and recorded
+                self.collect(0)
+        return self.fatal[0] if self.fatal else None
 
 
 class _First:

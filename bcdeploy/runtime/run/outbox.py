@@ -23,6 +23,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -157,12 +158,17 @@ class Outbox:
 
     def counts(self) -> dict[str, Any]:
         """due / sent / refused, and the latest error of a result not sent."""
-        states = dict(self._query("SELECT state, COUNT(*) FROM outbox GROUP BY state"))
-        errors = self._query("SELECT error FROM outbox WHERE state != 'sent' AND error IS NOT NULL "
-                             "ORDER BY created DESC LIMIT 1")
-        return {"due": states.get("due", 0), "sent": states.get("sent", 0), "refused": states.get("refused", 0),
-                "last_error": errors[0][0] if errors else None}
+        return delivery_counts(self._query, "outbox")
 
     def close(self) -> None:
         with self._lock:
             self.db.close()
+
+
+def delivery_counts(query: Callable[[str], list[tuple]], table: str) -> dict[str, Any]:
+    """due / sent / refused and the latest error of a result not sent, in `table` (the outbox, or the
+    node's results table of a version-2 state not yet moved into it: same columns)."""
+    states = dict(query(f"SELECT state, COUNT(*) FROM {table} GROUP BY state"))
+    errors = query(f"SELECT error FROM {table} WHERE state != 'sent' AND error IS NOT NULL ORDER BY created DESC LIMIT 1")
+    return {**{state: states.get(state, 0) for state in ("due", "sent", "refused")},
+            "last_error": errors[0][0] if errors else None}

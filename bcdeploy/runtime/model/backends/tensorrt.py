@@ -8,7 +8,6 @@ GPU architecture that built it: the sidecar records both and we say so before de
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from bcdeploy.errors import BackendError, InputError
 from bcdeploy.runtime.model.backends import cuda
 from bcdeploy.runtime.model.backends.base import Runner, TensorSpec
 from bcdeploy.runtime.model.backends.options import TensorRTOptions
-from bcdeploy.runtime.model.sidecar import sidecar_candidates
 
 
 class TensorRTRunner(Runner):
@@ -59,17 +57,16 @@ class TensorRTRunner(Runner):
         self.buffers = {n: cuda.DeviceBuffer() for n in names}
 
     def _check_built_here(self, trt) -> None:
-        for candidate in sidecar_candidates(self.model_path):
-            if candidate.is_file():
-                try:
-                    data = json.loads(candidate.read_text(encoding="utf-8"))
-                except (ValueError, UnicodeDecodeError):
-                    return  # a malformed sidecar is refused, with its reason, by the schema check after loading
-                engine_info = data.get("engine") if isinstance(data, dict) else None
-                built = engine_info.get("tensorrt_version") if isinstance(engine_info, dict) else None
-                if built and built.split(".")[0] != trt.__version__.split(".")[0]:
-                    raise BackendError(f"{self.model_path}: built with TensorRT {built}, this is {trt.__version__}; rebuild the engine")
-                return
+        """Refuse, before deserialising, an engine its sidecar says was built elsewhere (the sidecar is
+        read as every sidecar is: bounded and schema-checked; a malformed one is one ConfigError line)."""
+        from bcdeploy.runtime.model.sidecar import read_sidecar_of
+
+        found = read_sidecar_of(self.model_path)
+        engine_info = found[1].engine if found else None
+        why = built_elsewhere(engine_info if isinstance(engine_info, dict) else {}, trt.__version__,
+                              cuda.compute_capability(self.options.device_id))
+        if why:
+            raise BackendError(f"{self.model_path}: {why}; rebuild the engine here (`bcdeploy export --engine`)")
 
     def _spec(self, name: str) -> TensorSpec:
         shape = tuple(d if d >= 0 else None for d in self.engine.get_tensor_shape(name))
@@ -114,3 +111,17 @@ class TensorRTRunner(Runner):
         device = self.options.device_id
         return {"backend": self.name, "version": self.trt.__version__, "device_id": device, "gpu": cuda.device_name(device),
                 "compute_capability": cuda.compute_capability(device), "profile": self.profile() if self.engine else None}
+
+
+def built_elsewhere(engine_info: dict[str, Any], tensorrt_version: str, compute_capability: str) -> str | None:
+    """Why an engine whose sidecar says `engine_info` cannot run here, or None. A serialised engine is tied
+    to the exact TensorRT release that built it (not just its major version: 10.3 refuses a 10.1 engine)
+    and to the GPU's compute capability; facts the sidecar does not record are not guessed."""
+    built = engine_info.get("tensorrt_version")
+    if built and str(built) != tensorrt_version:
+        return f"built with TensorRT {built}, this is TensorRT {tensorrt_version}"
+    capability = engine_info.get("compute_capability")
+    if capability and str(capability) != compute_capability:
+        gpu = engine_info.get("gpu") or "another GPU"
+        return f"built for compute capability {capability} ({gpu}), this GPU has {compute_capability}"
+    return None
