@@ -9,7 +9,7 @@ import cloup
 
 from bcdeploy.cli._options import backend_option_list, flag, parse_hw
 from bcdeploy.cli._progress import progress
-from bcdeploy.cli._run_args import section
+from bcdeploy.cli._sections import section
 
 
 @click.group()

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from bcdeploy.cli._run_args import FRAME, MAX_PIXELS
+from bcdeploy.cli._sections import FRAME, MAX_PIXELS
 from bcdeploy.fileio import strict_json
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import click
 import cloup
 
-from bcdeploy.cli._options import runner_options
-from bcdeploy.cli._run_args import MAX_PIXELS, STOW, model_section, section
+from bcdeploy.cli._sections import MAX_PIXELS, STOW, NodeModelArgs, OptionGroup, parsed_all
 from bcdeploy.errors import InputError
 
 
@@ -37,79 +38,151 @@ def _node_logging() -> None:
         node_log.propagate = False
 
 
+@dataclass(frozen=True, kw_only=True)
+class NodeArgs(OptionGroup):
+    title: ClassVar[str] = "Node"
+    out: Path | None
+    status: Path | None
+
+    @classmethod
+    def options(cls) -> list:
+        return [
+            click.option("--out", type=click.Path(file_okay=False),
+                         help="The node's folder: spool, state, results, audit.jsonl (keep it across restarts)."),
+            click.option("--status", "status_dir", type=click.Path(file_okay=False), metavar="DIR",
+                         help="Print the queue of the node whose --out is DIR (received, waiting, processed, sent, "
+                              "failed) and exit."),
+        ]
+
+    @classmethod
+    def build(cls, *, out: str | None, status_dir: str | None) -> NodeArgs:
+        return cls(out=Path(out) if out else None, status=Path(status_dir) if status_dir else None)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DicomArgs(OptionGroup):
+    """The listener (gateway.scp.ScpOptions, less its TLS context) and when a study is taken."""
+
+    title: ClassVar[str] = "DICOM"
+    scp: Any  # gateway.scp.ScpOptions without ssl_context
+    max_spool_bytes: int
+    study_idle_s: float
+
+    @classmethod
+    def options(cls) -> list:
+        return [
+            click.option("--port", default=11112, show_default=True, type=click.IntRange(1, 65535)),
+            click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on."),
+            click.option("--ae-title", default="BCDEPLOY", show_default=True, help="This node's AE title (called AE)."),
+            click.option("--allow", "allow", multiple=True, metavar="AE",
+                         help="Calling AE titles accepted (repeat it); without it any calling AE is accepted."),
+            click.option("--max-associations", default=8, show_default=True, type=click.IntRange(1, 1000)),
+            click.option("--max-spool-gb", default=50.0, show_default=True, type=click.FloatRange(0, min_open=True),
+                         help="Instances are refused (0xA700, out of resources) while the spool holds this much."),
+            MAX_PIXELS,
+            click.option("--study-idle", "study_idle_s", default=10.0, show_default=True, type=click.FloatRange(0),
+                         metavar="SECONDS", help="A study is segmented when no instance of it arrived for this long."),
+        ]
+
+    @classmethod
+    def build(cls, *, port: int, host: str, ae_title: str, allow: tuple[str, ...], max_associations: int,
+              max_spool_gb: float, max_pixels: int, study_idle_s: float) -> DicomArgs:
+        from bcdeploy.gateway.scp import ScpOptions
+        from bcdeploy.pacs.destinations import check_ae_title
+
+        scp = ScpOptions(ae_title=check_ae_title(ae_title, "--ae-title"), host=host, port=port,
+                         allow=frozenset(check_ae_title(a, "--allow") for a in allow),
+                         max_associations=max_associations, max_pixels=max_pixels)
+        return cls(scp=scp, max_spool_bytes=int(max_spool_gb * 1e9), study_idle_s=study_idle_s)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultsArgs(OptionGroup):
+    """Where results go (one destination, its calling AE the node's) and which kinds are made."""
+
+    title: ClassVar[str] = "Results"
+    destination: Any  # pacs.destinations.Destination
+    save: frozenset[str]
+
+    @classmethod
+    def options(cls) -> list:
+        return [
+            click.option("--send-to", metavar="AE@HOST:PORT", help="Send results by C-STORE to this DICOM node (a PACS)."),
+            STOW,
+            click.option("--save", default="seg,sr,sc", show_default=True,
+                         help="Output kinds: seg (DICOM SEG), sr (TID 1500 report), sc (overlay), and masks,biner,vis "
+                              "(kept in --out/results, not sent)."),
+        ]
+
+    @classmethod
+    def build(cls, *, send_to: str | None, stow: str | None, save: str, calling_ae: str) -> ResultsArgs:
+        from bcdeploy.pacs.destinations import DimseDestination, StowDestination
+        from bcdeploy.runtime.results.outputs import parse_save
+
+        if bool(send_to) == bool(stow):
+            raise InputError("give one destination for the results: --send-to AE@HOST:PORT or --stow URL")
+        destination = DimseDestination.parse(send_to, calling_ae=calling_ae) if send_to else StowDestination(stow)
+        return cls(destination=destination, save=parse_save(save))
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecurityArgs(OptionGroup):
+    title: ClassVar[str] = "Security and audit"
+    ssl_context: Any  # ssl.SSLContext or None
+    audit_phi: bool
+
+    @classmethod
+    def options(cls) -> list:
+        return [
+            click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True),
+                         help="DICOM over TLS: this node's certificate (PEM)."),
+            click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="Its private key (PEM)."),
+            click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True),
+                         help="Require peers' certificates signed by this CA (mutual TLS)."),
+            click.option("--audit-phi", is_flag=True, help="Put patient ID and name in audit.jsonl (left out by default)."),
+        ]
+
+    @classmethod
+    def build(cls, *, tls_cert: str | None, tls_key: str | None, tls_ca: str | None, audit_phi: bool) -> SecurityArgs:
+        from bcdeploy.gateway.scp import server_context
+
+        if bool(tls_cert) != bool(tls_key) or (tls_ca and not tls_cert):
+            raise InputError("TLS needs --tls-cert and --tls-key together (and --tls-ca only with them)")
+        return cls(ssl_context=server_context(tls_cert, tls_key, tls_ca) if tls_cert else None, audit_phi=audit_phi)
+
+
 @cloup.command()
-@section(
-    "Node",
-    click.option("--out", type=click.Path(file_okay=False),
-                 help="The node's folder: spool, state, results, audit.jsonl (keep it across restarts)."),
-    click.option("--status", "status_dir", type=click.Path(file_okay=False), metavar="DIR",
-                 help="Print the queue of the node whose --out is DIR (received, waiting, processed, sent, "
-                      "failed) and exit."),
-)
-@section(
-    "DICOM",
-    click.option("--port", default=11112, show_default=True, type=click.IntRange(1, 65535)),
-    click.option("--host", default="0.0.0.0", show_default=True, help="Interface to listen on."),
-    click.option("--ae-title", default="BCDEPLOY", show_default=True, help="This node's AE title (called AE)."),
-    click.option("--allow", "allow", multiple=True, metavar="AE",
-                 help="Calling AE titles accepted (repeat it); without it any calling AE is accepted."),
-    click.option("--max-associations", default=8, show_default=True, type=click.IntRange(1, 1000)),
-    click.option("--max-spool-gb", default=50.0, show_default=True, type=click.FloatRange(0, min_open=True),
-                 help="Instances are refused (0xA700, out of resources) while the spool holds this much."),
-    MAX_PIXELS,
-    click.option("--study-idle", "study_idle_s", default=10.0, show_default=True, type=click.FloatRange(0),
-                 metavar="SECONDS", help="A study is segmented when no instance of it arrived for this long."),
-)
-@model_section(batch=False)
-@section(
-    "Results",
-    click.option("--send-to", metavar="AE@HOST:PORT", help="Send results by C-STORE to this DICOM node (a PACS)."),
-    STOW,
-    click.option("--save", default="seg,sr,sc", show_default=True,
-                 help="Output kinds: seg (DICOM SEG), sr (TID 1500 report), sc (overlay), and masks,biner,vis "
-                      "(kept in --out/results, not sent)."),
-)
-@section(
-    "Security and audit",
-    click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="DICOM over TLS: this node's certificate (PEM)."),
-    click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="Its private key (PEM)."),
-    click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True),
-                 help="Require peers' certificates signed by this CA (mutual TLS)."),
-    click.option("--audit-phi", is_flag=True, help="Put patient ID and name in audit.jsonl (left out by default)."),
-)
-def gateway(out, status_dir, port, host, ae_title, allow, max_associations, max_spool_gb, max_pixels,
-            study_idle_s, model, send_to, stow, save, tls_cert, tls_key, tls_ca, audit_phi, **backend) -> None:
+@NodeArgs.section()
+@DicomArgs.section()
+@NodeModelArgs.section()
+@ResultsArgs.section()
+@SecurityArgs.section()
+def gateway(**values) -> None:
     """Run as a DICOM node: receive mammograms by C-STORE, segment each study once it is complete, send
     SEG, SR and overlay to the PACS; audit trail in --out/audit.jsonl."""
-    if status_dir:
-        _print_status(Path(status_dir))
+    node_args = NodeArgs.parse(values)
+    if node_args.status:
+        _print_status(node_args.status)
         return
-    from bcdeploy.pacs.destinations import DimseDestination, StowDestination, check_ae_title
     from bcdeploy.gateway.node import Gateway, GatewayOptions
-    from bcdeploy.gateway.scp import ScpOptions, server_context
-    from bcdeploy.runtime.results.outputs import parse_save
     from bcdeploy.runtime.model.segmenter import Segmenter
 
-    if not model or not out:
+    model = NodeModelArgs.parse(values)  # an option its backend does not take: one line
+    if model is None or node_args.out is None:
         raise InputError("the node needs --model and --out (only --status DIR works without them)")
-    options_of_backend = runner_options(model, **backend)  # an option its backend does not take: one line
-    out = Path(out)
-    if bool(send_to) == bool(stow):
-        raise InputError("give one destination for the results: --send-to AE@HOST:PORT or --stow URL")
-    if bool(tls_cert) != bool(tls_key) or (tls_ca and not tls_cert):
-        raise InputError("TLS needs --tls-cert and --tls-key together (and --tls-ca only with them)")
-    title = check_ae_title(ae_title, "--ae-title")
-    destination = DimseDestination.parse(send_to, calling_ae=title) if send_to else StowDestination(stow)
-    scp = ScpOptions(ae_title=title, host=host, port=port, allow=frozenset(check_ae_title(a, "--allow") for a in allow),
-                     max_associations=max_associations, max_pixels=max_pixels,
-                     ssl_context=server_context(tls_cert, tls_key, tls_ca) if tls_cert else None)
-    options = GatewayOptions(out=out, scp=scp, destination=destination, save=parse_save(save),
-                             study_idle_s=study_idle_s, max_spool_bytes=int(max_spool_gb * 1e9), audit_phi=audit_phi)
+    dicom = DicomArgs.parse(values)
+    results = ResultsArgs.parse(values, calling_ae=dicom.scp.ae_title)
+    security = SecurityArgs.parse(values)
+    parsed_all(values)
+    scp = replace(dicom.scp, ssl_context=security.ssl_context)
+    options = GatewayOptions(out=node_args.out, scp=scp, destination=results.destination, save=results.save,
+                             study_idle_s=dicom.study_idle_s, max_spool_bytes=dicom.max_spool_bytes,
+                             audit_phi=security.audit_phi)
     _node_logging()
     node_log = logging.getLogger("bcdeploy.gateway")
-    if not allow:
+    if not scp.allow:
         node_log.warning("no --allow: associations from any calling AE title are accepted")
-    node = Gateway(lambda: Segmenter(model, options=options_of_backend), options)
+    node = Gateway(lambda: Segmenter(model.model, options=model.backend), options)
     node.serve(on_ready=lambda bound: node_log.info(
-        "%s listening on %s:%d%s; results to %s; folder %s", title, host, bound, " (TLS)" if tls_cert else "",
-        destination.describe(), out))
+        "%s listening on %s:%d%s; results to %s; folder %s", scp.ae_title, scp.host, bound,
+        " (TLS)" if scp.ssl_context else "", results.destination.describe(), node_args.out))

@@ -7,7 +7,7 @@ import click
 import cloup
 
 from bcdeploy.cli._progress import progress
-from bcdeploy.cli._run_args import section
+from bcdeploy.cli._sections import section
 
 
 @click.command()

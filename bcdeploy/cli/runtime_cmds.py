@@ -1,16 +1,18 @@
 """Commands of the runtime: `infer` (torch-free) and `predict` (the same through PyTorch/MMSeg).
 
-Each option section (cli/_run_args.py) parses into one typed object; the body hands them to one
+Each option section (cli/_sections.py) parses into one typed object; the body hands them to one
 library call (scale.api.infer, runtime.run.run) and prints the summary.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
 import click
 import cloup
 
-from bcdeploy.cli import _run_args as args
-from bcdeploy.cli._options import runner_options
+from bcdeploy.cli import _sections as args
 from bcdeploy.cli._progress import progress
 
 
@@ -68,12 +70,12 @@ def _report(summary, out, sent=None) -> None:
 
 @cloup.command(show_constraints=True)
 @args.INPUTS_ARGUMENT
-@args.INPUTS
-@args.OUTPUTS
-@args.model_section()
-@args.SLIDING_WINDOW
-@args.PACS
-@args.SCALE_OUT
+@args.InputArgs.section()
+@args.OutputArgs.section()
+@args.ModelArgs.section()
+@args.SlidingWindowArgs.section()
+@args.PacsArgs.section()
+@args.ScaleOutArgs.section()
 def infer(inputs, **values) -> None:
     """Segment mammograms with an exported model (no torch, no MMSeg); INPUTS are files, folders and
     patterns, or --dicomweb URL reads them from a PACS and stores a DICOM SEG for each back."""
@@ -86,17 +88,17 @@ def infer(inputs, **values) -> None:
         _print_plan(source)
         return
     input_args = args.InputArgs.parse(values)
-    model = args.pop_model(values)
-    batch_size = values.pop("batch_size")
-    sliding_window = args.pop_sliding_window(values, batch_size)
-    ray = args.pop_scale_out(values)
+    model = args.ModelArgs.parse(values)
+    sliding_window = args.SlidingWindowArgs.parse(values, batch_size=model.batch_size)
+    ray = args.ScaleOutArgs.parse(values)
     if ray is not None and not isinstance(source, tuple):
         raise click.UsageError("--ray runs on files (INPUTS); --dicomweb runs without --ray for now")
-    backend = runner_options(model, **values)  # what is left: the backend's own options
+    args.parsed_all(values)
     with progress("infer") as tick:
-        options = args.run_options(input_args, outputs, batch_size=batch_size, extra_inputs=[model], on_progress=tick,
-                                   deliver=pacs.destination is not None)
-        summary = infer_images(model, source, options, backend=backend, sliding_window=sliding_window, ray=ray)
+        options = args.run_options(input_args, outputs, batch_size=model.batch_size, extra_inputs=[model.model],
+                                   on_progress=tick, deliver=pacs.destination is not None)
+        summary = infer_images(model.model, source, options, backend=model.backend, sliding_window=sliding_window,
+                               ray=ray)
     _summary_and_exit(summary, outputs.out, _deliver(pacs.destination, outputs.out, summary))
 
 
@@ -107,36 +109,62 @@ def _print_plan(source) -> None:
     echo_refs(source.plan(), f"would be fetched from {source.url}; nothing fetched")
 
 
+@dataclass(frozen=True, kw_only=True)
+class TorchModelArgs(args.OptionGroup):
+    """`predict`'s model: a checkpoint run by PyTorch/MMSeg, opened by `open(images)` on the run's call."""
+
+    title: ClassVar[str] = "Model (PyTorch/MMSeg)"
+    ckpt: str
+    config: str | None
+    device: str
+    trust_checkpoint: bool
+    batch_size: int
+
+    @classmethod
+    def options(cls) -> list:
+        return [
+            click.option("--ckpt", required=True, type=click.Path(dir_okay=False),
+                         help="MMEngine checkpoint (iter_N.pth)."),
+            click.option("--config", type=click.Path(dir_okay=False), help="Default: the config beside the checkpoint."),
+            click.option("--device", default="cpu", show_default=True),
+            click.option("--trust-checkpoint", is_flag=True,
+                         help="Allow arbitrary pickles in CKPT (only for files you trust)."),
+            args.BATCH_SIZE,
+        ]
+
+    @classmethod
+    def build(cls, **values: Any) -> TorchModelArgs:
+        return cls(**values)
+
+    @property
+    def files(self) -> list[str]:
+        """What the ledger binds the results to."""
+        return [self.ckpt, *filter(None, [self.config])]
+
+    def open(self, _images: int) -> Any:
+        from bcdeploy.train.predict import TorchPredictor
+
+        return TorchPredictor(self.config, self.ckpt, self.device, self.trust_checkpoint)
+
+
 @cloup.command()
 @args.INPUTS_ARGUMENT
-@args.INPUTS
-@args.OUTPUTS
-@args.section(
-    "Model (PyTorch/MMSeg)",
-    click.option("--ckpt", required=True, type=click.Path(dir_okay=False), help="MMEngine checkpoint (iter_N.pth)."),
-    click.option("--config", type=click.Path(dir_okay=False), help="Default: the config beside the checkpoint."),
-    click.option("--device", default="cpu", show_default=True),
-    click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust)."),
-    args.BATCH_SIZE,
-)
-def predict(inputs, ckpt, config, device, trust_checkpoint, batch_size, **values) -> None:
+@args.InputArgs.section()
+@args.OutputArgs.section()
+@TorchModelArgs.section()
+def predict(inputs, **values) -> None:
     """Segment mammograms through PyTorch/MMSeg, writing the same files as `infer` (for comparison)."""
     from bcdeploy.runtime.run import run
-    from bcdeploy.train.predict import TorchPredictor
 
     outputs = args.OutputArgs.parse(values)
     input_args = args.InputArgs.parse(values)
+    model = TorchModelArgs.parse(values)
+    args.parsed_all(values)
     source = args.no_pacs_source(inputs)
-    opened = []
-
-    def open_predictor(_images: int) -> TorchPredictor:
-        opened.append(TorchPredictor(config, ckpt, device, trust_checkpoint))
-        return opened[0]
-
     with progress("predict") as tick:
-        options = args.run_options(input_args, outputs, batch_size=batch_size, extra_inputs=[ckpt, *filter(None, [config])],
+        options = args.run_options(input_args, outputs, batch_size=model.batch_size, extra_inputs=model.files,
                                    on_progress=tick)
-        summary = run(open_predictor, source, options)
+        summary = run(model.open, source, options)
     _summary_and_exit(summary, outputs.out)
 
 

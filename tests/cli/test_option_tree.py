@@ -73,3 +73,20 @@ def test_a_backend_option_the_node_model_does_not_take_is_one_line(tmp_path) -> 
                                       "--send-to", "PACS@127.0.0.1:104", "--threads", "2"])
     assert result.exit_code == 1, result.output
     assert result.output.startswith("error: ") and "--threads" in result.output and result.output.count("\n") == 1
+
+
+def test_every_option_of_infer_serve_gateway_and_predict_is_parsed_by_one_section_class() -> None:
+    """One class per help section declares and parses (cli/_sections.py): an option outside every class
+    would be a flat parameter again (the body also refuses leftovers: _sections.parsed_all)."""
+    from bcdeploy.cli._sections import option_groups
+
+    owners: dict[str, list[str]] = {}
+    for group in option_groups():
+        for name in group.names():
+            owners.setdefault(name, []).append(group.__name__)
+    for path, command in _commands():
+        if path not in {"infer", "serve", "gateway", "predict"}:
+            continue
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.name in owners, f"{path} {param.opts}: no section class owns it"
