@@ -11,12 +11,13 @@ import pytest
 
 from bcdeploy.errors import PacsError
 from bcdeploy.pacs.dicomweb import DicomWebPacs
-from bcdeploy.runtime.results.dicom.seg import SegAlgorithm, seg_masks, write_seg
+from bcdeploy.runtime.results.dicom.codes import Algorithm
+from bcdeploy.runtime.results.dicom.seg import seg_masks, write_seg
 from bcdeploy.runtime.images.imageio import decode_image
 from tests.dicom_samples import mammogram_dataset, mammogram_pixels, write_syntax
 
 SYNTAX_PER_IMAGE = ("jpeg_lossless_sv1", "jpegls", "j2k_lossless", "rle", "explicit", "deflated")
-ALGO = SegAlgorithm("test-model", "0", "cd" * 32)
+ALGO = Algorithm("test-model", "0", "cd" * 32)
 
 
 def _upload(orthanc, path: Path) -> None:
@@ -46,7 +47,7 @@ def _make_studies(folder: Path, first_patient: int) -> dict[str, list[Path]]:
 
 
 def _round_trip(orthanc, tmp_path: Path, first_patient: int, segment, classes: list[str],
-                algorithm: SegAlgorithm = ALGO) -> None:
+                algorithm: Algorithm = ALGO) -> None:
     studies = _make_studies(tmp_path / "in", first_patient)
     for paths in studies.values():
         for path in paths:
@@ -100,7 +101,7 @@ def test_round_trip_with_exported_model(orthanc, exported, tmp_path):
 
     with Segmenter(exported / "model.onnx") as segmenter:
         classes = list(segmenter.meta.classes)
-        algorithm = SegAlgorithm.from_model(segmenter.meta, exported / "model.onnx")
+        algorithm = Algorithm.from_model(segmenter.meta, exported / "model.onnx")
         assert len(algorithm.checkpoint_sha256) == 64 and algorithm.name.startswith("unet-tiny")
         _round_trip(orthanc, tmp_path, 11, lambda bgr: segmenter.predict([bgr])[0].mask, classes, algorithm)
 

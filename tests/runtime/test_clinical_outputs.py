@@ -92,7 +92,8 @@ def test_sr_measurement_groups_equal_lesions_and_cases(run_out):
             assert values["Probability of cancer"][1] == "1"
             classes = {q.name.meaning: q.value.meaning for q in group.get_qualitative_evaluations()}
             assert classes["Pathology"] == {"benign": "Neoplasm, benign",
-                                            "malignant": "Malignant neoplasm, primary"}[row["class"]]
+                                            "malignant": "Malignant neoplasm, primary (morphologic abnormality)"
+                                            }[row["class"]]
             outline = np.asarray(group.roi.value)
             assert (outline[0] == outline[-1]).all() and len(outline) >= 4  # a closed polygon
             x, y, w, h = (int(row[k]) for k in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"))
@@ -118,6 +119,28 @@ def test_sr_references_the_seg_segment_and_every_object_is_the_sources_patient_a
         assert seg.SOPInstanceUID in referenced
         assert sc.BurnedInAnnotation == "YES" and "DerivationDescription" in sc
         assert sc.PatientOrientation in ("", None)  # `CC` is no orientation: left empty, never guessed
+
+
+def test_the_sr_and_the_seg_name_each_class_with_one_code_and_meaning(run_out):
+    """They read one entry of runtime/results/dicom/codes.py; the two copies they held had drifted."""
+    for view in ("CC", "MLO"):
+        seg = pydicom.dcmread(run_out / "seg" / "P9" / f"{view}.dcm")
+        in_seg = {item.SegmentLabel: _concept(item.SegmentedPropertyTypeCodeSequence[0])
+                  for item in seg.SegmentSequence}
+        sr = hd.sr.srread(run_out / "sr" / "P9" / f"{view}.dcm")
+        lesions = {row["lesion_id"]: row["class"] for row in csv_rows(run_out / "lesions.csv")
+                   if row["image"] == f"P9/{view}"}
+        compared = 0
+        for group in sr.content.get_planar_roi_measurement_groups():
+            name = lesions[group.tracking_identifier.removeprefix("lesion ")]
+            (evaluation,) = [q for q in group.get_qualitative_evaluations() if q.name.meaning == "Pathology"]
+            assert _concept(evaluation.value) == in_seg[name]
+            compared += 1
+        assert compared > 0
+
+
+def _concept(item) -> tuple[str, str, str]:
+    return str(item.CodeValue), str(item.CodingSchemeDesignator), str(item.CodeMeaning)
 
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="needs dicom3tools (apt-get install dicom3tools)")

@@ -10,11 +10,12 @@ import pydicom
 import pytest
 
 from bcdeploy.errors import InputError
-from bcdeploy.runtime.results.dicom.seg import SegAlgorithm, seg_masks, write_seg
+from bcdeploy.runtime.results.dicom.codes import Algorithm
+from bcdeploy.runtime.results.dicom.seg import seg_masks, write_seg
 from tests.dicom_samples import mammogram_dataset, mammogram_pixels, write_syntax
 
 CLASSES = ["background", "benign", "malignant"]
-ALGO = SegAlgorithm("unet-tiny_deeplabv3", "0.1.0", "ab" * 32)
+ALGO = Algorithm("unet-tiny_deeplabv3", "0.1.0", "ab" * 32)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from bcdeploy.errors import InputError
 from bcdeploy.fileio import write_bytes
 
 if TYPE_CHECKING:
-    from bcdeploy.runtime.results.dicom.seg import SegAlgorithm
+    from bcdeploy.runtime.results.dicom.codes import Algorithm
     from bcdeploy.runtime.images.imageio import DecodedImage
 
 
@@ -38,7 +38,7 @@ class Rendering:
     target: str | None  # the overlay's `| Target:` label
     source: bytes | None = None  # the DICOM bytes that were decoded (a SEG must reference exactly them)
     origin: str = "<bytes>"
-    algorithm: SegAlgorithm | None = None
+    algorithm: Algorithm | None = None
     max_pixels: int = 0
     case_score: float | None = None
     uids: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # DICOM kind -> (series, SOP instance)

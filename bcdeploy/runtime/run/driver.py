@@ -25,7 +25,7 @@ from bcdeploy.runtime.run.work import Status, Work
 from bcdeploy.runtime.run.writer import Writer
 
 if TYPE_CHECKING:
-    from bcdeploy.runtime.results.dicom.seg import SegAlgorithm
+    from bcdeploy.runtime.results.dicom.codes import Algorithm
 
 
 @dataclass
@@ -89,7 +89,7 @@ class OpenedModel:
     description: dict[str, Any]
     classes: list[str]
     palette: list[list[int]]
-    algorithm: SegAlgorithm  # names the model in DICOM outputs
+    algorithm: Algorithm  # names the model in DICOM outputs
     notes: tuple[str, ...] = ()
 
     @classmethod
@@ -99,18 +99,18 @@ class OpenedModel:
                    seg_algorithm(predictor, description), _notes(predictor))
 
 
-def seg_algorithm(predictor: Any, description: dict[str, Any] | None = None) -> SegAlgorithm:
+def seg_algorithm(predictor: Any, description: dict[str, Any] | None = None) -> Algorithm:
     """Model name, version and checkpoint hash: from the exported model's sidecar when the predictor
     has one (Segmenter.meta), else from describe() (a PyTorch checkpoint is its own checkpoint)."""
-    from bcdeploy.runtime.results.dicom.seg import SegAlgorithm
+    from bcdeploy.runtime.results.dicom.codes import Algorithm
 
     description = description if description is not None else predictor.describe()
     meta = getattr(predictor, "meta", None)
     if meta is not None:
-        return SegAlgorithm.from_model(meta, description["model"])
+        return Algorithm.from_model(meta, description["model"])
     name = Path(str(description.get("config") or description.get("model") or "model")).stem
     version = f"{Path(str(description.get('model', '?'))).name} {description.get('backend', '?')}"
-    return SegAlgorithm(name, version, str(description.get("sha256") or "unknown"))
+    return Algorithm(name, version, str(description.get("sha256") or "unknown"))
 
 
 def _notes(predictor: Predictor) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from bcdeploy.runtime.run.work import Status, Work, describe_error
 from bcdeploy.runtime.spans import durations_ms, stage_span
 
 if TYPE_CHECKING:
-    from bcdeploy.runtime.results.dicom.seg import SegAlgorithm
+    from bcdeploy.runtime.results.dicom.codes import Algorithm
 
 FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
 
@@ -44,7 +44,7 @@ class Writer:
     palette: list[list[int]]
     kinds: frozenset[str]  # OUTPUT_KINDS keys to write
     max_pixels: int  # a SEG re-reads the source's dataset under the same budget
-    algorithm: SegAlgorithm | None = None
+    algorithm: Algorithm | None = None
     series: Mapping[str, str] = field(default_factory=dict)  # DICOM kind -> this run's series UID
 
     @property

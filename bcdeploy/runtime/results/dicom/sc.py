@@ -14,18 +14,17 @@ from typing import Any
 import numpy as np
 
 from bcdeploy._imports import require
+from bcdeploy.runtime.results.dicom import codes
+from bcdeploy.runtime.results.dicom.codes import Algorithm
 from bcdeploy.runtime.results.dicom.source import laterality_of
 
 MAX_SIDE = 2048
 _DIRECTIONS = set("APRLHF")
 
 
-def sc_bytes(source: Any, overlay_bgr: np.ndarray, *, algorithm: Any, uids: tuple[str, str],
-             series_number: int = 902) -> bytes:
+def sc_bytes(source: Any, overlay_bgr: np.ndarray, *, algorithm: Algorithm, uids: tuple[str, str]) -> bytes:
     """The SC as a DICOM file's bytes; `source` is a checked copy (dicom_source.checked_source),
     `uids` the (series, SOP instance) UIDs."""
-    import io
-
     import cv2
 
     hd = require("highdicom", "Writing a DICOM Secondary Capture")
@@ -39,7 +38,7 @@ def sc_bytes(source: Any, overlay_bgr: np.ndarray, *, algorithm: Any, uids: tupl
     laterality = laterality_of(source)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=source, pixel_array=rgb, photometric_interpretation="RGB", bits_allocated=8,
-        coordinate_system="PATIENT", series_instance_uid=uids[0], series_number=series_number,
+        coordinate_system="PATIENT", series_instance_uid=uids[0], series_number=codes.SERIES["sc"].number,
         sop_instance_uid=uids[1], instance_number=1, manufacturer="bcdeploy",
         patient_orientation=orientation or ("A", "R"), laterality=laterality,
     )
@@ -50,12 +49,10 @@ def sc_bytes(source: Any, overlay_bgr: np.ndarray, *, algorithm: Any, uids: tupl
     sc.BurnedInAnnotation = "YES"
     sc.DerivationDescription = (f"Overlay of lesions segmented by {algorithm.name} ({algorithm.version}); "
                                 f"outlines, classes and scores burned in")[:1024]
-    sc.SeriesDescription = f"bcdeploy overlay {algorithm.name}"[:64]
+    sc.SeriesDescription = codes.SERIES["sc"].description(algorithm)
     sc.ImageType = ["DERIVED", "SECONDARY"]
     sc.SourceImageSequence = [_reference(source)]  # the image it was derived from: a PACS links the two
-    buffer = io.BytesIO()
-    sc.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return codes.file_bytes(sc)
 
 
 def _reference(source: Any) -> Any:

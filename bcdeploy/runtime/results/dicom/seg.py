@@ -11,8 +11,6 @@ What a PACS needs to show our result over the right image, and to know whose res
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +19,8 @@ import numpy as np
 from bcdeploy import fileio
 from bcdeploy._imports import require
 from bcdeploy.errors import InputError
-
-# SNOMED CT codes for the lesion classes bcdeploy's models predict; anything else is a "Lesion".
-_PROPERTY_TYPES = {
-    "benign": ("3898006", "Neoplasm, benign"),
-    "malignant": ("86049000", "Neoplasm, malignant (primary)"),
-    "mass": ("4147007", "Mass"),
-    "calcification": ("129748009", "Calcification"),
-}
-_LESION = ("52988006", "Lesion")
-_CATEGORY = ("49755003", "Morphologically Altered Structure")
-_BREAST = ("76752008", "Breast")
-
-
-@dataclass(frozen=True)
-class SegAlgorithm:
-    """Who made the segmentation: goes into every segment's Algorithm Identification."""
-
-    name: str
-    version: str
-    checkpoint_sha256: str
-
-    @classmethod
-    def from_model(cls, meta: Any, model_path: str | Path) -> SegAlgorithm:
-        """From a model's sidecar (runtime.metadata.ModelMeta): config name, model file and precision,
-        the checkpoint's SHA-256 ("unknown" for a model exported without its checkpoint's hash)."""
-        config = Path(str(meta.source.get("config") or Path(model_path).stem)).stem
-        version = f"{Path(model_path).name} {meta.precision} bcdeploy {meta.versions.get('bcdeploy', '?')}"
-        return cls(config, version, str(meta.source.get("checkpoint_sha256") or "unknown"))
-
+from bcdeploy.runtime.results.dicom import codes
+from bcdeploy.runtime.results.dicom.codes import Algorithm
 
 def segment_numbers(mask: np.ndarray, classes: list[str]) -> dict[int, int]:
     """Class index -> segment number in the SEG of `mask`: one segment per lesion class present, in class
@@ -58,8 +29,8 @@ def segment_numbers(mask: np.ndarray, classes: list[str]) -> dict[int, int]:
     return {k: number for number, k in enumerate(present, 1)}
 
 
-def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: SegAlgorithm,
-              series_number: int = 900, uids: tuple[str, str] | None = None) -> Any:
+def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: Algorithm,
+              series_number: int = codes.SERIES["seg"].number, uids: tuple[str, str] | None = None) -> Any:
     """A highdicom Segmentation of `source` (a pydicom Dataset) from a class-index mask at its size;
     `uids`: its (series, SOP instance) UIDs, new ones when None.
 
@@ -72,16 +43,16 @@ def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: S
     series_uid, sop_uid = uids or (generate_uid(), generate_uid())
     present = list(segment_numbers(mask, classes))
     identification = hd.AlgorithmIdentificationSequence(
-        name=algorithm.name[:64], version=algorithm.version[:64], family=_code(hd, ("123109", "Neural network", "DCM")),
+        name=algorithm.short_name, version=algorithm.short_version, family=codes.ARTIFICIAL_INTELLIGENCE.coded(),
         parameters={"checkpoint_sha256": algorithm.checkpoint_sha256},
     )
     descriptions = [
         hd.seg.SegmentDescription(
             segment_number=number, segment_label=classes[k][:64],
-            segmented_property_category=_code(hd, _CATEGORY),
-            segmented_property_type=_code(hd, _PROPERTY_TYPES.get(classes[k].lower(), _LESION)),
+            segmented_property_category=codes.ABNORMAL_STRUCTURE.coded(),
+            segmented_property_type=codes.class_concept(classes[k]).coded(),
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=identification, anatomic_regions=[_code(hd, _BREAST)],
+            algorithm_identification=identification, anatomic_regions=[codes.BREAST.coded()],
         )
         for number, k in enumerate(present, 1)
     ]
@@ -94,8 +65,8 @@ def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: S
         source_images=[source], pixel_array=labels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=series_uid, series_number=series_number,
         sop_instance_uid=sop_uid, instance_number=1, manufacturer="bcdeploy",
-        manufacturer_model_name=algorithm.name[:64], software_versions=_bcdeploy_version(),
-        device_serial_number=algorithm.checkpoint_sha256[:16], series_description=f"bcdeploy {algorithm.name}"[:64],
+        manufacturer_model_name=algorithm.short_name, software_versions=_bcdeploy_version(),
+        device_serial_number=algorithm.checkpoint_sha256[:16], series_description=codes.SERIES["seg"].description(algorithm),
         omit_empty_frames=False, content_label="LESIONS",
     )
     if "PlaneOrientationSequence" not in seg.SharedFunctionalGroupsSequence[0]:
@@ -104,16 +75,14 @@ def build_seg(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: S
     return seg
 
 
-def seg_bytes(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: SegAlgorithm,
+def seg_bytes(source: Any, mask: np.ndarray, classes: list[str], *, algorithm: Algorithm,
               uids: tuple[str, str] | None = None) -> bytes:
     """The SEG as a DICOM file's bytes (the run's writer stores them atomically like every output)."""
-    buffer = io.BytesIO()
-    build_seg(source, mask, classes, algorithm=algorithm, uids=uids).save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return codes.file_bytes(build_seg(source, mask, classes, algorithm=algorithm, uids=uids))
 
 
 def write_seg(path: str | Path, source: Any, mask: np.ndarray, classes: list[str], *,
-              algorithm: SegAlgorithm) -> Path:
+              algorithm: Algorithm) -> Path:
     """Build the SEG and write it atomically to `path`; returns the path."""
     fileio.write_bytes(path, seg_bytes(source, mask, classes, algorithm=algorithm))
     return Path(path)
@@ -144,11 +113,6 @@ def _check_source(source: Any, mask: np.ndarray, classes: list[str]) -> None:
     if len(classes) < 2 or int(mask.max(initial=0)) >= len(classes):
         raise InputError(f"SEG for {source.SOPInstanceUID}: mask values up to {int(mask.max(initial=0))} "
                          f"but {len(classes)} classes {classes}")
-
-
-def _code(hd: Any, concept: tuple[str, ...]) -> Any:
-    value, meaning, scheme = (*concept, "SCT")[:3]
-    return hd.sr.CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
 
 
 def _bcdeploy_version() -> str:
