@@ -108,6 +108,15 @@ class ResultsArgs(OptionGroup):
     def options(cls) -> list:
         return [
             click.option("--send-to", metavar="AE@HOST:PORT", help="Send results by C-STORE to this DICOM node (a PACS)."),
+            click.option("--send-tls-ca", type=click.Path(dir_okay=False, exists=True),
+                         help="Send over TLS; the PACS's certificate must be signed by this CA (PEM) and name its "
+                              "host, else nothing is sent (one line, an audit entry)."),
+            click.option("--send-tls-cert", type=click.Path(dir_okay=False, exists=True),
+                         help="This node's client certificate (PEM), for a PACS that asks for one."),
+            click.option("--send-tls-key", type=click.Path(dir_okay=False, exists=True), help="Its private key (PEM)."),
+            click.option("--send-tls-no-verify", is_flag=True,
+                         help="Send over TLS to a PACS whose certificate cannot be verified (encrypted, not "
+                              "authenticated: a warning at start)."),
             STOW,
             click.option("--save", default="seg,sr,sc", show_default=True,
                          help="Output kinds: seg (DICOM SEG), sr (TID 1500 report), sc (overlay), and masks,biner,vis "
@@ -115,13 +124,24 @@ class ResultsArgs(OptionGroup):
         ]
 
     @classmethod
-    def build(cls, *, send_to: str | None, stow: str | None, save: str, calling_ae: str) -> ResultsArgs:
-        from bcdeploy.pacs.destinations import DimseDestination, StowDestination
+    def build(cls, *, send_to: str | None, stow: str | None, save: str, calling_ae: str, send_tls_ca: str | None,
+              send_tls_cert: str | None, send_tls_key: str | None, send_tls_no_verify: bool) -> ResultsArgs:
+        from bcdeploy.pacs.destinations import DimseDestination, StowDestination, client_context
         from bcdeploy.runtime.results.outputs import parse_save
 
         if bool(send_to) == bool(stow):
             raise InputError("give one destination for the results: --send-to AE@HOST:PORT or --stow URL")
-        destination = DimseDestination.parse(send_to, calling_ae=calling_ae) if send_to else StowDestination(stow)
+        tls_asked = bool(send_tls_ca or send_tls_cert or send_tls_key or send_tls_no_verify)
+        if tls_asked and not send_to:
+            raise InputError("--send-tls-* go with --send-to (a DICOMweb server's TLS is its https:// URL)")
+        if bool(send_tls_cert) != bool(send_tls_key):
+            raise InputError("--send-tls-cert and --send-tls-key go together")
+        if send_tls_no_verify and send_tls_ca:
+            raise InputError("--send-tls-no-verify and --send-tls-ca contradict each other: give one")
+        tls = (client_context(send_tls_ca, send_tls_cert, send_tls_key, verify=not send_tls_no_verify)
+               if tls_asked else None)
+        destination = (DimseDestination.parse(send_to, calling_ae=calling_ae, tls=tls) if send_to
+                       else StowDestination(stow))
         return cls(destination=destination, save=parse_save(save))
 
 
@@ -171,6 +191,7 @@ def gateway(**values) -> None:
     if model is None or node_args.out is None:
         raise InputError("the node needs --model and --out (only --status DIR works without them)")
     dicom = DicomArgs.parse(values)
+    values_no_verify = values["send_tls_no_verify"]
     results = ResultsArgs.parse(values, calling_ae=dicom.scp.ae_title)
     security = SecurityArgs.parse(values)
     parsed_all(values)
@@ -182,6 +203,9 @@ def gateway(**values) -> None:
     node_log = logging.getLogger("bcdeploy.gateway")
     if not scp.allow:
         node_log.warning("no --allow: associations from any calling AE title are accepted")
+    if values_no_verify:
+        node_log.warning("--send-tls-no-verify: results are encrypted but sent to whoever answers at %s",
+                         results.destination.describe())
     node = Gateway(lambda: Segmenter(model.model, options=model.backend), options)
     node.serve(on_ready=lambda bound: node_log.info(
         "%s listening on %s:%d%s; results to %s; folder %s", scp.ae_title, scp.host, bound,

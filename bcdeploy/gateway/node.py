@@ -72,7 +72,8 @@ class Gateway:
         self.scp = StorageSCP(options.scp, self.spool, self.audit)
         self.outbox = open_outbox(self.spool.results)
         self.spool.move_results_to(self.outbox, source_key)  # a state that predates the one outbox (spool.py)
-        self.sender = Sender(self.outbox, options.destination, report=self._audit_result, **options.sender)
+        self.sender = Sender(self.outbox, options.destination, report=self._audit_result,
+                             on_reachability=self._audit_destination, **options.sender)
         self._in_run = False
         self._retry_after: dict[str, float] = {}
 
@@ -117,6 +118,13 @@ class Gateway:
                           destination={"ae": self.options.destination.describe()},
                           objects={"study_uid": result.study_uid, "kind": result.kind, "sop_uids": [result.sop_uid],
                                    "source_sop_uid": result.source.removeprefix(KEY_PREFIX)})
+
+    def _audit_destination(self, up: bool, text: str) -> None:
+        """An outage of the results' destination begins or ends: an Application Activity line; a peer
+        refused at the TLS layer (an untrusted certificate) is a Security Alert."""
+        event = "security" if "TLS" in text and not up else "application"
+        self.audit.record(event, "E", SUCCESS if up else SERIOUS_FAILURE, text=f"destination: {text}",
+                          destination={"ae": self.options.destination.describe()})
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         first = not self.stop.is_set()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
+import ssl
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -35,26 +37,60 @@ class Destination(Protocol):
     def session(self, datasets: Sequence[Any]) -> contextlib.AbstractContextManager[Callable[[Any], None]]: ...
 
 
+def client_context(ca: str | None, cert: str | None = None, key: str | None = None, *,
+                   verify: bool = True) -> ssl.SSLContext:
+    """DICOM over TLS to a peer (PS3.15 B.9, BCP 195: TLS 1.2+): the peer's certificate must chain to `ca`
+    (or the system's trust store without one) and name the host we dialled; `cert`/`key` present ours
+    when the peer asks (mutual TLS). `verify=False` accepts any peer: only when told so, and said."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        if ca:
+            context.load_verify_locations(ca)
+        if cert:
+            context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as err:
+        raise InputError(f"TLS to the destination: cannot load the CA, certificate or key ({err})") from None
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def tls_failure(host: str, port: int, context: ssl.SSLContext, timeout_s: float) -> str | None:
+    """Why a TLS handshake with host:port fails ("certificate verify failed: ..."), or None when it does
+    not fail at the TLS layer: asked only after an association failed, to say which layer refused."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=host):
+            return None
+    except ssl.SSLError as err:
+        return f"TLS handshake refused: {getattr(err, 'verify_message', None) or err.reason or err}"
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class DimseDestination:
-    """A Storage SCP (a PACS's DICOM port), e.g. `ORTHANC@127.0.0.1:4242`."""
+    """A Storage SCP (a PACS's DICOM port), e.g. `ORTHANC@127.0.0.1:4242`; over TLS when `tls` is given."""
 
     ae_title: str
     host: str
     port: int
     calling_ae: str = "BCDEPLOY"
     timeout_s: float = 30.0
+    tls: ssl.SSLContext | None = None
 
     @classmethod
-    def parse(cls, value: str, calling_ae: str = "BCDEPLOY") -> DimseDestination:
+    def parse(cls, value: str, calling_ae: str = "BCDEPLOY", tls: ssl.SSLContext | None = None) -> DimseDestination:
         match = re.match(r"^(?P<ae>[^@]+)@(?P<host>\[[^\]]+\]|[^:]+):(?P<port>\d{1,5})$", value.strip())
         if not match or not 0 < int(match["port"]) < 65536:
             raise InputError(f"--send-to {value!r}: expected AE@HOST:PORT, e.g. PACS@10.0.0.5:104")
         return cls(check_ae_title(match["ae"], "--send-to AE title"), match["host"].strip("[]"), int(match["port"]),
-                   calling_ae)
+                   calling_ae, tls=tls)
 
     def describe(self) -> str:
-        return f"{self.ae_title}@{self.host}:{self.port}"
+        return f"{self.ae_title}@{self.host}:{self.port}" + (" (TLS)" if self.tls else "")
 
     @contextlib.contextmanager
     def session(self, datasets: Sequence[Any]) -> Iterator[Callable[[Any], None]]:
@@ -71,9 +107,12 @@ class DimseDestination:
             contexts.setdefault(str(meta.MediaStorageSOPClassUID), set()).add(str(meta.TransferSyntaxUID))
         for sop_class, syntaxes in contexts.items():
             ae.add_requested_context(sop_class, sorted(syntaxes | {ExplicitVRLittleEndian, ImplicitVRLittleEndian}))
-        assoc = ae.associate(self.host, self.port, ae_title=self.ae_title)
+        tls_args = (self.tls, self.host) if self.tls else None
+        assoc = ae.associate(self.host, self.port, ae_title=self.ae_title, tls_args=tls_args)
         if not assoc.is_established:
             why = "rejected the association" if assoc.is_rejected else "cannot be reached"
+            if self.tls and not assoc.is_rejected:
+                why = tls_failure(self.host, self.port, self.tls, min(self.timeout_s, 10.0)) or why
             raise PacsError(f"{self.describe()}: {why}")
         try:
             def send(dataset: Any) -> None:

@@ -44,8 +44,12 @@ class Drained:
 
 class Sender:
     def __init__(self, outbox: Outbox, destination: Destination, *, report: Report | None = None,
+                 on_reachability: Callable[[bool, str], None] | None = None,
                  first_wait_s: float = 1.0, max_wait_s: float = 30.0, max_refusals: int = 5, batch: int = 32) -> None:
+        """`report(result, sent, text)` after each result; `on_reachability(up, text)` when the destination
+        stops answering (once per outage, with why) and when it answers again (the node audits both)."""
         self.outbox, self.destination, self.report = outbox, destination, report
+        self.on_reachability = on_reachability
         self.first_wait_s, self.max_wait_s, self.max_refusals, self.batch = first_wait_s, max_wait_s, max_refusals, batch
         self.wake = threading.Event()  # set when results become due (the node sets it after each study)
         self._down_since: str | None = None
@@ -67,12 +71,16 @@ class Sender:
                     self._down_since = str(err)
                     log.warning("cannot send results to %s (%s); retrying, waiting up to %.0f s between tries",
                                 self.destination.describe(), err, self.max_wait_s)
+                    if self.on_reachability is not None:
+                        self.on_reachability(False, str(err))
                 stop.wait(wait)
                 wait = min(wait * 2, self.max_wait_s)
                 continue
             if self._down_since is not None:
                 log.warning("%s reachable again; sending the results held back", self.destination.describe())
                 self._down_since = None
+                if self.on_reachability is not None:
+                    self.on_reachability(True, "reachable again")
             wait = self.first_wait_s
 
     def drain(self, stop: threading.Event | None = None) -> Drained:

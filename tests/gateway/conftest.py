@@ -57,7 +57,7 @@ class Node:
 
     def start(self, *extra: str, timeout: float = 90.0) -> Node:
         extra = [*self.extra, *extra]
-        destination = [] if "--stow" in extra else ["--send-to", f"{self.pacs.aet}@127.0.0.1:{self.pacs.dicom_port}"]
+        destination = [] if {"--stow", "--send-to"} & set(extra) else ["--send-to", f"{self.pacs.aet}@127.0.0.1:{self.pacs.dicom_port}"]
         args = [sys.executable, "-m", "bcdeploy.cli", "gateway", "--model", str(self.model), "--out", str(self.out),
                 "--host", "127.0.0.1", "--port", str(self.port), "--allow", MODALITY, *destination, *extra]
         with self.log_path.open("a") as log:

@@ -422,3 +422,62 @@ def test_digitised_film_stored_as_secondary_capture_with_modality_mg_is_segmente
     wait_for_results(node, pacs, [film])
     assert "1 received, 0 waiting, 1 processed" in node.status(), node.status()
     assert "accepted, not segmented" in node.log()
+
+
+class _TlsStorage:
+    """A Storage SCP over TLS (pynetdicom), the PACS of the outbound-TLS test: counts what it stored."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        import ssl
+
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        from tests.orthanc_server import free_port
+
+        self.stored: list[str] = []
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        ae = AE(ae_title="TLSPACS")
+        ae.supported_contexts = AllStoragePresentationContexts
+        self.port = free_port()
+
+        def store(event):
+            self.stored.append(str(event.request.AffectedSOPInstanceUID))
+            return 0x0000
+
+        self.server = ae.start_server(("127.0.0.1", self.port), block=False, ssl_context=context,
+                                      evt_handlers=[(evt.EVT_C_STORE, store)])
+
+    def __enter__(self) -> _TlsStorage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+
+
+def test_results_go_to_a_pacs_over_tls_and_an_untrusted_certificate_sends_nothing(node_factory, tmp_path):
+    """Outbound TLS: the PACS's certificate is checked against --send-tls-ca (issue 39). A PACS whose
+    certificate another CA signed receives nothing: one log line saying so and a Security Alert."""
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "theirs").mkdir()
+    certs, foreign = _certificates(tmp_path / "ours"), _certificates(tmp_path / "theirs")
+    sources = write_study(tmp_path / "in", "GW-OUT-TLS", images=1)
+    with _TlsStorage(certs["server"], certs["server_key"]) as pacs:
+        destination = f"TLSPACS@localhost:{pacs.port}"
+        node = node_factory("--study-idle", "0.5", "--send-to", destination, "--send-tls-ca", str(certs["ca"]),
+                            "--save", "seg,sr").start()
+        assert node.storescu(*sources).returncode == 0
+        node.wait_for(lambda: len(pacs.stored) >= 2, 90, "SEG and SR stored over TLS")
+        node.stop()
+
+        untrusting = node_factory("--study-idle", "0.5", "--send-to", destination, "--send-tls-ca",
+                                  str(foreign["ca"]), "--save", "seg,sr", name="untrusting").start()
+        before = len(pacs.stored)
+        assert untrusting.storescu(*write_study(tmp_path / "in2", "GW-OUT-TLS2", images=1)).returncode == 0
+        untrusting.wait_for(lambda: "TLS handshake refused" in untrusting.log(), 90, "the TLS refusal line")
+        assert "certificate verify failed" in untrusting.log()
+        assert len(pacs.stored) == before
+        alerts = [json.loads(line) for line in (untrusting.out / "audit.jsonl").read_text().splitlines()]
+        assert any(a["event"] == "security" and "TLS handshake refused" in a.get("outcome_text", "") for a in alerts)
+        due = re.search(r"results:\s+(\d+) due", untrusting.status())
+        assert due and int(due.group(1)) >= 2, untrusting.status()  # kept, to be sent once the CA is fixed
