@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Self
 import click
 import cloup
 
-from bcdeploy.cli._options import backend_option_list, backend_option_names, model_help, parse_hw, runner_options
+from bcdeploy.cli._options import backend_option_list, model_help, parse_hw, runner_options
 from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
 from bcdeploy.runtime.results.outputs import OUTPUT_KINDS
 
@@ -209,8 +209,8 @@ class ModelArgs(OptionGroup):
 
 
 class NodeModelArgs(ModelArgs):
-    """The node's model section: no --batch-size (a study's images are segmented as they come), and no
-    model is None here: the node's body says what it needs (only --status works without a model)."""
+    """The node's model section: no --batch-size (a study's images are segmented as they come); no --model
+    parses to None, since the node's body decides what it needs (only --status works without a model)."""
 
     @classmethod
     def options(cls) -> list[Callable]:

@@ -103,6 +103,7 @@ class ResultsArgs(OptionGroup):
     title: ClassVar[str] = "Results"
     destination: Any  # pacs.destinations.Destination
     save: frozenset[str]
+    unverified: bool  # TLS to a peer whose certificate is not checked (--send-tls-no-verify)
 
     @classmethod
     def options(cls) -> list:
@@ -142,7 +143,7 @@ class ResultsArgs(OptionGroup):
                if tls_asked else None)
         destination = (DimseDestination.parse(send_to, calling_ae=calling_ae, tls=tls) if send_to
                        else StowDestination(stow))
-        return cls(destination=destination, save=parse_save(save))
+        return cls(destination=destination, save=parse_save(save), unverified=send_tls_no_verify)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,7 +192,6 @@ def gateway(**values) -> None:
     if model is None or node_args.out is None:
         raise InputError("the node needs --model and --out (only --status DIR works without them)")
     dicom = DicomArgs.parse(values)
-    values_no_verify = values["send_tls_no_verify"]
     results = ResultsArgs.parse(values, calling_ae=dicom.scp.ae_title)
     security = SecurityArgs.parse(values)
     parsed_all(values)
@@ -203,7 +203,7 @@ def gateway(**values) -> None:
     node_log = logging.getLogger("bcdeploy.gateway")
     if not scp.allow:
         node_log.warning("no --allow: associations from any calling AE title are accepted")
-    if values_no_verify:
+    if results.unverified:
         node_log.warning("--send-tls-no-verify: results are encrypted but sent to whoever answers at %s",
                          results.destination.describe())
     node = Gateway(lambda: Segmenter(model.model, options=model.backend), options)

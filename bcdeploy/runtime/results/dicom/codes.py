@@ -164,7 +164,7 @@ class SeriesConvention:
     label: str
 
     def description(self, algorithm: Algorithm) -> str:
-        return f"bcdeploy {self.label} {algorithm.name}".replace("  ", " ")[:64]
+        return " ".join(filter(None, ("bcdeploy", self.label, algorithm.name)))[:64]
 
 
 SERIES = {"seg": SeriesConvention(900, ""), "sr": SeriesConvention(901, "findings"),
