@@ -18,7 +18,7 @@ import cloup
 
 from bcdeploy.cli._options import backend_option_list, model_help, parse_hw, runner_options
 from bcdeploy.runtime.images.imageio import DEFAULT_MAX_PIXELS
-from bcdeploy.runtime.results.outputs import OUTPUT_KINDS
+from bcdeploy.runtime.results.outputs import OUTPUT_KINDS, STUDY_KINDS
 
 INPUTS_ARGUMENT = click.argument("inputs", nargs=-1)  # required unless --dicomweb (input_source checks)
 
@@ -131,7 +131,7 @@ class InputArgs(OptionGroup):
 
 
 # --- Outputs -----------------------------------------------------------------------------------------
-_KINDS = ",".join(kind.save_name for kind in OUTPUT_KINDS)
+_KINDS = ",".join([*(kind.save_name for kind in OUTPUT_KINDS), *STUDY_KINDS])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +141,7 @@ class OutputArgs(OptionGroup):
     save: frozenset[str]
     overwrite: bool
     no_phi: bool
+    cad_threshold: float | None = None
 
     @classmethod
     def options(cls) -> list[Callable]:
@@ -149,8 +150,11 @@ class OutputArgs(OptionGroup):
                          help="Output folder: one folder per output kind mirroring the inputs, ledger.sqlite, "
                               "results.json, lesions.csv."),
             click.option("--save", default=None, metavar=_KINDS,
-                         help="Output kinds per image (comma-separated) [default: masks,biner,vis]; `seg` is a DICOM "
-                              "SEG per DICOM input. Reports always."),
+                         help="Output kinds (comma-separated) [default: masks,biner,vis]; `seg` is a DICOM SEG per DICOM "
+                              "input, `cad` one Mammography CAD SR per study. Reports always."),
+            click.option("--cad-threshold", type=click.FloatRange(0.0, 1.0), default=None,
+                         help="CAD marks at or above this lesion score are 'Presentation Required', below it "
+                              "'Optional' [default: the operating point in the model's sidecar, else 0.5]."),
             click.option("--dicom-seg", is_flag=True, help="Same as adding `seg` to --save."),
             click.option("--overwrite", is_flag=True, help="Recompute images the ledger says are done and unchanged."),
             click.option("--no-phi", is_flag=True,
@@ -159,13 +163,16 @@ class OutputArgs(OptionGroup):
 
     @classmethod
     def build(cls, *, out: str, save: str | None, dicom_seg: bool, overwrite: bool, no_phi: bool,
-              pacs: bool = False) -> OutputArgs:
+              cad_threshold: float | None, pacs: bool = False) -> OutputArgs:
         """A bad --save is one error line before any model loads. A PACS run always writes SEGs: they are
         what goes back."""
         from bcdeploy.runtime.results.outputs import parse_save
 
-        return cls(out=Path(out), save=parse_save(save, dicom_seg=dicom_seg or pacs), overwrite=overwrite,
-                   no_phi=no_phi)
+        chosen = parse_save(save, dicom_seg=dicom_seg or pacs)
+        if cad_threshold is not None and "cad" not in chosen:
+            raise click.BadParameter("sets the CAD SR's operating point: add `cad` to --save",
+                                     param_hint="--cad-threshold")
+        return cls(out=Path(out), save=chosen, overwrite=overwrite, no_phi=no_phi, cad_threshold=cad_threshold)
 
 
 def run_options(inputs: InputArgs, outputs: OutputArgs, *, batch_size: int, extra_inputs: list[str],
@@ -177,7 +184,7 @@ def run_options(inputs: InputArgs, outputs: OutputArgs, *, batch_size: int, extr
     return RunOptions(out=outputs.out, batch_size=batch_size, overwrite=outputs.overwrite, recursive=inputs.recursive,
                       targets=inputs.targets, max_pixels=inputs.max_pixels, on_progress=on_progress,
                       extra_inputs=extra_inputs, frame=inputs.frame, no_phi=outputs.no_phi, save=outputs.save,
-                      modalities=inputs.modalities,
+                      modalities=inputs.modalities, cad_threshold=outputs.cad_threshold,
                       deliver=dicom_kinds(outputs.save) if deliver else frozenset())
 
 

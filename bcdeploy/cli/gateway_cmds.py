@@ -103,6 +103,7 @@ class ResultsArgs(OptionGroup):
     title: ClassVar[str] = "Results"
     destination: Any  # pacs.destinations.Destination
     save: frozenset[str]
+    cad_threshold: float | None
     unverified: bool  # TLS to a peer whose certificate is not checked (--send-tls-no-verify)
 
     @classmethod
@@ -120,13 +121,16 @@ class ResultsArgs(OptionGroup):
                               "authenticated: a warning at start)."),
             STOW,
             click.option("--save", default="seg,sr,sc", show_default=True,
-                         help="Output kinds: seg (DICOM SEG), sr (TID 1500 report), sc (overlay), and masks,biner,vis "
-                              "(kept in --out/results, not sent)."),
+                         help="Output kinds: seg (DICOM SEG), sr (TID 1500 report), sc (overlay), cad (Mammography "
+                              "CAD SR, one per study), and masks,biner,vis (kept in --out/results, not sent)."),
+            click.option("--cad-threshold", type=click.FloatRange(0.0, 1.0), default=None,
+                         help="The CAD SR's operating point [default: the model sidecar's, else 0.5]."),
         ]
 
     @classmethod
     def build(cls, *, send_to: str | None, stow: str | None, save: str, calling_ae: str, send_tls_ca: str | None,
-              send_tls_cert: str | None, send_tls_key: str | None, send_tls_no_verify: bool) -> ResultsArgs:
+              send_tls_cert: str | None, send_tls_key: str | None, send_tls_no_verify: bool,
+              cad_threshold: float | None) -> ResultsArgs:
         from bcdeploy.pacs.destinations import DimseDestination, StowDestination, client_context
         from bcdeploy.runtime.results.outputs import parse_save
 
@@ -143,7 +147,10 @@ class ResultsArgs(OptionGroup):
                if tls_asked else None)
         destination = (DimseDestination.parse(send_to, calling_ae=calling_ae, tls=tls) if send_to
                        else StowDestination(stow))
-        return cls(destination=destination, save=parse_save(save), unverified=send_tls_no_verify)
+        chosen = parse_save(save)
+        if cad_threshold is not None and "cad" not in chosen:
+            raise InputError("--cad-threshold sets the CAD SR's operating point: add `cad` to --save")
+        return cls(destination=destination, save=chosen, cad_threshold=cad_threshold, unverified=send_tls_no_verify)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,6 +204,7 @@ def gateway(**values) -> None:
     parsed_all(values)
     scp = replace(dicom.scp, ssl_context=security.ssl_context)
     options = GatewayOptions(out=node_args.out, scp=scp, destination=results.destination, save=results.save,
+                             cad_threshold=results.cad_threshold,
                              study_idle_s=dicom.study_idle_s, max_spool_bytes=dicom.max_spool_bytes,
                              audit_phi=security.audit_phi)
     _node_logging()

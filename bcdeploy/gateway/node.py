@@ -56,6 +56,7 @@ class GatewayOptions:
     scp: ScpOptions
     destination: Destination
     save: frozenset[str] = DEFAULT_SAVE
+    cad_threshold: float | None = None  # the CAD SR's operating point (runtime/run/studies.py)
     study_idle_s: float = 10.0
     max_spool_bytes: int | None = None
     audit_phi: bool = False
@@ -117,7 +118,8 @@ class Gateway:
         self.audit.record("instance", "R", SUCCESS if sent else SERIOUS_FAILURE, text=text,
                           destination={"ae": self.options.destination.describe()},
                           objects={"study_uid": result.study_uid, "kind": result.kind, "sop_uids": [result.sop_uid],
-                                   "source_sop_uid": result.source.removeprefix(KEY_PREFIX)})
+                                   **({} if result.source.startswith("study:")  # a per-study result (the CAD SR)
+                                      else {"source_sop_uid": result.source.removeprefix(KEY_PREFIX)})})
 
     def _audit_destination(self, up: bool, text: str) -> None:
         """An outage of the results' destination begins or ends: an Application Activity line; a peer
@@ -171,7 +173,7 @@ class Gateway:
         settled: dict[str, dict] = {}
         options = RunOptions(out=self.spool.results, save=self.options.save, max_pixels=self.options.scp.max_pixels,
                              modalities=frozenset({"MG"}), on_settled=lambda row: settled.update({row["source"]: row}),
-                             deliver=dicom_kinds(self.options.save))
+                             deliver=dicom_kinds(self.options.save), cad_threshold=self.options.cad_threshold)
         started = time.perf_counter()
         log.info("study %s: segmenting %d image(s)", study, len(instances))
         self._in_run = True

@@ -20,6 +20,7 @@ from tests.orthanc_server import dicomweb_plugin
 
 pytestmark = pytest.mark.slow
 RESULT_MODALITIES = ("SEG", "SR", "OT")  # SC overlays are Secondary Capture, modality OT
+CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"  # Mammography CAD SR Storage
 
 
 def write_study(root: Path, patient: str, *, images: int = 4, shape: tuple[int, int] = (512, 384)) -> list[Path]:
@@ -481,3 +482,32 @@ def test_results_go_to_a_pacs_over_tls_and_an_untrusted_certificate_sends_nothin
         assert any(a["event"] == "security" and "TLS handshake refused" in a.get("outcome_text", "") for a in alerts)
         due = re.search(r"results:\s+(\d+) due", untrusting.status())
         assert due and int(due.group(1)) >= 2, untrusting.status()  # kept, to be sent once the CA is fixed
+
+
+def test_a_study_sent_by_storescu_gets_one_mammography_cad_sr_in_the_pacs(node_factory, pacs, tmp_path):
+    """--save cad: when the study fell idle, its CAD SR (every image in its library, one finding per lesion
+    the node found) goes to the PACS beside the SEGs, and the audit names the report's study."""
+    import pydicom
+
+    sources = write_study(tmp_path / "in", "GW-CAD")
+    node = node_factory("--study-idle", "1", "--save", "seg,cad").start()
+    assert node.storescu(*sources).returncode == 0
+    study = study_uid_of(sources[0])
+
+    def cad_reports() -> list:
+        return [ds for ds in results_in_pacs(pacs, study).get("SR", []) if ds.SOPClassUID == CAD_SR]
+
+    node.wait_for(lambda: len(cad_reports()) == 1 and len(results_in_pacs(pacs, study).get("SEG", [])) == 4, 90,
+                  "the study's CAD SR and SEGs in the PACS")
+    report = cad_reports()[0]
+    library = next(i for i in report.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "111028")
+    assert sorted(i.ReferencedSOPSequence[0].ReferencedSOPInstanceUID for i in library.ContentSequence) == sorted(
+        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in sources)
+    results = json.loads((node.out / "results" / "results.json").read_text())
+    summary = next(i for i in report.ContentSequence if i.ConceptNameCodeSequence[0].CodeValue == "111017")
+    findings = [i for i in summary.get("ContentSequence", []) if i.ConceptNameCodeSequence[0].CodeValue == "111034"]
+    assert len(findings) == sum(len(e["lesions"]) for e in results["images"])
+    assert node.signal(signal.SIGTERM) == 0
+    sent = [e for e in read_audit(node.out) if e["event"] == "instance" and e["action"] == "R"
+            and e["objects"].get("kind") == "cad"]
+    assert len(sent) == 1 and "source_sop_uid" not in sent[0]["objects"] and sent[0]["objects"]["study_uid"] == study

@@ -85,6 +85,26 @@ def read_dataset(data: bytes, origin: str | Path = "<bytes>", *, max_pixels: int
                                            is_implicit_VR=False, is_little_endian=True)
 
 
+HEADER_BYTES = 1 << 20  # a header-only read looks at no more than this (the attributes before the pixels)
+
+
+def header_of(source: bytes | str | Path) -> Any | None:
+    """The attributes before the pixel data of a DICOM file (bytes or a path), or None when they cannot
+    be read: what is known of an image that failed (its study's CAD SR lists it). At most HEADER_BYTES
+    are read, and no value over 1 KiB is loaded: a hostile header must not cost more than a good one."""
+    import pydicom
+
+    try:
+        if isinstance(source, bytes):
+            head = source[:HEADER_BYTES]
+        else:
+            with open(source, "rb") as handle:
+                head = handle.read(HEADER_BYTES)
+        return pydicom.dcmread(io.BytesIO(head), stop_before_pixels=True, defer_size=1024)
+    except Exception:  # noqa: BLE001 - unreadable is an answer here, not an error
+        return None
+
+
 def _inflate(deflated: bytes, origin: str | Path, *, limit: int) -> bytes:
     import zlib
 
@@ -344,6 +364,13 @@ def dicom_tags(ds: Any, frame: int | None = None) -> dict[str, Any]:
     return {
         "laterality": _text(ds, "ImageLaterality") or _text(ds, "Laterality"),
         "view_position": _text(ds, "ViewPosition"),
+        "view_code": _view_code(ds),
+        "patient_orientation": _text(ds, "PatientOrientation"),
+        "sop_class_uid": _text(ds, "SOPClassUID"),
+        "study_date": _text(ds, "StudyDate"),
+        "study_time": _text(ds, "StudyTime"),
+        "content_date": _text(ds, "ContentDate"),
+        "content_time": _text(ds, "ContentTime"),
         "patient_id": _text(ds, "PatientID"),
         "study_instance_uid": _text(ds, "StudyInstanceUID"),
         "series_instance_uid": _text(ds, "SeriesInstanceUID"),
@@ -355,6 +382,15 @@ def dicom_tags(ds: Any, frame: int | None = None) -> dict[str, Any]:
         "transfer_syntax": str(syntax) if syntax else None,
         "frame": frame,
     }
+
+
+def _view_code(ds: Any) -> str | None:
+    """The code value of the view (View Code Sequence, its first item), or None: a header can hold an
+    empty or malformed sequence."""
+    try:
+        return str(ds.ViewCodeSequence[0].CodeValue).strip() or None
+    except (AttributeError, IndexError, TypeError, KeyError):
+        return None
 
 
 def _number(value: Any) -> float | None:

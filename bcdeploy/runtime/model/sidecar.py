@@ -41,6 +41,7 @@ class ModelMeta:
     versions: dict[str, str] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)  # config, checkpoint name and sha256
     engine: dict[str, Any] = field(default_factory=dict)  # TensorRT version, GPU, profile
+    operating_points: dict[str, Any] = field(default_factory=dict)  # {"cad": {threshold, fp_per_image, images}}
 
     @property
     def num_classes(self) -> int:

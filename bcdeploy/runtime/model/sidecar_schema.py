@@ -30,6 +30,16 @@ Triple = Annotated[list[Number], Field(min_length=3, max_length=3)]
 _UNSET: Any = None
 
 
+class OperatingPointSchema(BaseModel):
+    """An operating point measured by `bcdeploy test --cad-fp-per-image` (eval/froc.py): the lesion score
+    threshold for a target rate of false marks per image, and what it rests on."""
+
+    model_config = ConfigDict(extra="allow")
+    threshold: Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
+    fp_per_image: Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)]
+    images: Count
+
+
 class SidecarSchema(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -54,6 +64,7 @@ class SidecarSchema(BaseModel):
     versions: dict[str, Any] = _UNSET
     source: dict[str, Any] = _UNSET
     engine: dict[str, Any] = _UNSET
+    operating_points: dict[str, OperatingPointSchema] = _UNSET
 
     @field_validator("classes")
     @classmethod

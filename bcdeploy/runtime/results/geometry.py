@@ -46,3 +46,15 @@ def with_mm_sizes(lesions: list[dict[str, Any]], spacing_mm: list[float] | None,
     return [{**lesion, **lesion_size_mm(lesion["area_px"], lesion["bbox"], spacing_mm, scale),
              "longest_diameter_mm": longest_diameter_mm(lesion.get("outline") or [], spacing_mm, scale)}
             for lesion in lesions]
+
+
+def closed_outline(lesion: dict[str, Any]) -> np.ndarray:
+    """The outline's vertices at pixel centres in DICOM image coordinates (PS3.3 C.18.6.1.1: 0,0 is the
+    top left corner of the top left pixel, so a centre is at +0.5), first vertex repeated last (a closed
+    polyline), as the SR and the CAD SR draw it; a lesion too small for a polygon (under 3 vertices)
+    is outlined by its bounding box."""
+    points = [list(p) for p in lesion.get("outline") or []]
+    if len(points) < 3:
+        x, y, w, h = lesion["bbox"]
+        points = [[x, y], [x + w - 1, y], [x + w - 1, y + h - 1], [x, y + h - 1]]
+    return np.asarray([*points, points[0]], np.float64) + 0.5

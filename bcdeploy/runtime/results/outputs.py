@@ -125,20 +125,23 @@ OUTPUT_KINDS: tuple[OutputKind, ...] = (
                draws_image=True),
 )
 KINDS_BY_KEY = {kind.key: kind for kind in OUTPUT_KINDS}
-SAVE_CHOICES = {kind.save_name: kind.key for kind in OUTPUT_KINDS}
+# Outputs made per study, not per image, once the run is done with the study's images
+# (runtime/run/studies.py): `--save cad`, the Mammography CAD SR, in `cad/<study>.dcm`.
+STUDY_KINDS = {"cad": "DICOM Mammography CAD SR, one per study"}
+SAVE_CHOICES = {**{kind.save_name: kind.key for kind in OUTPUT_KINDS}, **{key: key for key in STUDY_KINDS}}
 
 
 def dicom_kinds(kinds: frozenset[str]) -> frozenset[str]:
-    """The DICOM objects among these output kinds (SEG, SR, SC): written for DICOM inputs only, each in a
-    series of its own, and what a PACS is sent."""
-    return frozenset(key for key in kinds if KINDS_BY_KEY[key].dicom_only)
+    """The DICOM objects among these output kinds (SEG, SR, SC, CAD SR): written for DICOM inputs only,
+    each in a series of its own, and what a PACS is sent."""
+    return frozenset(key for key in kinds if key in STUDY_KINDS or KINDS_BY_KEY[key].dicom_only)
 
 
 def draws_image(kinds: frozenset[str]) -> bool:
     """Whether any of these output kinds (OUTPUT_KINDS keys) is drawn over the source's pixels: only
     then does a run keep each image's picture (drawing.picture_of) past the model (memory: a few
     images in flight, each a 14-Mpx mammogram)."""
-    return any(KINDS_BY_KEY[key].draws_image for key in kinds)
+    return any(key in KINDS_BY_KEY and KINDS_BY_KEY[key].draws_image for key in kinds)
 
 
 # What a run writes when `--save` is not given: the pictures (a SEG is asked for, as `seg` or --dicom-seg).

@@ -91,12 +91,15 @@ class OpenedModel:
     palette: list[list[int]]
     algorithm: Algorithm  # names the model in DICOM outputs
     notes: tuple[str, ...] = ()
+    operating_points: dict[str, Any] = field(default_factory=dict)  # the sidecar's (a CAD SR's default threshold)
 
     @classmethod
     def of(cls, predictor: Predictor) -> OpenedModel:
         description = predictor.describe()
+        meta = getattr(predictor, "meta", None)
         return cls(description, list(predictor.classes), [list(c) for c in predictor.palette],
-                   seg_algorithm(predictor, description), _notes(predictor))
+                   seg_algorithm(predictor, description), _notes(predictor),
+                   dict(getattr(meta, "operating_points", None) or {}))
 
 
 def seg_algorithm(predictor: Any, description: dict[str, Any] | None = None) -> Algorithm:

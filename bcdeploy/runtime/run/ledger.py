@@ -52,6 +52,11 @@ CREATE TABLE IF NOT EXISTS images (
     started REAL, finished REAL,               -- epoch seconds, for a Gantt chart of the pipeline
     {", ".join(f"{stage}_ms REAL" for stage in STAGES)},  -- each stage's duration (the image's share of a batch)
     spans TEXT);                               -- JSON [{{stage, start, end, thread[, shared]}}]: when each stage ran (v2)
+CREATE TABLE IF NOT EXISTS studies (              -- per-study results (the CAD SR), rewritten when a study changes
+    study_uid TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, sop_uid TEXT NOT NULL,
+    images INTEGER NOT NULL, failed INTEGER NOT NULL, run_id INTEGER NOT NULL REFERENCES runs(id), written REAL NOT NULL,
+    basis TEXT NOT NULL,                       -- SHA-256 of what it was made from (rows, operating point, model)
+    PRIMARY KEY (study_uid, kind));
 CREATE TABLE IF NOT EXISTS failures (            -- arguments that gave nothing (no source file to bind to)
     run_id INTEGER NOT NULL REFERENCES runs(id), item TEXT NOT NULL, error TEXT NOT NULL);
 """ + outbox.SCHEMA
@@ -192,6 +197,18 @@ class Ledger:
             self.db.execute(f"INSERT INTO images ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
                             f"ON CONFLICT(source) DO UPDATE SET {updates}", values)
             outbox.queue(self.db, row, self.deliver)
+
+    def save_study(self, record: dict[str, Any]) -> None:
+        """Insert or replace one study's result (studies.py) and queue it for delivery when its kind is
+        delivered: one transaction, as an image's row and its results are."""
+        columns = ("study_uid", "kind", "path", "sha256", "sop_uid", "images", "failed", "run_id", "written", "basis")
+        with self.transaction():
+            self.db.execute(f"INSERT OR REPLACE INTO studies ({', '.join(columns)}) VALUES "
+                            f"({', '.join('?' * len(columns))})", tuple(record[c] for c in columns))
+            outbox.queue_study(self.db, record, self.deliver)
+
+    def studies(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM studies ORDER BY study_uid, kind")]
 
     def add_failure(self, run_id: int, item: str, error: str) -> None:
         with self.transaction():

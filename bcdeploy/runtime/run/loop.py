@@ -65,6 +65,7 @@ class RunOptions:
     modalities: frozenset[str] | None = None  # DICOM modalities segmented (None: MG, DX, CR); others refused
     deliver: frozenset[str] = frozenset()  # DICOM output kinds queued in the outbox for a PACS (outbox.py)
     on_settled: Callable[[dict[str, Any]], None] | None = None  # each image's row once settled (driver.commit)
+    cad_threshold: float | None = None  # the CAD SR's operating point (studies.OperatingPoint; None: the sidecar's)
 
 
 def run(open_predictor: Callable[[int], Predictor], inputs: Sequence[str] | InputSource,
@@ -116,8 +117,9 @@ def execute(inputs: Sequence[str] | InputSource, options: RunOptions, driver: Dr
             fatal = driver.process(plan, summary, interrupts)
             summary.interrupted = summary.interrupted or interrupts.hits > 0
             reports = {"no_phi": options.no_phi, "identifiers": source.identifiers() if options.no_phi else set()}
+            studies = _study_outputs(options, model, writer, summary, works)
             return _close(ledger, run_id, summary, fatal, model=model.description, classes=model.classes, out=out,
-                          start=start, reports=reports)
+                          start=start, reports=reports, studies=studies)
     finally:
         driver.close()
         ledger.close()
@@ -144,13 +146,34 @@ def model_identity(model: dict, options: RunOptions) -> ModelIdentity:
     return ModelIdentity(identity.sha256, canonical({**model.get("mask_options", {}), "run": extra}))
 
 
+def _study_outputs(options: RunOptions, model: OpenedModel, writer: Writer, summary: RunSummary,
+                   works: list[Work]) -> dict[str, Any] | None:
+    """What the per-study outputs need (studies.py), when the run makes any: the CAD SR's operating
+    point, said once on the terminal with where it came from."""
+    if "cad" not in options.save:
+        return None
+    from bcdeploy.runtime.run.studies import OperatingPoint
+
+    point = OperatingPoint.choose(options.cad_threshold, model.operating_points)
+    summary.notes = (*summary.notes, f"CAD marks: 'Presentation Required' at lesion score >= {point.threshold:g} "
+                                     f"({point.origin})")
+    return {"algorithm": model.algorithm, "point": point, "series_uid": writer.series["cad"],
+            "sources": {str(work.item.source) for work in works}}
+
+
 def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError | None, *, model: dict,
-           classes: list[str], out: Path, start: float, reports: dict) -> RunSummary:
-    """End the run's ledger row and regenerate the reports; raise the error that stopped the run."""
+           classes: list[str], out: Path, start: float, reports: dict,
+           studies: dict[str, Any] | None = None) -> RunSummary:
+    """End the run's ledger row, write the per-study outputs and regenerate the reports; raise the error
+    that stopped the run."""
     status = "interrupted" if summary.interrupted else ("stopped" if fatal else "done")
     summary.seconds = time.perf_counter() - start
     counts = {"processed": summary.processed, "skipped": summary.skipped}
     with _keep_first(fatal) as first:
+        if studies is not None:
+            from bcdeploy.runtime.run.studies import write_study_outputs
+
+            write_study_outputs(out, ledger, run_id, **studies)
         summary.failed = ledger.run_failures(run_id)
         ledger.end_run(run_id, status, **counts, failed=len(summary.failed))
         written = write_reports(out, ledger, run_id, {

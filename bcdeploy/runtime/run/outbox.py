@@ -35,8 +35,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     path TEXT NOT NULL,                        -- below the output folder
     sha256 TEXT NOT NULL,                      -- of the file as the run wrote it
     sop_uid TEXT NOT NULL,                     -- the result's own SOP Instance UID (minted by the writer)
-    kind TEXT NOT NULL,                        -- output kind: seg | sr | sc
-    source TEXT NOT NULL,                      -- the ledger key of the image it was made for
+    kind TEXT NOT NULL,                        -- output kind: seg | sr | sc | cad
+    source TEXT NOT NULL,                      -- the ledger key of the image it was made for, or study:<uid>
     study_uid TEXT,                            -- the study it belongs to (the source's)
     state TEXT NOT NULL CHECK (state IN ('due', 'sent', 'refused')),
     attempts INTEGER NOT NULL DEFAULT 0, error TEXT, created REAL NOT NULL, sent REAL,
@@ -72,6 +72,17 @@ def queue(db: sqlite3.Connection, row: dict[str, Any], kinds: frozenset[str]) ->
                        "VALUES (?, ?, ?, ?, ?, ?, 'due', ?)",
                        (record["path"], record["sha256"], record["sop_uid"], kind, row["source"],
                         tags.get("study_instance_uid"), now))
+
+
+def queue_study(db: sqlite3.Connection, record: dict[str, Any], kinds: frozenset[str]) -> None:
+    """Inside the ledger transaction that records a study's result (Ledger.save_study): it becomes due,
+    replacing the study's earlier one of the same kind still due (its file was rewritten)."""
+    source = f"study:{record['study_uid']}"
+    db.execute("DELETE FROM outbox WHERE source = ? AND kind = ? AND state = 'due'", (source, record["kind"]))
+    if record["kind"] in kinds:
+        db.execute("INSERT OR IGNORE INTO outbox (path, sha256, sop_uid, kind, source, study_uid, state, created) "
+                   "VALUES (?, ?, ?, ?, ?, ?, 'due', ?)", (record["path"], record["sha256"], record["sop_uid"],
+                                                         record["kind"], source, record["study_uid"], time.time()))
 
 
 def inside(path: Any) -> bool:

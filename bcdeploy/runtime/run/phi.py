@@ -28,7 +28,7 @@ from typing import Any
 # Tags (runtime/images/dicom.py::dicom_tags keys) that identify a patient, a study or an instance: left out of
 # every report with --no-phi.
 IDENTIFYING_TAGS = ("patient_id", "study_instance_uid", "series_instance_uid", "sop_instance_uid",
-                    "frame_of_reference_uid")
+                    "frame_of_reference_uid", "study_date", "study_time", "content_date", "content_time")
 REMOVED = "[removed]"
 MIN_LENGTH = 3
 

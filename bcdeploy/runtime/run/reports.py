@@ -41,6 +41,7 @@ CASE_COLUMNS = ("level", "name", "study", "laterality", "case_score", "images", 
 def image_entry(row: dict[str, Any]) -> dict[str, Any]:
     """One ledger row as results.json shows it."""
     image = json.loads(row["image"] or "{}")
+    image.pop("study_header", None)  # the run's private record, for its study's CAD SR (run/studies.py)
     return {
         "name": row["name"], "file": row["source"], "status": row["status"],
         "source": {"path": row["source"], "size": row["size"], "mtime_ns": row["mtime_ns"], "sha256": row["sha256"]},

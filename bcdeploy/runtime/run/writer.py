@@ -105,6 +105,8 @@ class Writer:
             line = str(err) if isinstance(err, _KindFailed) else describe_error(work.item.path, err, "writing outputs")
             return self._failure(work.fail(line), written)
         info = {**_image_info(image, work.node), "case_score": score}
+        if "cad" in self.kinds and work.source_bytes is not None:
+            info["study_header"] = _study_header(rendering)
         work.row = {**self._row(work, Status.OK), "image": strict_json(info),
                     "lesions": strict_json(lesions), "outputs": strict_json(outputs)}
         work.status = Status.OK
@@ -114,6 +116,8 @@ class Writer:
         """A failed image has no outputs: those of this attempt and those an earlier success left go
         (they are ours), so the folder holds exactly what the ledger lists."""
         work.row = {**self._row(work, Status.FAILED), "error": work.error}
+        if "cad" in self.kinds:  # a failed view is part of its study's CAD SR, as a failed detection
+            work.row["image"] = _failed_image_info(work)
         stale = [self.out / r["path"] for r in json.loads((work.previous or {}).get("outputs") or "{}").values()]
         for path in [*written, *stale]:
             path.unlink(missing_ok=True)
@@ -159,3 +163,33 @@ def _with_mm(lesions: list[dict[str, Any]], image: DecodedImage) -> list[dict[st
     if not spacing:
         return lesions
     return with_mm_sizes(lesions, spacing, (1.0, 1.0))
+
+
+def _study_header(rendering: Rendering) -> dict[str, Any] | None:
+    """The source's checked Patient/Study attributes, for its study's CAD SR (runtime/run/studies.py)."""
+    from bcdeploy.runtime.results.dicom.source import study_header
+
+    try:
+        return study_header(rendering.dataset)
+    except Exception:  # noqa: BLE001 - the image's outputs stand; its study's report says what it lacks
+        return None
+
+
+def _failed_image_info(work: Work) -> str | None:
+    """What a study's CAD SR lists of an image that failed: its DICOM header's tags and study header,
+    read again from the bytes or file it came from (the header only), or None when no header is
+    readable there (then the image is known by its failure line alone)."""
+    from bcdeploy.runtime.images.dicom import header_of
+    from bcdeploy.runtime.results.dicom.source import checked_source, study_header
+
+    dataset = header_of(work.source_bytes if work.source_bytes is not None else work.item.path)
+    if dataset is None:
+        return None
+    from bcdeploy.runtime.images.dicom import dicom_tags
+
+    try:
+        checked, _ = checked_source(dataset)
+        info = {"tags": dicom_tags(dataset), "study_header": study_header(checked)}
+    except Exception:  # noqa: BLE001 - a header too broken to describe the image
+        return None
+    return strict_json(info)

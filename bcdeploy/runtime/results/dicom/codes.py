@@ -68,13 +68,19 @@ BENIGN = _own("3898006", "SCT", "Neoplasm, benign", "CID 7151 Segmentation Prope
 MALIGNANT = _std("SCT", "MalignantNeoplasmPrimary", "CID 7151 Segmentation Property Type")
 MASS = _std("SCT", "Mass", "CID 6014 Single Image Finding (mammography) / CID 7151")
 CALCIFICATION = _std("SCT", "RadiographicCalcificationFinding", "CID 6055 Calcification Type")
-CALCIFICATION_CLUSTER = _std("DCM", "CalcificationCluster", "CID 6014 Single Image Finding (mammography)")
+CALCIFICATION_CLUSTER = _std("SCT", "CalcificationCluster", "CID 6014 Mammography Single Image Finding")
 # A model's class name -> the concept its segments and findings carry; any other class is a Lesion.
 CLASS_CONCEPTS = {"benign": BENIGN, "malignant": MALIGNANT, "mass": MASS, "calcification": CALCIFICATION}
 
 
 def class_concept(name: str) -> Concept:
     return CLASS_CONCEPTS.get(name.lower(), LESION)
+
+
+def finding_concept(name: str) -> Concept:
+    """What a CAD mark of this class is (CID 6014): a calcification class marks a calcification cluster,
+    any other lesion class (benign, malignant, mass) a mass: a segmented region is a mass-like finding."""
+    return CALCIFICATION_CLUSTER if "calcification" in name.lower() else MASS
 
 
 # --- measurements and units ------------------------------------------------------------------------
@@ -85,6 +91,8 @@ SQUARE_MM = _std("UCUM", "SquareMillimeter", "UCUM")
 MM = _std("UCUM", "Millimeter", "UCUM")
 PIXELS = _own("{pixels}", "UCUM", "pixels", "UCUM annotation: a length or area where the spacing is unknown")
 NO_UNITS = _std("UCUM", "NoUnits", "UCUM")
+PERCENT = _std("UCUM", "Percent", "UCUM")
+MICROMETER = _std("UCUM", "Micrometer", "UCUM")
 
 # --- documents, observers, algorithms --------------------------------------------------------------
 MEASUREMENT_REPORT = _std("DCM", "ImagingMeasurementReport", "CID 7021 Measurement Report Document Title")
@@ -112,10 +120,44 @@ PRESENTATION_REQUIRED = _std("DCM", "PresentationRequiredRenderingDeviceIsExpect
 PRESENTATION_OPTIONAL = _std("DCM", "PresentationOptionalRenderingDeviceMayPresent", "CID 6034")
 NOT_ATTEMPTED = _std("DCM", "NotAttempted", "CID 6042 Status of Results")
 IMPRESSION = _std("DCM", "Impression", "TID 4001 row 2")
+SUMMARY_NONE_SUCCEEDED = _std("DCM", "NoAlgorithmsSucceededWithoutFindings", "CID 6047")
 SUMMARY_WITH_FINDINGS = _std("DCM", "AllAlgorithmsSucceededWithFindings", "CID 6047")
 SUMMARY_WITHOUT_FINDINGS = _std("DCM", "AllAlgorithmsSucceededWithoutFindings", "CID 6047")
 SUMMARY_SOME_FAILED_WITH_FINDINGS = _std("DCM", "NotAllAlgorithmsSucceededWithFindings", "CID 6047")
 SUMMARY_SOME_FAILED_WITHOUT_FINDINGS = _std("DCM", "NotAllAlgorithmsSucceededWithoutFindings", "CID 6047")
+
+SUCCEEDED = _std("DCM", "Succeeded", "CID 6042 Status of Results")
+PARTIALLY_SUCCEEDED = _std("DCM", "PartiallySucceeded", "CID 6042 Status of Results")
+FAILED = _std("DCM", "Failed", "CID 6042 Status of Results")
+# pydicom spells this meaning with a zero-width space after the slash (an artefact of its source):
+# not a character an LO value of the default character set may hold.
+INDIVIDUAL_IMPRESSION = _own("111034", "DCM", "Individual Impression/Recommendation", "TID 4003 row 1")
+IMPRESSION_DESCRIPTION = _std("DCM", "ImpressionDescription", "TID 4002 row 5")
+LANGUAGE_OF_CONTENT = _std("DCM", "LanguageOfContentItemAndDescendants", "TID 1204 row 1")
+ENGLISH = _own("en-US", "RFC5646", "English, United States", "CID 5000 Language")
+IMAGE_LATERALITY = _std("DCM", "ImageLaterality", "TID 4020 row 2")
+IMAGE_VIEW = _std("DCM", "ImageView", "TID 4020 row 3")
+PATIENT_ORIENTATION_ROW = _std("DCM", "PatientOrientationRow", "TID 4020 row 5")
+PATIENT_ORIENTATION_COLUMN = _std("DCM", "PatientOrientationColumn", "TID 4020 row 6")
+STUDY_DATE = _std("DCM", "StudyDate", "TID 4020 row 7")
+STUDY_TIME = _std("DCM", "StudyTime", "TID 4020 row 8")
+CONTENT_DATE = _std("DCM", "ContentDate", "TID 4020 row 9")
+CONTENT_TIME = _std("DCM", "ContentTime", "TID 4020 row 10")
+HORIZONTAL_PIXEL_SPACING = _std("DCM", "HorizontalPixelSpacing", "TID 4020 row 11")
+VERTICAL_PIXEL_SPACING = _std("DCM", "VerticalPixelSpacing", "TID 4020 row 12")
+PIXEL_DATA_ROWS = _std("DCM", "PixelDataRows", "TID 4020 (image dimensions)")
+PIXEL_DATA_COLUMNS = _std("DCM", "PixelDataColumns", "TID 4020 (image dimensions)")
+# The breast an image shows (CID 6022 Side), by ImageLaterality's value.
+SIDE = {"L": _std("SCT", "LeftBreast", "CID 6022 Side"), "R": _std("SCT", "RightBreast", "CID 6022 Side")}
+# CID 4014 View for Mammography, by the ViewPosition (0018,5101) value that names the view.
+VIEWS = {"CC": _std("SCT", "CranioCaudal", "CID 4014"), "MLO": _std("SCT", "MedioLateralObliqueProjection", "CID 4014"),
+         "ML": _std("SCT", "MedioLateralProjection", "CID 4014"), "LM": _std("SCT", "LateroMedial", "CID 4014"),
+         "LMO": _std("SCT", "LateroMedialOblique", "CID 4014"), "FB": _std("SCT", "CaudoCranial", "CID 4014"),
+         "XCCL": _std("SCT", "CranioCaudalExaggeratedLaterally", "CID 4014"),
+         "XCCM": _std("SCT", "CranioCaudalExaggeratedMedially", "CID 4014"),
+         "SIO": _std("SCT", "SuperolateralToInferomedialOblique", "CID 4014"),
+         "ISO": _std("SCT", "InferomedialToSuperolateralOblique", "CID 4014")}
+VIEW_CODES = {concept.value: concept for concept in VIEWS.values()}
 
 
 # --- the algorithm, once ---------------------------------------------------------------------------

@@ -135,3 +135,43 @@ def _valid_orientation(value: Any) -> bool:
         return True
     values = list(value) if not isinstance(value, str) else value.split("\\")
     return len(values) == 2 and all(_DIRECTION.match(str(v)) for v in values)
+
+
+# What a study-level object (the Mammography CAD SR) copies from its study's images: the Patient and
+# General Study attributes, each checked as above.
+HEADER_KEYWORDS = (*TYPE2, *TYPE3)
+
+
+def study_header(source: Any) -> dict[str, Any]:
+    """The checked source's Patient and Study attributes as DICOM JSON: what the run keeps of an image
+    so that a study's CAD SR can be written after its images are gone from memory (and, in a node,
+    from the spool)."""
+    from pydicom.dataset import Dataset
+
+    header = Dataset()
+    for keyword in HEADER_KEYWORDS:
+        if keyword in source:
+            header[keyword] = source[keyword]
+    return header.to_json_dict()
+
+
+def header_dataset(header: dict[str, Any] | None) -> Any:
+    """The dataset study_header() kept, its attributes checked again (a ledger can be edited): only
+    the Patient and Study keywords, each valid or repaired; the Type 2 ones present."""
+    from pydicom.dataset import Dataset
+    from pydicom.datadict import keyword_for_tag
+
+    dataset = Dataset()
+    try:
+        parsed = Dataset.from_json(header or {})
+    except Exception:  # noqa: BLE001 - a damaged record is an empty header, repaired below
+        parsed = Dataset()
+    for element in parsed:
+        if keyword_for_tag(element.tag) in HEADER_KEYWORDS:
+            dataset.add(element)
+    for keyword in TYPE1_UIDS:  # placeholders so checked_source's Type 1 rule passes; never copied
+        setattr(dataset, keyword, "1.2")
+    checked, _ = checked_source(dataset)
+    for keyword in TYPE1_UIDS:
+        delattr(checked, keyword)
+    return checked

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from bcdeploy._imports import require
 from bcdeploy.runtime.results.dicom import codes
 from bcdeploy.runtime.results.dicom.codes import Algorithm
 from bcdeploy.runtime.results.dicom.source import laterality_of
+from bcdeploy.runtime.results.geometry import closed_outline
 
 
 def sr_bytes(source: Any, lesions: list[dict[str, Any]], *, case_score: float | None, algorithm: Algorithm,
@@ -78,7 +78,7 @@ def observation_context(hd: Any, algorithm: Algorithm) -> Any:
 def _lesion_group(hd: Any, lesion: dict[str, Any], region_source: Any, algorithm_id: Any,
                   sites: list[Any], seg: tuple[str, str, dict[int, int]] | None) -> Any:
     region = hd.sr.ImageRegion(graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-                               graphic_data=_closed_outline(lesion), source_image=region_source)
+                               graphic_data=closed_outline(lesion), source_image=region_source)
     from pydicom.uid import SegmentationStorage
 
     in_mm = lesion.get("area_mm2") is not None
@@ -106,16 +106,6 @@ def _lesion_group(hd: Any, lesion: dict[str, Any], region_source: Any, algorithm
         referenced_region=region, finding_type=codes.LESION.code(), finding_category=codes.ABNORMAL_STRUCTURE.code(),
         algorithm_id=algorithm_id, finding_sites=sites, measurements=measurements,
         qualitative_evaluations=evaluations or None)
-
-
-def _closed_outline(lesion: dict[str, Any]) -> np.ndarray:
-    """The outline's vertices at pixel centres, first vertex repeated last (a closed polyline); a lesion
-    too small for a polygon (under 3 vertices) is outlined by its bounding box."""
-    points = [list(p) for p in lesion.get("outline") or []]
-    if len(points) < 3:
-        x, y, w, h = lesion["bbox"]
-        points = [[x, y], [x + w - 1, y], [x + w - 1, y + h - 1], [x, y + h - 1]]
-    return np.asarray([*points, points[0]], np.float64) + 0.5
 
 
 def _finding_sites(hd: Any, source: Any) -> list[Any]:
