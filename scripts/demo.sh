@@ -29,10 +29,12 @@ grep -E "Iter\(val\)" "$OUT/train.log" | tail -1 || true
 CKPT="$OUT/work_dir/iter_${ITERS}.pth"
 
 step "4/7 test: MMSeg metrics and lesion-level metrics"
-bcdeploy test "$CONFIG" "$CKPT" --data-root "$OUT/prepared" --out "$OUT/test" 2> >(grep -v -i warn >&2)
+bcdeploy test "$CONFIG" "$CKPT" --data-root "$OUT/prepared" --out "$OUT/test" --cad-fp-per-image 1 \
+  2> >(grep -v -i warn >&2)
 
 step "5/7 export: dynamic ONNX + FP16 ONNX, checked against PyTorch"
-bcdeploy export --ckpt "$CKPT" --out "$OUT/export" --fp16 2> >(grep -v -i warn >&2)
+bcdeploy export --ckpt "$CKPT" --out "$OUT/export" --fp16 --operating-points "$OUT/test/metrics.json" \
+  2> >(grep -v -i warn >&2)
 
 step "6/7 infer with the torch-free runtime on the validation mammograms"
 VAL_IDS=$(python -c "import json,sys; print(' '.join(json.load(open(sys.argv[1]))['splits']['val']))" "$OUT/prepared/manifest.json")
@@ -42,14 +44,14 @@ bcdeploy infer --model "$OUT/export/model.onnx" "${VAL_FILES[@]}" --out "$OUT/in
 echo "-- the same command again: the ledger proves every image unchanged (file, model, options), nothing is recomputed"
 bcdeploy infer --model "$OUT/export/model.onnx" "${VAL_FILES[@]}" --out "$OUT/infer" --metadata "$OUT/dmid/Info.txt"
 
-step "7/7 clinical outputs: the validation mammograms as DICOM -> case scores, SEG, SR (TID 1500), SC"
+step "7/7 clinical outputs: the validation mammograms as DICOM -> case scores, SEG, SR (TID 1500), SC, CAD SR"
 bcdeploy data dicom "${VAL_FILES[@]}" --out "$OUT/dicom" --metadata "$OUT/dmid/Metadata.xlsx"
-bcdeploy infer --model "$OUT/export/model.onnx" "$OUT/dicom" --out "$OUT/clinical" --save masks,vis,seg,sr,sc
+bcdeploy infer --model "$OUT/export/model.onnx" "$OUT/dicom" --out "$OUT/clinical" --save masks,vis,seg,sr,sc,cad
 echo "-- do the case scores separate normal from malignant images?"
 python scripts/case_separation.py "$OUT/clinical/cases.csv" "$OUT/dmid/Info.txt"
 if command -v dciodvfy >/dev/null; then
   objects=0; errors=0
-  for f in "$OUT"/clinical/{seg,sr,sc}/*.dcm; do
+  for f in "$OUT"/clinical/{seg,sr,sc,cad}/*.dcm; do
     objects=$((objects + 1)); errors=$((errors + $(dciodvfy "$f" 2>&1 | grep -c '^Error' || true)))
   done
   echo "dciodvfy: $objects DICOM objects written, $errors Error lines"
@@ -60,6 +62,10 @@ if command -v dsrdump >/dev/null; then
   SR=$(ls "$OUT"/clinical/sr/*.dcm | head -1)
   echo "-- $SR as a viewer lists it (dsrdump, first lines):"
   dsrdump "$SR" | head -40 || true  # head closes the pipe early: SIGPIPE is not a failure
+  CAD=$(ls "$OUT"/clinical/cad/*.dcm | head -1)
+  echo "-- a study's Mammography CAD SR (its marks, at the operating point bcdeploy test chose):"
+  dsrdump "$CAD" | grep -E 'Single Image Finding|Rendering Intent|Certainty|Summary of Detections|Probability' \
+    | head -12 || true
 fi
 
 printf '\nDone. Results in %s:\n' "$OUT"
@@ -69,4 +75,4 @@ printf '  overlays     %s\n' "$OUT/infer/vis/"
 printf '  lesion list  %s\n' "$OUT/infer/lesions.csv"
 printf '  run ledger   %s\n' "$OUT/infer/ledger.sqlite (every image: source hash, model hash, outputs, lesions)"
 printf '  case scores  %s\n' "$OUT/clinical/cases.csv (image, breast, study)"
-printf '  DICOM        %s\n' "$OUT/clinical/{seg,sr,sc}/ (SEG, TID 1500 SR, Secondary Capture per image)"
+printf '  DICOM        %s\n' "$OUT/clinical/{seg,sr,sc}/ (SEG, TID 1500 SR, Secondary Capture per image), cad/ (per study)"

@@ -35,14 +35,17 @@ def train(config, data_root, work_dir, max_iters, cfg_options, resume) -> None:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--iou-threshold", default=0.3, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="IoU at which a lesion counts as detected.")
+@click.option("--cad-fp-per-image", type=click.FloatRange(0.0, min_open=True), default=None,
+              help="Choose the CAD operating point for this many false marks per image (FROC); it is written to "
+                   "OUT/metrics.json, and `bcdeploy export --operating-points OUT/metrics.json` puts it in the sidecar.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow arbitrary pickles in CKPT (only for files you trust).")
-def test_cmd(config, ckpt, data_root, out, device, iou_threshold, trust_checkpoint) -> None:
-    """Evaluate CKPT: aAcc/mDice/mAcc, per-class table and lesion metrics -> OUT/metrics.json."""
+def test_cmd(config, ckpt, data_root, out, device, iou_threshold, cad_fp_per_image, trust_checkpoint) -> None:
+    """Evaluate CKPT: aAcc/mDice/mAcc, per-class table, lesion metrics, FROC and case AUC -> OUT/metrics.json."""
     from bcdeploy.train.evaluate import evaluate, format_table
 
     with progress("test") as tick:
         metrics = evaluate(config, ckpt, data_root=data_root, out=out, device=device, iou_threshold=iou_threshold,
-                           trust=trust_checkpoint, on_progress=tick)
+                           cad_fp_per_image=cad_fp_per_image, trust=trust_checkpoint, on_progress=tick)
     click.echo(format_table(metrics))
     click.echo(f"metrics: {out}/metrics.json, predictions: {out}/preds/")
 
@@ -107,22 +110,26 @@ COMMANDS = [train, test_cmd, confusion_matrix]
                   help="Min pixel agreement vs PyTorch."),
     click.option("--int8-min-agreement", default=0.98, show_default=True, type=click.FloatRange(0, 1),
                   help="Min pixel agreement of the INT8 model vs PyTorch (0 only for untrained benchmark weights)."),
+    click.option("--operating-points", type=click.Path(dir_okay=False, exists=True),
+                 help="metrics.json of `bcdeploy test --cad-fp-per-image`: its CAD operating point goes into the "
+                      "sidecar (the default of `infer --save cad`)."),
 )
 def export(ckpt, config, out, deploy_config, argmax, fp16, int8, engine, precision, simplify, openvino, images, atol,
-           min_agreement, int8_min_agreement, timing_cache, triton, trust_checkpoint) -> None:
+           min_agreement, int8_min_agreement, timing_cache, triton, trust_checkpoint, operating_points) -> None:
     """Export CKPT to dynamic-shape ONNX (+ FP16/INT8 ONNX, OpenVINO, TensorRT), each checked against PyTorch.
 
     OUT's model files are the export's: model files of an earlier export that this one does not write
     are removed when it commits; nothing else in OUT is touched."""
     from bcdeploy.export.api import ExportOptions
     from bcdeploy.export.api import export as run_export
+    from bcdeploy.export.model_meta import read_operating_points
 
     options = ExportOptions(checkpoint=ckpt, config=config, out=out, deploy_config=deploy_config, argmax=argmax,
                             fp16=fp16, int8=int8, engine=engine, simplify=simplify, openvino=openvino, images=images,
                             tolerances=_fp32_tolerances(atol, min_agreement),
                             int8_tolerances=_int8_tolerances(int8_min_agreement),
                             trust_checkpoint=trust_checkpoint, timing_cache=timing_cache, precision=precision,
-                            triton=triton)
+                            triton=triton, operating_points=read_operating_points(operating_points))
     result = run_export(options)
     click.echo(result.table())
     for path in result.removed:

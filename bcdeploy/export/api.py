@@ -63,6 +63,7 @@ class ExportOptions:
     timing_cache: str | None = None
     precision: str | None = None  # TensorRT engine precision; None: the deploy config's, else fp16
     triton: str | None = None  # model repository to write
+    operating_points: dict | None = None  # {"cad": {threshold, fp_per_image, ...}} for the sidecar (model_meta.py)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def _load(options: ExportOptions, config: Path, deploy: dc.DeploySettings):
                                argmax)
     meta = replace(meta, dynamic_profile=deploy.profile or default_profile(meta.input_size, meta.size_divisor),
                    export={"opset": OPSET, "exporter": EXPORTER, "simplified": options.simplify,
-                           "deploy_config": Path(options.deploy_config).name if options.deploy_config else None})
+                           "deploy_config": Path(options.deploy_config).name if options.deploy_config else None},
+                   operating_points=dict(options.operating_points or {}))
     return prepare_for_export(segmentor, argmax), meta
 
 

@@ -72,3 +72,26 @@ def meta_from_segmentor(segmentor, cfg, checkpoint: str | Path | None, checkpoin
             "backbone": type(segmentor.backbone).__name__,
         },
     )
+
+
+def read_operating_points(metrics_path: str | Path | None) -> dict | None:
+    """The CAD operating point a `bcdeploy test --cad-fp-per-image` run measured (its metrics.json), as the
+    sidecar holds it ({"cad": {...}}), checked by the sidecar's schema; None without a path."""
+    if metrics_path is None:
+        return None
+    import json
+
+    from pydantic import ValidationError
+
+    from bcdeploy.runtime.model.sidecar_schema import OperatingPointSchema
+
+    try:
+        point = (json.loads(Path(metrics_path).read_text()).get("cad") or {}).get("operating_point")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ConfigError(f"{metrics_path}: not a metrics.json of `bcdeploy test` ({err})") from None
+    if point is None:
+        raise ConfigError(f"{metrics_path}: no CAD operating point; run `bcdeploy test --cad-fp-per-image N`")
+    try:
+        return {"cad": {**OperatingPointSchema.model_validate(point).model_dump(), "measured_on": Path(metrics_path).name}}
+    except ValidationError as err:
+        raise ConfigError(f"{metrics_path}: the CAD operating point is not valid ({err.errors()[0]['msg']})") from None

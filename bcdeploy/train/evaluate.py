@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from bcdeploy.errors import ConfigError
+from bcdeploy.eval.froc import format_lines, marks_of, score_marks, summarise
 from bcdeploy.eval.labels import read_label_png
 from bcdeploy.eval.lesions import LesionMetrics
 from bcdeploy.eval.segmentation import ConfusionMatrix
@@ -41,11 +42,13 @@ def evaluate(
     out: str | Path | None = None,
     device: str = "cpu",
     iou_threshold: float = 0.3,
+    cad_fp_per_image: float | None = None,
     trust: bool = False,
     on_progress: Callable[[str, int], None] | None = None,
 ) -> dict:
     from mmseg.apis import inference_model
 
+    from bcdeploy.runtime.results.lesions import case_score
     from bcdeploy.train.config import load_config
     from bcdeploy.train.model import build_segmentor
 
@@ -59,11 +62,17 @@ def evaluate(
     lesions = LesionMetrics(classes, iou_threshold=iou_threshold)
     pairs = split_files(cfg)
     pred_dir = Path(out) / "preds" if out else None
+    marks = []
+    malignant = next((i for i, name in enumerate(classes) if name.lower() == "malignant"), None)
     for img_path, ann_path in pairs:
-        pred = inference_model(model, str(img_path)).pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
+        result = inference_model(model, str(img_path))
+        pred = result.pred_sem_seg.data[0].cpu().numpy().astype(np.uint8)
+        probs = result.seg_logits.data.float().softmax(0).cpu().numpy()
         gt = read_label_png(ann_path)
         confusion.update(pred, gt)
         lesions.update(pred, gt, img_path.stem)
+        marks.append(score_marks(marks_of(pred, probs), gt, malignant_index=malignant,
+                                 case_score=case_score(probs, pred, classes)))
         if pred_dir is not None:
             from bcdeploy.runtime.results.outputs import write_png
 
@@ -77,6 +86,7 @@ def evaluate(
         "classes": classes,
         **confusion.metrics(classes),
         "lesion": lesions.summary(),
+        "cad": summarise(marks, target_fp=cad_fp_per_image),
         "confusion_matrix": confusion.matrix.tolist(),
     }
     if out:
@@ -102,4 +112,6 @@ def format_table(metrics: dict) -> str:
                  f"{les['false_positive_components']} false-positive components "
                  f"({les['false_positives_per_image']} per image), normal images with a false positive: "
                  f"{les['normal_images']['with_false_positive']}/{les['normal_images']['count']}")
+    if metrics.get("cad"):
+        lines += format_lines(metrics["cad"])
     return "\n".join(lines)

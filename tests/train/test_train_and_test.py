@@ -24,8 +24,10 @@ def test_train_writes_mmengine_work_dir(trained):
 
 def test_test_command_writes_every_metric(trained, prepared, tmp_path):
     out = tmp_path / "test"
-    proc = run_cli("test", TINY_CONFIG, trained, "--data-root", prepared, "--out", out)
+    proc = run_cli("test", TINY_CONFIG, trained, "--data-root", prepared, "--out", out, "--cad-fp-per-image", "1")
     assert "aAcc" in proc.stdout and "lesions:" in proc.stdout
+    assert "FROC (lesion sensitivity" in proc.stdout and "case AUC" in proc.stdout, proc.stdout
+    assert "too few to validate a threshold" in proc.stdout  # a handful of validation images says so
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("aAcc", "mDice", "mAcc", "mDice_lesion", "per_class", "lesion", "confusion_matrix"):
         assert key in metrics
@@ -45,6 +47,16 @@ def test_test_command_writes_every_metric(trained, prepared, tmp_path):
     counts = json.loads((cm_out / "confusion_matrix.json").read_text())["counts"]
     assert counts == metrics["confusion_matrix"]
     assert (cm_out / "confusion_matrix.png").stat().st_size > 1000
+    # the CAD operating point: measured on these images, carried by an export into its sidecars
+    cad = metrics["cad"]
+    assert cad["images"] == metrics["images"] and [p["fp_per_image"] for p in cad["froc"]] == [
+        0.125, 0.25, 0.5, 1.0, 2.0, 4.0]
+    point = cad["operating_point"]
+    assert point["fp_per_image"] == 1.0 and 0.0 <= point["threshold"] <= 1.0
+    export_out = tmp_path / "export"
+    run_cli("export", "--ckpt", trained, "--out", export_out, "--operating-points", out / "metrics.json")
+    sidecar = json.loads((export_out / "model.bcdeploy.json").read_text())
+    assert sidecar["operating_points"]["cad"]["threshold"] == point["threshold"]
 
 
 def test_untrusted_pickle_is_refused_unless_trusted(trained, tmp_path):
