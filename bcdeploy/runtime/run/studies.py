@@ -25,6 +25,7 @@ from typing import Any
 from bcdeploy.errors import OutputError
 from bcdeploy.fileio import write_bytes
 from bcdeploy.runtime.run.ledger import Ledger
+from bcdeploy.runtime.run.outbox import inside
 from bcdeploy.runtime.run.work import describe_error
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,8 @@ def _basis(rows: list[dict[str, Any]], point: OperatingPoint, algorithm: Any) ->
 
 
 def _unchanged(out: Path, record: dict[str, Any] | None, basis: str) -> bool:
-    if record is None or record["basis"] != basis:
-        return False
+    if record is None or record["basis"] != basis or not inside(record["path"]):
+        return False  # (a path an edited ledger points outside the folder is never read: made anew)
     try:
         return hashlib.sha256((out / record["path"]).read_bytes()).hexdigest() == record["sha256"]
     except OSError:

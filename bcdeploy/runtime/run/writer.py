@@ -179,14 +179,12 @@ def _failed_image_info(work: Work) -> str | None:
     """What a study's CAD SR lists of an image that failed: its DICOM header's tags and study header,
     read again from the bytes or file it came from (the header only), or None when no header is
     readable there (then the image is known by its failure line alone)."""
-    from bcdeploy.runtime.images.dicom import header_of
+    from bcdeploy.runtime.images.dicom import dicom_tags, header_of
     from bcdeploy.runtime.results.dicom.source import checked_source, study_header
 
     dataset = header_of(work.source_bytes if work.source_bytes is not None else work.item.path)
     if dataset is None:
         return None
-    from bcdeploy.runtime.images.dicom import dicom_tags
-
     try:
         checked, _ = checked_source(dataset)
         info = {"tags": dicom_tags(dataset), "study_header": study_header(checked)}
