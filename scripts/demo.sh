@@ -62,9 +62,9 @@ if command -v dsrdump >/dev/null; then
   SR=$(ls "$OUT"/clinical/sr/*.dcm | head -1)
   echo "-- $SR as a viewer lists it (dsrdump, first lines):"
   dsrdump "$SR" | head -40 || true  # head closes the pipe early: SIGPIPE is not a failure
-  CAD=$(ls "$OUT"/clinical/cad/*.dcm | head -1)
+  CAD=$(ls -S "$OUT"/clinical/cad/*.dcm | head -1)  # the largest: the study with the most marks
   echo "-- a study's Mammography CAD SR (its marks, at the operating point bcdeploy test chose):"
-  dsrdump "$CAD" | grep -E 'Single Image Finding|Rendering Intent|Certainty|Summary of Detections|Probability' \
+  dsrdump "$CAD" 2>/dev/null | grep -E 'Single Image Finding|Rendering Intent|Certainty|Summary of Detections|Probability' \
     | head -12 || true
 fi
 
