@@ -57,10 +57,10 @@ def score_marks(marks: list[dict], gt: np.ndarray, *, malignant_index: int | Non
     """Match one image's marks to its ground-truth lesions (8-connected components of non-background,
     non-ignored pixels). A mark is a dict with its `score` and `pixels` (a boolean mask or index arrays
     of the predicted component)."""
-    import cv2
+    from bcdeploy.eval.lesions import ground_truth_lesions
 
     valid = gt != ignore_index
-    count, labels = cv2.connectedComponents(((gt > 0) & valid).astype(np.uint8), connectivity=8)
+    count, labels = ground_truth_lesions(gt, ignore_index)
     order = sorted(range(len(marks)), key=lambda i: -float(marks[i].get("score") or 0.0))
     claimed: set[int] = set()
     scores, hits = [], []

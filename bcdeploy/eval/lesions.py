@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+def ground_truth_lesions(gt: np.ndarray, ignore_index: int = 255) -> tuple[int, np.ndarray]:
+    """The ground-truth lesions as this module defines them: (count + 1, label image), label 0 for
+    background and ignored pixels (cv2.connectedComponents' convention)."""
+    import cv2
+
+    return cv2.connectedComponents(((gt > 0) & (gt != ignore_index)).astype(np.uint8), connectivity=8)
+
+
 @dataclass
 class LesionMetrics:
     class_names: list[str]
@@ -31,9 +39,8 @@ class LesionMetrics:
         import cv2
 
         valid = gt != self.ignore_index
-        gt_lesion = ((gt > 0) & valid).astype(np.uint8)
         pred_lesion = ((pred > 0) & valid).astype(np.uint8)
-        n_gt, gt_labels = cv2.connectedComponents(gt_lesion, connectivity=8)
+        n_gt, gt_labels = ground_truth_lesions(gt, self.ignore_index)
         n_pred, pred_labels, pred_stats, _ = cv2.connectedComponentsWithStats(pred_lesion, connectivity=8)
         big = np.zeros(n_pred, bool)
         big[1:] = pred_stats[1:, cv2.CC_STAT_AREA] >= max(self.min_area, 1)

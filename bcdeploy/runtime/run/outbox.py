@@ -65,13 +65,9 @@ def queue(db: sqlite3.Connection, row: dict[str, Any], kinds: frozenset[str]) ->
     if row.get("status") != "ok" or not kinds:
         return
     tags = json.loads(row.get("image") or "{}").get("tags") or {}
-    now = time.time()
     for kind, record in json.loads(row.get("outputs") or "{}").items():
         if kind in kinds and record.get("sop_uid"):
-            db.execute("INSERT OR IGNORE INTO outbox (path, sha256, sop_uid, kind, source, study_uid, state, created) "
-                       "VALUES (?, ?, ?, ?, ?, ?, 'due', ?)",
-                       (record["path"], record["sha256"], record["sop_uid"], kind, row["source"],
-                        tags.get("study_instance_uid"), now))
+            _due(db, record, kind, row["source"], tags.get("study_instance_uid"))
 
 
 def queue_study(db: sqlite3.Connection, record: dict[str, Any], kinds: frozenset[str]) -> None:
@@ -80,9 +76,14 @@ def queue_study(db: sqlite3.Connection, record: dict[str, Any], kinds: frozenset
     source = f"study:{record['study_uid']}"
     db.execute("DELETE FROM outbox WHERE source = ? AND kind = ? AND state = 'due'", (source, record["kind"]))
     if record["kind"] in kinds:
-        db.execute("INSERT OR IGNORE INTO outbox (path, sha256, sop_uid, kind, source, study_uid, state, created) "
-                   "VALUES (?, ?, ?, ?, ?, ?, 'due', ?)", (record["path"], record["sha256"], record["sop_uid"],
-                                                         record["kind"], source, record["study_uid"], time.time()))
+        _due(db, record, record["kind"], source, record["study_uid"])
+
+
+def _due(db: sqlite3.Connection, record: dict[str, Any], kind: str, source: str, study_uid: str | None) -> None:
+    """One written result (its path, sha256 and sop_uid) becomes due for sending."""
+    db.execute("INSERT OR IGNORE INTO outbox (path, sha256, sop_uid, kind, source, study_uid, state, created) "
+               "VALUES (?, ?, ?, ?, ?, ?, 'due', ?)",
+               (record["path"], record["sha256"], record["sop_uid"], kind, source, study_uid, time.time()))
 
 
 def inside(path: Any) -> bool:

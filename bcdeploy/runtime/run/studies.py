@@ -44,14 +44,14 @@ class OperatingPoint:
     @classmethod
     def choose(cls, asked: float | None, sidecar: dict[str, Any] | None) -> OperatingPoint:
         """--cad-threshold, else the threshold `bcdeploy test --cad-fp-per-image` wrote into the model's
-        sidecar (checked: a number in 0..1), else 0.5, said as such."""
+        sidecar (checked by its schema when the model was loaded: sidecar_schema.OperatingPointSchema),
+        else 0.5, said as such."""
         if asked is not None:
             return cls(float(asked), "--cad-threshold")
-        point = (sidecar or {}).get("cad") or {}
-        threshold = point.get("threshold") if isinstance(point, dict) else None
-        if isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and 0.0 <= threshold <= 1.0:
-            return cls(float(threshold), f"the model's sidecar ({point.get('fp_per_image')} false marks per image "
-                                         f"on {point.get('images')} images)")
+        point = (sidecar or {}).get("cad")
+        if point:
+            return cls(float(point["threshold"]), f"the model's sidecar ({point['fp_per_image']} false marks per "
+                                                  f"image on {point['images']} images)")
         return cls(DEFAULT_THRESHOLD, "the default (no operating point in the model's sidecar)")
 
 

@@ -33,7 +33,6 @@ evidence) around it. Codes come from codes.py.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,11 +40,9 @@ from typing import Any
 from bcdeploy._imports import require
 from bcdeploy.runtime.results.dicom import codes
 from bcdeploy.runtime.results.dicom.codes import Algorithm, Concept
+from bcdeploy.runtime.results.dicom.source import valid_for_vr, valid_orientation
 
 MAMMOGRAPHY_CAD_SR = "1.2.840.10008.5.1.4.1.1.88.50"
-_DATE = re.compile(r"^\d{8}$")
-_TIME = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
-_DIRECTION = re.compile(r"^[APRLHF]{1,3}$")
 
 
 @dataclass(frozen=True)
@@ -150,15 +147,15 @@ def _library_entry(image: CadImage) -> Any:
     view = codes.VIEW_CODES.get(image.view_code or "") or codes.VIEWS.get((image.view_position or "").upper())
     if view:
         context.append(_code(codes.IMAGE_VIEW, view, "HAS ACQ CONTEXT"))
-    orientation = (image.patient_orientation or "").split("\\")
-    if len(orientation) == 2 and all(_DIRECTION.match(part) for part in orientation):
-        context += [_text(codes.PATIENT_ORIENTATION_ROW, orientation[0], "HAS ACQ CONTEXT"),
-                    _text(codes.PATIENT_ORIENTATION_COLUMN, orientation[1], "HAS ACQ CONTEXT")]
-    for concept, value, kind, pattern in ((codes.STUDY_DATE, image.study_date, "DATE", _DATE),
-                                          (codes.STUDY_TIME, image.study_time, "TIME", _TIME),
-                                          (codes.CONTENT_DATE, image.content_date, "DATE", _DATE),
-                                          (codes.CONTENT_TIME, image.content_time, "TIME", _TIME)):
-        if value and pattern.match(value):
+    if image.patient_orientation and valid_orientation(image.patient_orientation):
+        row, column = image.patient_orientation.split("\\")
+        context += [_text(codes.PATIENT_ORIENTATION_ROW, row, "HAS ACQ CONTEXT"),
+                    _text(codes.PATIENT_ORIENTATION_COLUMN, column, "HAS ACQ CONTEXT")]
+    for concept, value, kind in ((codes.STUDY_DATE, image.study_date, "DATE"),
+                                 (codes.STUDY_TIME, image.study_time, "TIME"),
+                                 (codes.CONTENT_DATE, image.content_date, "DATE"),
+                                 (codes.CONTENT_TIME, image.content_time, "TIME")):
+        if value and valid_for_vr("DA" if kind == "DATE" else "TM", value):
             context.append(_moment(concept, kind, value))
     if image.spacing_mm:
         row, column = image.spacing_mm
@@ -239,11 +236,12 @@ def _intent(lesion: dict[str, Any], threshold: float) -> Concept:
 
 
 def _algorithm(algorithm: Algorithm) -> list[Any]:
-    """TID 4019: name, version and parameters (the checkpoint's SHA-256), side by side under the item
-    they identify the algorithm of."""
-    return [_text(codes.ALGORITHM_NAME, algorithm.short_name, "HAS CONCEPT MOD"),
-            _text(codes.ALGORITHM_VERSION, algorithm.short_version, "HAS CONCEPT MOD"),
-            _text(codes.ALGORITHM_PARAMETERS, algorithm.parameters, "HAS CONCEPT MOD")]
+    """TID 4019 as highdicom builds it for the TID 1500 SR (sr.py): name, version and parameters (the
+    checkpoint's SHA-256), side by side under the item they identify the algorithm of."""
+    hd = require("highdicom", "Writing a Mammography CAD SR")
+
+    return list(hd.sr.AlgorithmIdentification(name=algorithm.short_name, version=algorithm.short_version,
+                                              parameters=[algorithm.parameters]))
 
 
 def _evidence(image: CadImage, header: Any, study_uid: str) -> Any:

@@ -83,7 +83,7 @@ def checked_source(ds: Any, origin: str = "<dataset>") -> tuple[Any, list[DicomR
             repairs.append(DicomRepair(keyword, "", "completed with a trailing ^",
                                        "is a person name in one component (the retired form)"))
     orientation = source.get("PatientOrientation")
-    if orientation is not None and not _valid_orientation(orientation):
+    if orientation is not None and not valid_orientation(orientation):
         source.PatientOrientation = ""
         repairs.append(DicomRepair("PatientOrientation", str(orientation), "made empty",
                                    "is not two direction codes (A, P, R, L, H, F)"))
@@ -114,23 +114,30 @@ def log_repairs(repairs: list[DicomRepair], origin: str) -> None:
 
 def _invalid(element: Any) -> str | None:
     """Why pydicom's VR rules refuse the element's value, or None when it is valid."""
-    from pydicom import config
-    from pydicom.valuerep import validate_value
-
     values = element.value if element.VM > 1 else [element.value]
     for value in values:
-        if value in (None, ""):
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                validate_value(element.VR, value, config.RAISE)
-        except (ValueError, TypeError):
+        if value not in (None, "") and not valid_for_vr(element.VR, value):
             return f"is invalid for VR {element.VR}"  # pydicom's message would repeat the value
     return None
 
 
-def _valid_orientation(value: Any) -> bool:
+def valid_for_vr(vr: str, value: Any) -> bool:
+    """Whether pydicom's VR rules take one value (a DA of `2019-01-05` they do not)."""
+    from pydicom import config
+    from pydicom.valuerep import validate_value
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            validate_value(vr, value, config.RAISE)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def valid_orientation(value: Any) -> bool:
+    """Patient Orientation as PS3.3 C.7.6.1.1.1 has it: two direction codes (A P R L H F, combined), or
+    empty; a view name (`CC`) is no orientation."""
     if value in (None, ""):
         return True
     values = list(value) if not isinstance(value, str) else value.split("\\")
