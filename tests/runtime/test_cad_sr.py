@@ -226,3 +226,42 @@ def test_the_same_run_again_keeps_each_report_and_its_uid(studies, threshold_onn
     CliRunner().invoke(cli, ["infer", "--model", str(threshold_onnx), "-r", str(out.parent / "in"), "--out", str(out),
                              "--save", "masks,cad", "--cad-threshold", "0.0"])
     assert {p.name: p.read_bytes() for p in (out / "cad").iterdir()} == before
+
+
+def test_ctrl_c_part_way_writes_no_report_of_a_part_done_study_and_the_rerun_writes_the_whole(threshold_onnx,
+                                                                                               tmp_path):
+    import signal
+    import sqlite3
+    import sys
+    import time
+    from contextlib import closing
+
+    root, out = tmp_path / "in", tmp_path / "out"
+    study = None
+    for index in range(40):  # one study of many views: the interrupt lands inside it
+        laterality, view = VIEWS[index % 4]
+        ds = mammogram_dataset(_spots((480, 400), index % 7), patient_id="P3", laterality=laterality, view=view,
+                               study_uid=study, seed=index)
+        study = ds.StudyInstanceUID
+        write_syntax(ds, "explicit", root / f"{index:02d}.dcm")
+    cmd = [sys.executable, "-m", "bcdeploy.cli", "infer", "--model", str(threshold_onnx), str(root), "--out", str(out),
+           "--save", "masks,cad"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with closing(sqlite3.connect(f"file:{out / 'ledger.sqlite'}?mode=ro", uri=True)) as db:
+                if db.execute("SELECT count(*) FROM images").fetchone()[0] >= 1:
+                    break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in stderr, stderr
+    assert not (out / "cad").exists() or not list((out / "cad").iterdir())
+    result = CliRunner().invoke(cli, ["infer", "--model", str(threshold_onnx), str(root), "--out", str(out),
+                                      "--save", "masks,cad"])
+    assert result.exit_code == 0, result.output
+    library = _one(_cad(out, study).ContentSequence, "111028").ContentSequence
+    assert len(library) == 40

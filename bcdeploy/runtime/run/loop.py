@@ -170,7 +170,9 @@ def _close(ledger: Ledger, run_id: int, summary: RunSummary, fatal: OutputError 
     summary.seconds = time.perf_counter() - start
     counts = {"processed": summary.processed, "skipped": summary.skipped}
     with _keep_first(fatal) as first:
-        if studies is not None:
+        # A run that stopped part-way left studies part-done: their reports wait for the run that finishes
+        # them (a CAD SR of 2 of 4 views would read as the study's whole result)
+        if studies is not None and status == "done":
             from bcdeploy.runtime.run.studies import write_study_outputs
 
             write_study_outputs(out, ledger, run_id, **studies)
