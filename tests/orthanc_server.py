@@ -103,3 +103,72 @@ class OrthancProcess:
             for instance in series["Instances"]:
                 grouped.setdefault(modality, []).append(self.get(f"/instances/{instance}/simplified-tags"))
         return grouped
+
+
+class TlsFront:
+    """HTTPS in front of a plain HTTP server (what nginx or stunnel does before a hospital's Orthanc; the
+    Debian build of Orthanc 1.10 crashes on its own HTTPS): TLS 1.2+ with `cert`/`key`, and with
+    `client_ca` every client must present a certificate that CA signed. Bytes are relayed both ways."""
+
+    def __init__(self, target_port: int, cert: Path, key: Path, client_ca: Path | None = None) -> None:
+        import ssl
+        import threading
+
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.context.load_cert_chain(cert, key)
+        if client_ca is not None:
+            self.context.load_verify_locations(client_ca)
+            self.context.verify_mode = ssl.CERT_REQUIRED
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"https://localhost:{self.port}"
+        self.refused = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> TlsFront:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        import threading
+
+        try:
+            raw.settimeout(10)
+            tls = self.context.wrap_socket(raw, server_side=True)
+            tls.settimeout(None)
+        except OSError:
+            self.refused += 1
+            raw.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+
+        def pump(source: socket.socket, sink: socket.socket) -> None:
+            try:
+                while data := source.recv(65536):
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for sock in (source, sink):
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(upstream, tls), daemon=True).start()
+        pump(tls, upstream)

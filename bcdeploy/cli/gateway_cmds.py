@@ -66,6 +66,7 @@ class DicomArgs(OptionGroup):
     title: ClassVar[str] = "DICOM"
     scp: Any  # gateway.scp.ScpOptions without ssl_context
     max_spool_bytes: int
+    min_free_bytes: int
     study_idle_s: float
 
     @classmethod
@@ -79,6 +80,9 @@ class DicomArgs(OptionGroup):
             click.option("--max-associations", default=8, show_default=True, type=click.IntRange(1, 1000)),
             click.option("--max-spool-gb", default=50.0, show_default=True, type=click.FloatRange(0, min_open=True),
                          help="Instances are refused (0xA700, out of resources) while the spool holds this much."),
+            click.option("--min-free-gb", default=1.0, show_default=True, type=click.FloatRange(0),
+                         help="Instances are refused (0xA700) while the node's disk has less free: room is kept for "
+                              "results, ledger and audit trail; /readyz reports it."),
             MAX_PIXELS,
             click.option("--study-idle", "study_idle_s", default=10.0, show_default=True, type=click.FloatRange(0),
                          metavar="SECONDS", help="A study is segmented when no instance of it arrived for this long."),
@@ -86,14 +90,15 @@ class DicomArgs(OptionGroup):
 
     @classmethod
     def build(cls, *, port: int, host: str, ae_title: str, allow: tuple[str, ...], max_associations: int,
-              max_spool_gb: float, max_pixels: int, study_idle_s: float) -> DicomArgs:
+              max_spool_gb: float, min_free_gb: float, max_pixels: int, study_idle_s: float) -> DicomArgs:
         from bcdeploy.gateway.scp import ScpOptions
         from bcdeploy.pacs.destinations import check_ae_title
 
         scp = ScpOptions(ae_title=check_ae_title(ae_title, "--ae-title"), host=host, port=port,
                          allow=frozenset(check_ae_title(a, "--allow") for a in allow),
                          max_associations=max_associations, max_pixels=max_pixels)
-        return cls(scp=scp, max_spool_bytes=int(max_spool_gb * 1e9), study_idle_s=study_idle_s)
+        return cls(scp=scp, max_spool_bytes=int(max_spool_gb * 1e9), min_free_bytes=int(min_free_gb * 1e9),
+                   study_idle_s=study_idle_s)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,10 +116,11 @@ class ResultsArgs(OptionGroup):
         return [
             click.option("--send-to", metavar="AE@HOST:PORT", help="Send results by C-STORE to this DICOM node (a PACS)."),
             click.option("--send-tls-ca", type=click.Path(dir_okay=False, exists=True),
-                         help="Send over TLS; the PACS's certificate must be signed by this CA (PEM) and name its "
-                              "host, else nothing is sent (one line, an audit entry)."),
+                         help="Send over TLS; the PACS's certificate must be signed by this CA bundle (PEM) and name "
+                              "its host, else nothing is sent (one line, an audit entry). With --stow: an https:// "
+                              "URL's server, checked against this bundle instead of the system's."),
             click.option("--send-tls-cert", type=click.Path(dir_okay=False, exists=True),
-                         help="This node's client certificate (PEM), for a PACS that asks for one."),
+                         help="This node's client certificate (PEM), for a PACS (DICOM or DICOMweb) that asks for one."),
             click.option("--send-tls-key", type=click.Path(dir_okay=False, exists=True), help="Its private key (PEM)."),
             click.option("--send-tls-no-verify", is_flag=True,
                          help="Send over TLS to a PACS whose certificate cannot be verified (encrypted, not "
@@ -131,22 +137,25 @@ class ResultsArgs(OptionGroup):
     def build(cls, *, send_to: str | None, stow: str | None, save: str, calling_ae: str, send_tls_ca: str | None,
               send_tls_cert: str | None, send_tls_key: str | None, send_tls_no_verify: bool,
               cad_threshold: float | None) -> ResultsArgs:
-        from bcdeploy.pacs.destinations import DimseDestination, StowDestination, client_context
+        from bcdeploy.pacs.destinations import DimseDestination, HttpsTls, StowDestination, client_context
         from bcdeploy.runtime.results.outputs import parse_save
 
         if bool(send_to) == bool(stow):
             raise InputError("give one destination for the results: --send-to AE@HOST:PORT or --stow URL")
         tls_asked = bool(send_tls_ca or send_tls_cert or send_tls_key or send_tls_no_verify)
-        if tls_asked and not send_to:
-            raise InputError("--send-tls-* go with --send-to (a DICOMweb server's TLS is its https:// URL)")
+        if tls_asked and stow and not stow.lower().startswith("https://"):
+            raise InputError("--send-tls-* with --stow need an https:// URL")
         if bool(send_tls_cert) != bool(send_tls_key):
             raise InputError("--send-tls-cert and --send-tls-key go together")
         if send_tls_no_verify and send_tls_ca:
             raise InputError("--send-tls-no-verify and --send-tls-ca contradict each other: give one")
-        tls = (client_context(send_tls_ca, send_tls_cert, send_tls_key, verify=not send_tls_no_verify)
-               if tls_asked else None)
-        destination = (DimseDestination.parse(send_to, calling_ae=calling_ae, tls=tls) if send_to
-                       else StowDestination(stow))
+        if send_to:
+            tls = (client_context(send_tls_ca, send_tls_cert, send_tls_key, verify=not send_tls_no_verify)
+                   if tls_asked else None)
+            destination: Any = DimseDestination.parse(send_to, calling_ae=calling_ae, tls=tls)
+        else:
+            destination = StowDestination(stow, tls=HttpsTls(send_tls_ca, send_tls_cert, send_tls_key,
+                                                               verify=not send_tls_no_verify) if tls_asked else None)
         chosen = parse_save(save)
         if cad_threshold is not None and "cad" not in chosen:
             raise InputError("--cad-threshold sets the CAD SR's operating point: add `cad` to --save")
@@ -179,12 +188,46 @@ class SecurityArgs(OptionGroup):
         return cls(ssl_context=server_context(tls_cert, tls_key, tls_ca) if tls_cert else None, audit_phi=audit_phi)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MonitoringArgs(OptionGroup):
+    """The HTTP side for the hospital's monitoring (gateway/http.py): off unless --http is given."""
+
+    title: ClassVar[str] = "Monitoring"
+    http: Any  # gateway.http.HttpOptions or None
+    ready_window_s: float
+
+    @classmethod
+    def options(cls) -> list:
+        return [
+            click.option("--http", "http_address", metavar="HOST:PORT",
+                         help="Serve /metrics (Prometheus), /healthz, /readyz and a status page at / here "
+                              "(e.g. 127.0.0.1:9110)."),
+            click.option("--http-allow", multiple=True, metavar="NETWORK",
+                         help="Networks whose clients may connect (repeat it, e.g. 10.2.0.0/24); needed to listen "
+                              "on any address but loopback."),
+            click.option("--ready-window", "ready_window_min", default=15.0, show_default=True,
+                         type=click.FloatRange(0, min_open=True), metavar="MINUTES",
+                         help="/readyz fails when a result has waited this long and the destination stored none "
+                              "in as long."),
+        ]
+
+    @classmethod
+    def build(cls, *, http_address: str | None, http_allow: tuple[str, ...], ready_window_min: float) -> MonitoringArgs:
+        from bcdeploy.gateway.http import HttpOptions
+
+        if http_allow and not http_address:
+            raise InputError("--http-allow goes with --http HOST:PORT")
+        return cls(http=HttpOptions.parse(http_address, http_allow) if http_address else None,
+                   ready_window_s=ready_window_min * 60)
+
+
 @cloup.command()
 @NodeArgs.section()
 @DicomArgs.section()
 @NodeModelArgs.section()
 @ResultsArgs.section()
 @SecurityArgs.section()
+@MonitoringArgs.section()
 def gateway(**values) -> None:
     """Run as a DICOM node: receive mammograms by C-STORE, segment each study once it is complete, send
     SEG, SR and overlay to the PACS; audit trail in --out/audit.jsonl."""
@@ -201,12 +244,14 @@ def gateway(**values) -> None:
     dicom = DicomArgs.parse(values)
     results = ResultsArgs.parse(values, calling_ae=dicom.scp.ae_title)
     security = SecurityArgs.parse(values)
+    monitoring = MonitoringArgs.parse(values)
     parsed_all(values)
     scp = replace(dicom.scp, ssl_context=security.ssl_context)
     options = GatewayOptions(out=node_args.out, scp=scp, destination=results.destination, save=results.save,
                              cad_threshold=results.cad_threshold,
                              study_idle_s=dicom.study_idle_s, max_spool_bytes=dicom.max_spool_bytes,
-                             audit_phi=security.audit_phi)
+                             min_free_bytes=dicom.min_free_bytes, audit_phi=security.audit_phi,
+                             http=monitoring.http, ready_window_s=monitoring.ready_window_s)
     _node_logging()
     node_log = logging.getLogger("bcdeploy.gateway")
     if not scp.allow:

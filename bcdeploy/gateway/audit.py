@@ -73,3 +73,27 @@ def read_audit(root: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def recent_failures(root: Path, limit: int = 20, tail_bytes: int = 256 * 1024) -> list[dict[str, Any]]:
+    """The last `limit` events that did not succeed (refusals, security alerts, failed sends), newest
+    first, from the end of the trail only: a node's trail of months is never read whole for a page."""
+    path = Path(root) / AUDIT_NAME
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - tail_bytes))
+            lines = handle.read().splitlines()[1 if size > tail_bytes else 0:]  # the first may be a part line
+    except FileNotFoundError:
+        return []
+    failures = []
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("outcome"):
+            failures.append(event)
+            if len(failures) >= limit:
+                break
+    return failures

@@ -26,6 +26,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,9 +34,12 @@ from typing import Any
 
 from bcdeploy.errors import BcDeployError
 from bcdeploy.gateway.audit import MAJOR_FAILURE, SERIOUS_FAILURE, SUCCESS, AuditLog
+from bcdeploy.gateway.http import HttpOptions
+from bcdeploy.gateway.metrics import NodeMetrics, NodeState
 from bcdeploy.gateway.scp import ScpOptions, StorageSCP
 from bcdeploy.gateway.source import KEY_PREFIX, SpoolSource, source_key
 from bcdeploy.gateway.spool import QUARANTINE_AFTER, Instance, Spool
+from bcdeploy.gateway.status_page import StudyOutcome
 from bcdeploy.pacs.destinations import Destination
 from bcdeploy.pacs.sender import Sender
 from bcdeploy.runtime.model.predictor import Predictor
@@ -59,7 +63,10 @@ class GatewayOptions:
     cad_threshold: float | None = None  # the CAD SR's operating point (runtime/run/studies.py)
     study_idle_s: float = 10.0
     max_spool_bytes: int | None = None
+    min_free_bytes: int = 0  # the disk's floor: instances are refused under it (--min-free-gb)
     audit_phi: bool = False
+    http: HttpOptions | None = None  # /metrics, /healthz, /readyz and the status page (http.py)
+    ready_window_s: float = 900.0  # /readyz: how long a result may wait while the destination stores nothing
     sender: dict[str, Any] = field(default_factory=dict)  # Sender's waits and limits (tests shorten them)
 
 
@@ -67,23 +74,43 @@ class Gateway:
     def __init__(self, open_predictor: Callable[[], Predictor], options: GatewayOptions) -> None:
         self.options = options
         self.stop = threading.Event()
-        self.spool = Spool(options.out, max_bytes=options.max_spool_bytes)
+        self.started = time.time()
+        self.spool = Spool(options.out, max_bytes=options.max_spool_bytes, min_free_bytes=options.min_free_bytes)
         self.audit = AuditLog(options.out, phi=options.audit_phi)
+        self.metrics = NodeMetrics()
         self.predictor = open_predictor()
-        self.scp = StorageSCP(options.scp, self.spool, self.audit)
+        self.model = self.predictor.describe()
+        self.scp = StorageSCP(options.scp, self.spool, self.audit, self.metrics)
         self.outbox = open_outbox(self.spool.results)
         self.spool.move_results_to(self.outbox, source_key)  # a state that predates the one outbox (spool.py)
         self.sender = Sender(self.outbox, options.destination, report=self._audit_result,
                              on_reachability=self._audit_destination, **options.sender)
+        self.destination_up = True  # until the sender finds it down
+        self.last_contact: float | None = None  # when the destination last stored a result
+        self.recent: deque[StudyOutcome] = deque(maxlen=50)  # the status page's recent studies
         self._in_run = False
         self._retry_after: dict[str, float] = {}
+        self._watch()
+
+    def _watch(self) -> None:
+        from bcdeploy import __version__
+
+        self.metrics.describe_model(self.model, __version__)
+        self.metrics.watch(NodeState(results=self.outbox.counts, spool_bytes=self.spool.spooled_bytes,
+                                     folder=self.spool.root, associations_open=lambda: self.scp.associations_open,
+                                     destination_up=lambda: self.destination_up, last_contact=lambda: self.last_contact))
 
     def serve(self, on_ready: Callable[[int], None] | None = None) -> None:
         """Run until SIGTERM or Ctrl-C (or `stop` is set)."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         sender = threading.Thread(target=self.sender.run, args=(self.stop,), name="sender", daemon=True)
+        http = None
         try:
             self.scp.start()
+            if self.options.http is not None:
+                from bcdeploy.gateway.monitor import start_monitor
+
+                http = start_monitor(self, self.options.http)
             self.audit.record("application", "E", SUCCESS, text="node started",
                               destination={"ae": self.options.scp.ae_title, "address": f":{self.scp.port}"})
             sender.start()
@@ -99,6 +126,8 @@ class Gateway:
         finally:
             self.stop.set()
             self.scp.stop()
+            if http is not None:
+                http.stop()
             self.sender.wake.set()
             if sender.is_alive():
                 sender.join(timeout=60)
@@ -115,6 +144,9 @@ class Gateway:
         self.spool.close()
 
     def _audit_result(self, result: Delivery, sent: bool, text: str) -> None:
+        if sent:
+            self.last_contact = time.time()
+        (self.metrics.sent if sent else self.metrics.send_refused).labels(result.kind).inc()
         self.audit.record("instance", "R", SUCCESS if sent else SERIOUS_FAILURE, text=text,
                           destination={"ae": self.options.destination.describe()},
                           objects={"study_uid": result.study_uid, "kind": result.kind, "sop_uids": [result.sop_uid],
@@ -124,6 +156,7 @@ class Gateway:
     def _audit_destination(self, up: bool, text: str) -> None:
         """An outage of the results' destination begins or ends: an Application Activity line; a peer
         refused at the TLS layer (an untrusted certificate) is a Security Alert."""
+        self.destination_up = up
         event = "security" if "TLS" in text and not up else "application"
         self.audit.record(event, "E", SUCCESS if up else SERIOUS_FAILURE, text=f"destination: {text}",
                           destination={"ae": self.options.destination.describe()})
@@ -162,6 +195,7 @@ class Gateway:
                  "alone (a decoder or model crash on this file?); not tried again, kept at "
                  f"{instance.path.relative_to(self.spool.root)}")
         self.spool.quarantine(instance, error)
+        self.metrics.quarantined.inc()
         log.error("study %s: %s", instance.study_uid, error)
         self.audit.record("instance", "E", MAJOR_FAILURE, text=f"quarantined: {error}",
                           objects={"study_uid": instance.study_uid, "sop_uids": [instance.sop_uid]})
@@ -171,8 +205,13 @@ class Gateway:
         from bcdeploy.runtime.run import RunOptions, run
 
         settled: dict[str, dict] = {}
+
+        def on_settled(row: dict) -> None:
+            settled[row["source"]] = row
+            self.metrics.image_settled(row)
+
         options = RunOptions(out=self.spool.results, save=self.options.save, max_pixels=self.options.scp.max_pixels,
-                             modalities=frozenset({"MG"}), on_settled=lambda row: settled.update({row["source"]: row}),
+                             modalities=frozenset({"MG"}), on_settled=on_settled,
                              deliver=dicom_kinds(self.options.save), cad_threshold=self.options.cad_threshold)
         started = time.perf_counter()
         log.info("study %s: segmenting %d image(s)", study, len(instances))
@@ -183,6 +222,9 @@ class Gateway:
         except BcDeployError as err:
             log.error("study %s: %s; trying again in %.0f s", study, err, RETRY_STUDY_S)
             self._retry_after[study] = time.monotonic() + RETRY_STUDY_S
+            self.metrics.studies_failed.inc()
+            self.recent.appendleft(StudyOutcome(study, instances[0].calling_ae, time.time(), 0, 0, len(instances),
+                                                None, time.perf_counter() - started, "run failed; tried again"))
             return False
         finally:
             self._in_run = False
@@ -190,6 +232,12 @@ class Gateway:
         for instance in instances:
             self.spool.release(instance)
         self.sender.wake.set()
+        self.metrics.studies.inc()
+        outcome = "interrupted" if summary.interrupted else "with failures" if summary.failed else "done"
+        self.recent.appendleft(StudyOutcome(study, instances[0].calling_ae, time.time(), summary.processed,
+                                            summary.skipped, len(summary.failed),
+                                            summary.highest_case[1] if summary.highest_case else None,
+                                            time.perf_counter() - started, outcome))
         score = f", highest case score {summary.highest_case[1]:.2f}" if summary.highest_case else ""
         log.info("study %s: %d image(s) segmented, %d unchanged, %d failed%s (%.1f s)%s", study,
                     summary.processed, summary.skipped, len(summary.failed), score, time.perf_counter() - started,

@@ -12,7 +12,9 @@
   the pixel budget, pixel data shorter than its header says (truncated), or not a mammogram, 0xA900
   (does not match the SOP class as we process it); other bytes under a SOP Instance UID held already,
   0x0111 (duplicate SOP instance; the first copy is kept); the spool full, 0xA700 (out of resources). Each is one log line and one audit
-  line, and the association goes on: the next instance is judged on its own.
+  line, and the association goes on: the next instance is judged on its own. The spool full or the
+  disk under its floor (--min-free-gb) are 0xA700 too.
+- Each of these events is counted for /metrics (metrics.py) beside its audit line.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from bcdeploy._imports import require
 from bcdeploy.errors import BcDeployError, InputError
 from bcdeploy.gateway import sop_classes
 from bcdeploy.gateway.audit import MAJOR_FAILURE, MINOR_FAILURE, SERIOUS_FAILURE, SUCCESS, AuditLog
+from bcdeploy.gateway.metrics import NodeMetrics
 from bcdeploy.gateway.spool import Collision, Instance, Spool, check_uid
 from bcdeploy.runtime.images.decoder_guard import decoding, is_interrupt
 
@@ -41,9 +44,11 @@ DUPLICATE_INSTANCE = 0x0111  # PS3.7 C.4: a SOP Instance UID already held, with 
 
 
 class Refused(BcDeployError):
-    def __init__(self, status: int, message: str) -> None:
+    """A C-STORE answered with a failure `status`; `reason` names it in the metrics and the audit line."""
+
+    def __init__(self, status: int, message: str, *, reason: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.reason = status, reason
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,9 +63,9 @@ class ScpOptions:
 
 
 class StorageSCP:
-    def __init__(self, options: ScpOptions, spool: Spool, audit: AuditLog,
+    def __init__(self, options: ScpOptions, spool: Spool, audit: AuditLog, metrics: NodeMetrics,
                  on_received: Callable[[Instance], None] = lambda instance: None) -> None:
-        self.options, self.spool, self.audit, self.on_received = options, spool, audit, on_received
+        self.options, self.spool, self.audit, self.metrics, self.on_received = options, spool, audit, metrics, on_received
         self._server: Any = None
         self._stopping = threading.Lock()
 
@@ -87,6 +92,11 @@ class StorageSCP:
         log.debug("pynetdicom %s listening", pynetdicom.__version__)
 
     @property
+    def associations_open(self) -> int:
+        server = self._server
+        return len(server.active_associations) if server is not None else 0
+
+    @property
     def port(self) -> int:
         return int(self._server.server_address[1]) if self._server is not None else self.options.port
 
@@ -99,6 +109,7 @@ class StorageSCP:
 
     # --- association events ---------------------------------------------------------------------------
     def _accepted(self, event: Any) -> None:
+        self.metrics.associations.inc()
         self.audit.record("association", "E", SUCCESS, text="association accepted", source=_peer(event),
                           destination={"ae": self.options.ae_title})
 
@@ -106,11 +117,12 @@ class StorageSCP:
         peer = _peer(event)
         called = str(getattr(event.assoc.requestor.primitive, "called_ae_title", "") or "").strip()
         if self.options.allow and peer["ae"] not in self.options.allow:
-            why = f"calling AE title {peer['ae']!r} is not in --allow"
+            reason, why = "calling_ae", f"calling AE title {peer['ae']!r} is not in --allow"
         elif called != self.options.ae_title:
-            why = f"called AE title {called!r} is not this node's ({self.options.ae_title})"
+            reason, why = "called_ae", f"called AE title {called!r} is not this node's ({self.options.ae_title})"
         else:
-            why = f"more than {self.options.max_associations} associations at once"
+            reason, why = "limit", f"more than {self.options.max_associations} associations at once"
+        self.metrics.associations_refused.labels(reason).inc()
         log.warning("association from %s at %s refused: %s", peer["ae"], peer["address"], why)
         self.audit.record("security", "E", SERIOUS_FAILURE, text=f"association refused: {why}", source=peer,
                           destination={"ae": called or self.options.ae_title})
@@ -118,6 +130,7 @@ class StorageSCP:
     def _refused_peer(self, address: str, why: str) -> None:
         """A connection that never became an association (the TLS handshake failed or timed out)."""
         log.warning("connection from %s refused: %s", address, why)
+        self.metrics.associations_refused.labels("tls").inc()
         self.audit.record("security", "E", SERIOUS_FAILURE, text=f"connection refused: {why}",
                           source={"ae": "", "address": address}, destination={"ae": self.options.ae_title})
 
@@ -129,6 +142,7 @@ class StorageSCP:
         objects: dict[str, Any] = {"sop_class": sop_class, "sop_uids": [sop_uid]}
         if sop_class not in sop_classes.SEGMENTED:
             log.info("%s from %s: %s accepted, not segmented", sop_uid, peer["ae"], sop_classes.name(sop_class))
+            self.metrics.received.labels("false").inc()
             self.audit.record("instance", "C", SUCCESS, text="accepted, not segmented (SOP class)", source=peer,
                               objects=objects)
             return SUCCESS_STATUS
@@ -138,31 +152,34 @@ class StorageSCP:
             if ds is None:  # an image class, but not a mammogram by its Modality (sop_classes.KEPT_ONLY_IF_MG)
                 log.info("%s from %s: %s of another modality than MG accepted, not segmented", sop_uid, peer["ae"],
                          sop_classes.name(sop_class))
+                self.metrics.received.labels("false").inc()
                 self.audit.record("instance", "C", SUCCESS, text="accepted, not segmented (modality)", source=peer,
                                   objects=objects)
                 return SUCCESS_STATUS
             objects["study_uid"] = str(ds.StudyInstanceUID)
-            if not self.spool.has_room(len(data)):
-                raise Refused(OUT_OF_RESOURCES, f"the spool is full ({self.spool.max_bytes:,} bytes; --max-spool): "
-                                                "the node processes what it holds first")
+            if full := self.spool.no_room(len(data)):
+                raise Refused(OUT_OF_RESOURCES, full[1], reason=full[0])
             try:
                 instance = self.spool.receive(data, study_uid=str(ds.StudyInstanceUID),
                                               series_uid=str(ds.SeriesInstanceUID), sop_uid=sop_uid,
                                               sop_class=sop_class, calling_ae=peer["ae"])
             except Collision as err:
-                raise Refused(DUPLICATE_INSTANCE, str(err)) from None
+                raise Refused(DUPLICATE_INSTANCE, str(err), reason="duplicate") from None
         except Refused as err:
             log.warning("%s from %s refused (0x%04X): %s", sop_uid, peer["ae"], err.status, err)
             outcome = MINOR_FAILURE if err.status == OUT_OF_RESOURCES else SERIOUS_FAILURE
+            self.metrics.refused.labels(err.reason).inc()
             self.audit.record("instance", "C", outcome, text=str(err), source=peer, objects=objects)
             return err.status
         except BaseException as err:  # a failure status for this instance, never a dropped association
             if is_interrupt(err):
                 raise
             log.error("%s from %s not stored: %s", sop_uid, peer["ae"], err)
+            self.metrics.refused.labels("not_stored").inc()
             self.audit.record("instance", "C", MAJOR_FAILURE, text=f"not stored: {err}", source=peer, objects=objects)
             return OUT_OF_RESOURCES
         log.info("%s from %s stored (study %s)", sop_uid, peer["ae"], instance.study_uid)
+        self.metrics.received.labels("true").inc()
         self.audit.record("instance", "C", SUCCESS, text="stored", source=peer, objects=objects,
                           patient=_patient(ds))
         self.on_received(instance)
@@ -180,10 +197,10 @@ class StorageSCP:
                 for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
                     check_uid(ds.get(keyword), f"{origin}: {keyword}")
         except InputError as err:
-            raise Refused(CANNOT_UNDERSTAND, str(err)) from None
+            raise Refused(CANNOT_UNDERSTAND, str(err), reason="cannot_understand") from None
         if str(ds.SOPInstanceUID) != sop_uid or str(ds.get("SOPClassUID", "")) != sop_class:
             raise Refused(CANNOT_UNDERSTAND, f"{origin}: the dataset's SOP class or instance UID differs from the "
-                                             "C-STORE request's")
+                                             "C-STORE request's", reason="cannot_understand")
         modality = str(ds.get("Modality", "")).strip().upper()
         if sop_class in sop_classes.KEPT_ONLY_IF_MG and modality != "MG":
             return None
@@ -194,7 +211,7 @@ class StorageSCP:
             with decoding(origin, "the DICOM header"):
                 check_header(ds, origin, max_pixels=self.options.max_pixels, frame=None, modalities=frozenset({"MG"}))
         except InputError as err:
-            raise Refused(DOES_NOT_MATCH, str(err)) from None
+            raise Refused(DOES_NOT_MATCH, str(err), reason="does_not_match") from None
         return ds
 
 

@@ -19,7 +19,9 @@ instance whose own runs never returned QUARANTINE_AFTER times is marked failed, 
 never tried again: one hostile file cannot put the node in a crash loop (gateway/node.py).
 
 The spool's quota (--max-spool-gb) counts what is waiting to be segmented; failed instances stay for a
-look, outside it (`gateway --status` shows their size), so failures never lock out new studies.
+look, outside it (`gateway --status` shows their size), so failures never lock out new studies. The
+disk's floor (--min-free-gb) keeps room for what the node writes after accepting: results, ledger,
+audit trail.
 
 A study is due when it has instances waiting and none arrived for the idle time. An image's results
 are due from the moment the run commits its row (the same ledger transaction queues them); the
@@ -38,6 +40,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -78,6 +81,7 @@ SCHEMA_VERSION = "3"
 MIGRATIONS = {"1": "ALTER TABLE instances ADD COLUMN crashed_runs INTEGER NOT NULL DEFAULT 0"}
 _LEGACY_RESULTS = ("path", "sha256", "sop_uid", "kind", "source_sop", "study_uid", "state", "attempts", "error",
                    "created", "sent")
+NO_RESULTS = {"due": 0, "sent": 0, "refused": 0, "last_error": None, "oldest_due": None}  # an outbox not yet made
 QUARANTINE_AFTER = 2  # runs of one instance alone that never returned before it is not tried again
 
 
@@ -89,6 +93,7 @@ class Instance:
     path: Path  # absolute
     sha256: str
     crashed_runs: int = 0  # runs of it that began and never returned (module docstring)
+    calling_ae: str = ""  # who sent it
 
 
 class Collision(InputError):
@@ -103,10 +108,11 @@ def check_uid(value: Any, what: str) -> str:
 
 
 class Spool:
-    def __init__(self, root: Path, *, max_bytes: int | None = None) -> None:
+    def __init__(self, root: Path, *, max_bytes: int | None = None, min_free_bytes: int = 0) -> None:
         self.root = Path(root)
         self.results = self.root / RESULTS
         self.max_bytes = max_bytes
+        self.min_free_bytes = min_free_bytes
         self.path = self.root / DB_NAME
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -150,8 +156,22 @@ class Spool:
         """The bytes of the spooled instances in `state`: the quota counts those waiting (module docstring)."""
         return int(self._query("SELECT COALESCE(SUM(size), 0) FROM instances WHERE state = ?", (state,))[0][0])
 
-    def has_room(self, size: int) -> bool:
-        return self.max_bytes is None or self.spooled_bytes() + size <= self.max_bytes
+    def no_room(self, size: int) -> tuple[str, str] | None:
+        """Why an instance of `size` bytes is refused now: (reason, line), or None when there is room. Over
+        the quota (--max-spool-gb), or the file system would keep less than `min_free_bytes`
+        (--min-free-gb): refused while the sender is there to be told and retry, rather than written
+        into a disk the results, the ledger and the audit trail still need."""
+        if self.max_bytes is not None and self.spooled_bytes() + size > self.max_bytes:
+            return "spool_full", (f"the spool is full ({self.max_bytes:,} bytes; --max-spool-gb): the node processes "
+                                  "what it holds first")
+        free = self.free_bytes()
+        if free - size < self.min_free_bytes:
+            return "disk_low", (f"the node's disk has {free:,} bytes free, under --min-free-gb "
+                                f"({self.min_free_bytes:,}): the node keeps room for its results")
+        return None
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
 
     def receive(self, data: bytes, *, study_uid: str, series_uid: str, sop_uid: str, sop_class: str,
                 calling_ae: str) -> Instance:
@@ -196,9 +216,9 @@ class Spool:
         return [row[0] for row in rows]
 
     def waiting(self, study_uid: str) -> list[Instance]:
-        rows = self._query("SELECT sop_uid, study_uid, series_uid, path, sha256, crashed_runs FROM instances "
+        rows = self._query("SELECT sop_uid, study_uid, series_uid, path, sha256, crashed_runs, calling_ae FROM instances "
                            "WHERE study_uid = ? AND state = 'waiting' ORDER BY series_uid, sop_uid", (study_uid,))
-        return [Instance(r[0], r[1], r[2], self.root / r[3], r[4], r[5]) for r in rows]
+        return [Instance(r[0], r[1], r[2], self.root / r[3], r[4], r[5], r[6] or "") for r in rows]
 
     @contextlib.contextmanager
     def run_of(self, instances: list[Instance]) -> Iterator[None]:
@@ -258,13 +278,13 @@ class Spool:
     # --- reporting ------------------------------------------------------------------------------------
     def status(self, results: dict[str, Any] | None = None) -> dict[str, Any]:
         """The queue, for `gateway --status` and the log; `results`: the outbox's counts (none: empty)."""
-        results = results or {"due": 0, "sent": 0, "refused": 0, "last_error": None}
+        results = results or NO_RESULTS
         instances = dict(self._query("SELECT state, COUNT(*) FROM instances GROUP BY state"))
         return {"received": sum(instances.values()), "waiting": instances.get("waiting", 0),
                 "processed": instances.get("processed", 0), "failed": instances.get("failed", 0),
                 "results_due": results["due"], "sent": results["sent"], "refused": results["refused"],
                 "spool_bytes": self.spooled_bytes(), "failed_bytes": self.spooled_bytes("failed"),
-                "last_send_error": results["last_error"]}
+                "last_send_error": results["last_error"], "oldest_due": results.get("oldest_due")}
 
     def close(self) -> None:
         with self._lock:
@@ -294,7 +314,7 @@ def _outbox_counts(spool: Spool) -> dict[str, Any]:
     if spool._query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'results'"):
         return delivery_counts(spool._query, "results")
     if not (spool.results / LEDGER_NAME).is_file():
-        return {"due": 0, "sent": 0, "refused": 0, "last_error": None}
+        return NO_RESULTS
     outbox = open_outbox(spool.results, read_only=True)
     try:
         return outbox.counts()

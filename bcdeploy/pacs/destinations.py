@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from bcdeploy._imports import require
 from bcdeploy.errors import InputError, PacsError, PacsRefused
+from bcdeploy.pacs.dicomweb import HttpsTls
 
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: 16 characters, no backslash, no control
 
@@ -133,9 +134,10 @@ class DimseDestination:
 
 @dataclass(frozen=True)
 class StowDestination:
-    """A DICOMweb server's STOW-RS endpoint (pacs/dicomweb.py)."""
+    """A DICOMweb server's STOW-RS endpoint (pacs/dicomweb.py); `tls` for an https:// URL."""
 
     url: str
+    tls: HttpsTls | None = None
 
     def describe(self) -> str:
         """The URL as lines and the audit trail may show it: a `user:password@` in it is left out."""
@@ -150,7 +152,7 @@ class StowDestination:
     def session(self, datasets: Sequence[Any]) -> Iterator[Callable[[Any], None]]:
         from bcdeploy.pacs.dicomweb import DicomWebPacs
 
-        pacs = DicomWebPacs(self.url)
+        pacs = DicomWebPacs(self.url, tls=self.tls)
 
         def send(dataset: Any) -> None:
             pacs.store([dataset])

@@ -34,13 +34,47 @@ class InstanceRef:
         return f"studies/{self.study_uid}/series/{self.series_uid}/instances/{self.sop_uid}"
 
 
+@dataclass(frozen=True)
+class HttpsTls:
+    """TLS for a DICOMweb destination (requests takes files, not an SSLContext): the server's certificate
+    checked against `ca` (else the system's trust store), ours presented from `cert`/`key` when given;
+    `verify=False` accepts any server, only when told so."""
+
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+    verify: bool = True
+
+    def apply(self, session: Any) -> None:
+        """Every https:// request of `session` verifies and presents as told. Through an adapter, not
+        `session.verify`: requests lets REQUESTS_CA_BUNDLE in the environment override a session's
+        verify (psf/requests#3829), and a node's CA must not depend on the service's environment."""
+        from requests.adapters import HTTPAdapter
+
+        verify: bool | str = (self.ca or True) if self.verify else False
+        cert = (self.cert, self.key) if self.cert else None
+
+        class _Pinned(HTTPAdapter):
+            def send(self, request: Any, **kwargs: Any) -> Any:
+                return super().send(request, **{**kwargs, "verify": verify, "cert": cert})
+
+        session.mount("https://", _Pinned())
+
+
 class DicomWebPacs:
     """One DICOMweb server, e.g. Orthanc's plugin at http://127.0.0.1:8042/dicom-web."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, *, timeout: float = 30.0, headers: dict[str, str] | None = None,
+                 tls: HttpsTls | None = None) -> None:
         client_mod = require("dicomweb_client", "Talking to a PACS over DICOMweb")
         self.url = url.rstrip("/")
-        self._client = client_mod.DICOMwebClient(self.url, headers=headers, timeout=timeout)
+        session = None
+        if tls is not None:
+            from dicomweb_client.session_utils import create_session
+
+            session = create_session()
+            tls.apply(session)
+        self._client = client_mod.DICOMwebClient(self.url, session=session, headers=headers, timeout=timeout)
         # dicomweb-client retries every failure, a refused connection included, 5 times with waits
         # doubling from 2 s: 30 s before a mistyped URL is reported. Busy-server codes still get retried.
         self._client.set_http_retry_params(max_attempts=3, wait_exponential_multiplier=250)
@@ -117,9 +151,28 @@ class DicomWebPacs:
             status = err.response.status_code if err.response is not None else "?"
             kind = PacsRefused if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429) else PacsError
             raise kind(f"{self.url}: {what} failed with HTTP {status}") from None
+        except requests.exceptions.SSLError as err:  # said as the DIMSE destination says it (sender, audit)
+            raise PacsError(f"{self.url}: TLS handshake refused: {_tls_reason(err)}") from None
         except requests.exceptions.RequestException as err:
             raise PacsError(f"{self.url}: cannot {what} ({type(err).__name__}); is the DICOMweb URL right "
                             "and the server running?") from None
+
+
+def _tls_reason(err: BaseException) -> str:
+    """The SSL error's own reason ("certificate verify failed: ..."), found below requests' and urllib3's
+    wrappings (they hold it as a cause, a context or their first argument)."""
+    import ssl
+
+    todo: list[object] = [err]
+    for _ in range(32):  # a chain, never walked for ever (a cycle of contexts)
+        if not todo:
+            break
+        seen = todo.pop()
+        if isinstance(seen, ssl.SSLError):
+            return str(getattr(seen, "verify_message", None) or seen.reason or seen)[:160]
+        if isinstance(seen, BaseException):
+            todo += [seen.__cause__, seen.__context__, *seen.args[:1]]
+    return type(err).__name__
 
 
 def _value(item: dict[str, Any], tag: str) -> str | None:

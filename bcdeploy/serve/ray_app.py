@@ -9,8 +9,8 @@ call). For GPU production, `bcdeploy export --triton` writes a Triton model repo
 
 Protocol (HTTP/JSON): `POST /segment` with the image file as the body (TIFF, PNG, JPEG or DICOM,
 any of the runtime's formats) returns `{"width", "height", "classes", "mask_png_b64", "lesions",
-"timings_ms", "node"}`; `GET /segment/metadata` returns the model's sidecar; Ray Serve answers
-`GET /-/healthz`. Errors are `{"error": "<one line>"}` with 400 (bad image), 413 (body over the
+"timings_ms", "node"}`; `GET /segment/metadata` returns the model's sidecar, `GET /segment/metrics`
+the application's counters for Prometheus (metrics.py); Ray Serve answers `GET /-/healthz`. Errors are `{"error": "<one line>"}` with 400 (bad image), 413 (body over the
 limit), 503 (no replica could answer; retry) or 500 (a bug: the server log has the traceback).
 
 Two deployments: `HttpIngress` (0 CPUs, on the head node beside Serve's HTTP proxy) reads the body
@@ -122,15 +122,36 @@ class HttpIngress:
     """HTTP in front of the replicas: routes, the body cap, retries on lost replicas, clean errors."""
 
     def __init__(self, segmenter: Any, max_body_bytes: int) -> None:
+        from bcdeploy.serve.metrics import ServeMetrics
+
         bind_replica_grpc_to_loopback()
         self.segmenter = segmenter
         self.max_body_bytes = max_body_bytes
+        self.metrics = ServeMetrics()
 
     async def __call__(self, request: Any) -> Any:
+        import time
+
+        from starlette.responses import Response
+
+        path = request.url.path.rstrip("/")
+        if request.method == "GET" and path.endswith("/metrics"):
+            body, content_type = self.metrics.exposition()
+            return Response(body, media_type=content_type)
+        route = "metadata" if path.endswith("/metadata") else "segment"
+        started = time.perf_counter()
+        response = await self._answer(request, route)
+        self.metrics.answered(route, response.status_code, time.perf_counter() - started)
+        return response
+
+    async def _answer(self, request: Any, route: str) -> Any:
         from starlette.responses import JSONResponse
 
-        if request.method == "GET" and request.url.path.rstrip("/").endswith("metadata"):
-            return JSONResponse(await self._call("metadata"))
+        if request.method == "GET" and route == "metadata":
+            try:
+                return JSONResponse(await self._call("metadata"))
+            except ReplicasUnavailable as err:
+                return JSONResponse({"error": str(err)}, status_code=503)
         if request.method != "POST":
             return JSONResponse({"error": f"POST an image file to {ROUTE}"}, status_code=405)
         try:

@@ -49,11 +49,11 @@ def dcmtk(tool: str) -> str:
 class Node:
     """`bcdeploy gateway` as a subprocess on a free loopback port."""
 
-    def __init__(self, out: Path, model: Path, pacs: OrthancProcess, *extra: str) -> None:
+    def __init__(self, out: Path, model: Path, pacs: OrthancProcess, *extra: str, log_path: Path | None = None) -> None:
         self.out, self.model, self.pacs, self.extra = out, model, pacs, list(extra)
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
-        self.log_path = out.parent / f"{out.name}.log"
+        self.log_path = log_path or out.parent / f"{out.name}.log"
 
     def start(self, *extra: str, timeout: float = 90.0) -> Node:
         extra = [*self.extra, *extra]
@@ -107,8 +107,9 @@ class Node:
 def node_factory(tmp_path, tiny_onnx, pacs):
     nodes: list[Node] = []
 
-    def make(*extra: str, name: str = "node") -> Node:
-        node = Node(tmp_path / name, tiny_onnx, pacs, *extra)
+    def make(*extra: str, name: str = "node", out: Path | None = None) -> Node:
+        """A node in tmp_path/name, or with its folder at `out` (its log stays in tmp_path)."""
+        node = Node(out or tmp_path / name, tiny_onnx, pacs, *extra, log_path=tmp_path / f"{name}.log")
         nodes.append(node)
         return node
 

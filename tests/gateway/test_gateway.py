@@ -511,3 +511,54 @@ def test_a_study_sent_by_storescu_gets_one_mammography_cad_sr_in_the_pacs(node_f
     sent = [e for e in read_audit(node.out) if e["event"] == "instance" and e["action"] == "R"
             and e["objects"].get("kind") == "cad"]
     assert len(sent) == 1 and "source_sop_uid" not in sent[0]["objects"] and sent[0]["objects"]["study_uid"] == study
+
+
+def test_results_by_stow_rs_over_https_with_a_client_certificate(node_factory, pacs, tmp_path):
+    """The STOW-RS destination takes a CA bundle and a client certificate (issue 39): the PACS behind an
+    HTTPS front that asks every client for a certificate its CA signed stores the results; a node trusting
+    another CA sends nothing, says so in one line and a Security Alert, and keeps the results due."""
+    from tests.orthanc_server import TlsFront
+
+    if dicomweb_plugin() is None:
+        pytest.skip("Orthanc's DICOMweb plugin is not installed (Debian: apt-get install orthanc-dicomweb)")
+    (tmp_path / "ours").mkdir()
+    (tmp_path / "theirs").mkdir()
+    certs, foreign = _certificates(tmp_path / "ours"), _certificates(tmp_path / "theirs")
+    with TlsFront(pacs.http_port, certs["server"], certs["server_key"], client_ca=certs["ca"]) as front:
+        url = f"{front.url}/dicom-web"
+        client = ["--send-tls-cert", str(certs["client"]), "--send-tls-key", str(certs["client_key"])]
+        sources = write_study(tmp_path / "in", "GW-STOW-TLS", images=1)
+        node = node_factory("--study-idle", "0.5", "--stow", url, "--send-tls-ca", str(certs["ca"]), *client,
+                            "--save", "seg,sr").start()
+        assert node.storescu(*sources).returncode == 0
+        study = study_uid_of(sources[0])
+        node.wait_for(lambda: len(results_in_pacs(pacs, study)) == 2, 90, "SEG and SR stored over HTTPS")
+        node.stop()
+
+        refused_before = front.refused
+        anonymous = node_factory("--study-idle", "0.5", "--stow", url, "--send-tls-ca", str(certs["ca"]),
+                                 "--save", "seg,sr", name="anonymous").start()  # no client certificate
+        assert anonymous.storescu(*write_study(tmp_path / "in2", "GW-STOW-TLS2", images=1)).returncode == 0
+        anonymous.wait_for(lambda: "cannot send results" in anonymous.log(), 90, "the refusal line")
+        assert front.refused > refused_before
+        anonymous.stop()
+
+        untrusting = node_factory("--study-idle", "0.5", "--stow", url, "--send-tls-ca", str(foreign["ca"]), *client,
+                                  "--save", "seg,sr", name="untrusting").start()
+        sources3 = write_study(tmp_path / "in3", "GW-STOW-TLS3", images=1)
+        assert untrusting.storescu(*sources3).returncode == 0
+        untrusting.wait_for(lambda: "TLS handshake refused" in untrusting.log(), 90, "the TLS refusal line")
+        assert "TLS handshake refused: certificate" in untrusting.log()  # OpenSSL's verify failure, said
+        assert results_in_pacs(pacs, study_uid_of(sources3[0])) == {}
+        alerts = read_audit(untrusting.out)
+        assert any(a["event"] == "security" and "TLS handshake refused" in a.get("outcome_text", "") for a in alerts)
+        assert "2 due" in untrusting.status()
+
+
+def test_tls_options_with_a_plain_http_stow_url_are_refused(tmp_path, tiny_onnx):
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "bcdeploy.cli", "gateway", "--model", str(tiny_onnx), "--out",
+                          str(tmp_path / "node"), "--stow", "http://127.0.0.1:8042/dicom-web", "--send-tls-no-verify"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "need an https:// URL" in run.stderr, run.stderr

@@ -58,9 +58,9 @@ def test_a_run_that_never_returned_leaves_its_count_and_one_that_did_leaves_none
 def test_quarantine_marks_failed_keeps_the_file_and_leaves_the_quota(tmp_path):
     spool = Spool(tmp_path, max_bytes=10)
     poison = _receive(spool, b"0123456789")
-    assert not spool.has_room(1)
+    assert spool.no_room(1)[0] == "spool_full"
     spool.quarantine(poison, "crashed twice")
-    assert spool.has_room(10) and poison.path.is_file()
+    assert spool.no_room(10) is None and poison.path.is_file()
     status = spool.status()
     assert (status["failed"], status["waiting"], status["failed_bytes"], status["spool_bytes"]) == (1, 0, 10, 0)
     assert spool.waiting(STUDY) == []
@@ -123,7 +123,7 @@ def test_a_state_of_schema_version_2_moves_its_results_into_the_outbox(tmp_path)
     [due] = outbox.due()
     assert (due.sop_uid, due.kind, due.attempts, due.source, due.path) == (
         "2.25.1", "seg", 1, "dimse:1.2.3.4.5", spool.results / "seg/a.dcm")
-    assert outbox.counts() == {"due": 1, "sent": 1, "refused": 0, "last_error": "down"}
+    assert outbox.counts() == {"due": 1, "sent": 1, "refused": 0, "last_error": "down", "oldest_due": 1.0}
     outbox.close()
     spool.close()
     status = open_status(tmp_path)

@@ -146,6 +146,41 @@ def test_bounded_concurrent_load(server):
     assert statuses == [200] * 18
 
 
+def _metrics(url: str) -> dict[tuple, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_requests_refusals_and_latency(server):
+    """GET /segment/metrics (issue 39), read by Prometheus' own parser: the counts move by exactly what
+    this test sent (other tests share the server: deltas, not totals)."""
+    url = server[1]
+    before = _metrics(url)
+    assert post(url, synthetic_png(1))[0] == 200
+    assert post(url, synthetic_png(2))[0] == 200
+    assert post(url, b"not an image")[0] == 400
+    port = int(url.split(":")[2].split("/")[0])
+    size = (MAX_BODY_MB + 1) * 2**20
+    assert raw_http(port, f"POST /segment HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {size}\r\n\r\n")[0] == 413
+    after = _metrics(url)
+
+    def moved(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert moved("bcdeploy_serve_requests_total", route="segment", code="200") == 2
+    assert moved("bcdeploy_serve_requests_total", route="segment", code="400") == 1
+    assert moved("bcdeploy_serve_refused_total", reason="bad_image") == 1
+    assert moved("bcdeploy_serve_refused_total", reason="body_too_large") == 1
+    assert moved("bcdeploy_serve_request_seconds_count") == 2
+    assert 0 < moved("bcdeploy_serve_request_seconds_sum") < 60
+
+
 def test_health_route(server):
     port = int(server[1].split(":")[2].split("/")[0])
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/healthz", timeout=10) as response:

@@ -178,9 +178,11 @@ class Outbox:
 
 
 def delivery_counts(query: Callable[[str], list[tuple]], table: str) -> dict[str, Any]:
-    """due / sent / refused and the latest error of a result not sent, in `table` (the outbox, or the
-    node's results table of a version-2 state not yet moved into it: same columns)."""
+    """due / sent / refused, the latest error of a result not sent and when the oldest due one was queued
+    (epoch seconds), in `table` (the outbox, or the node's results table of a version-2 state not yet
+    moved into it: same columns)."""
     states = dict(query(f"SELECT state, COUNT(*) FROM {table} GROUP BY state"))
     errors = query(f"SELECT error FROM {table} WHERE state != 'sent' AND error IS NOT NULL ORDER BY created DESC LIMIT 1")
+    oldest = query(f"SELECT MIN(created) FROM {table} WHERE state = 'due'")
     return {**{state: states.get(state, 0) for state in ("due", "sent", "refused")},
-            "last_error": errors[0][0] if errors else None}
+            "last_error": errors[0][0] if errors else None, "oldest_due": oldest[0][0] if oldest else None}
