@@ -43,6 +43,7 @@ class NodeArgs(OptionGroup):
     title: ClassVar[str] = "Node"
     out: Path | None
     status: Path | None
+    resend: Path | None
 
     @classmethod
     def options(cls) -> list:
@@ -52,11 +53,17 @@ class NodeArgs(OptionGroup):
             click.option("--status", "status_dir", type=click.Path(file_okay=False), metavar="DIR",
                          help="Print the queue of the node whose --out is DIR (received, waiting, processed, sent, "
                               "failed) and exit."),
+            click.option("--resend", "resend_dir", type=click.Path(file_okay=False), metavar="DIR",
+                         help="Queue again the results the PACS refused for good, of the node whose --out is DIR "
+                              "(running or not), and exit."),
         ]
 
     @classmethod
-    def build(cls, *, out: str | None, status_dir: str | None) -> NodeArgs:
-        return cls(out=Path(out) if out else None, status=Path(status_dir) if status_dir else None)
+    def build(cls, *, out: str | None, status_dir: str | None, resend_dir: str | None) -> NodeArgs:
+        if status_dir and resend_dir:
+            raise InputError("give --status DIR or --resend DIR, not both")
+        return cls(out=Path(out) if out else None, status=Path(status_dir) if status_dir else None,
+                   resend=Path(resend_dir) if resend_dir else None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,12 +242,17 @@ def gateway(**values) -> None:
     if node_args.status:
         _print_status(node_args.status)
         return
+    if node_args.resend:
+        from bcdeploy.gateway.spool import resend_refused
+
+        click.echo(f"{resend_refused(node_args.resend)} refused result(s) due again")
+        return
     from bcdeploy.gateway.node import Gateway, GatewayOptions
     from bcdeploy.runtime.model.segmenter import Segmenter
 
     model = NodeModelArgs.parse(values)  # an option its backend does not take: one line
     if model is None or node_args.out is None:
-        raise InputError("the node needs --model and --out (only --status DIR works without them)")
+        raise InputError("the node needs --model and --out (only --status DIR and --resend DIR work without them)")
     dicom = DicomArgs.parse(values)
     results = ResultsArgs.parse(values, calling_ae=dicom.scp.ae_title)
     security = SecurityArgs.parse(values)

@@ -306,6 +306,24 @@ def open_status(root: Path) -> dict[str, Any]:
         spool.close()
 
 
+def resend_refused(root: Path) -> int:
+    """`gateway --resend DIR`: the results the destination refused for good are due again (a running node
+    sends them within a second; a stopped one at its next start). Returns how many."""
+    from bcdeploy.runtime.run.ledger import LEDGER_NAME
+    from bcdeploy.runtime.run.outbox import Outbox
+
+    if not (Path(root) / DB_NAME).is_file():
+        raise InputError(f"{root}: no gateway state here ({DB_NAME} is missing); is it the node's --out folder?")
+    ledger = Path(root) / RESULTS / LEDGER_NAME
+    if not ledger.is_file():
+        return 0
+    outbox = Outbox(ledger)  # not through the run ledger's lock: a running node may hold it for a study
+    try:
+        return outbox.requeue_refused()
+    finally:
+        outbox.close()
+
+
 def _outbox_counts(spool: Spool) -> dict[str, Any]:
     """The outbox's counts, read only; a state not yet moved to the outbox (version 2) counts its own table."""
     from bcdeploy.runtime.run.ledger import LEDGER_NAME, open_outbox

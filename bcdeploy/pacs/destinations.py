@@ -22,6 +22,7 @@ from bcdeploy._imports import require
 from bcdeploy.errors import InputError, PacsError, PacsRefused
 from bcdeploy.pacs.dicomweb import HttpsTls
 
+OUT_OF_RESOURCES = 0xA700  # PS3.4 B.2.3: 0xA7xx, Refused: Out of Resources (transient: the sender waits)
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # PS3.5 AE VR: 16 characters, no backslash, no control
 
 
@@ -122,6 +123,8 @@ class DimseDestination:
                 code = int(status.get("Status", -1)) if status else -1
                 if code == -1:
                     raise PacsError(f"{self.describe()}: no answer to C-STORE of {name} (association lost)")
+                if code & 0xFF00 == OUT_OF_RESOURCES:  # the PACS is full or busy now: an outage, not a refusal
+                    raise PacsError(f"{self.describe()}: out of resources (0x{code:04X}) for C-STORE of {name}")
                 if code not in (0x0000, 0xB000, 0xB007, 0xB006):  # success, or success with a warning
                     raise PacsRefused(f"{self.describe()}: C-STORE of {name} refused with status 0x{code:04X}")
                 if not assoc.is_established:

@@ -9,7 +9,9 @@ the node's sender waits, doubling the wait from `first_wait_s` up to `max_wait_s
 outage (a night's outage is two lines, not thousands); `drain` stops at the first such error and leaves
 the rest due for the next time. A result the destination answers with a failure status is tried again
 `max_refusals` times in all, then marked refused: sending the same bytes for ever would not change the
-answer.
+answer (`gateway --resend DIR` makes refused results due again once the cause is fixed). A PACS that
+answers "out of resources" (0xA7xx) or HTTP 503/429 is full or busy, not refusing: the destination
+raises PacsError and the sender waits as for an outage.
 """
 
 from __future__ import annotations

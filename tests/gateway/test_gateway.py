@@ -8,6 +8,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -425,10 +426,11 @@ def test_digitised_film_stored_as_secondary_capture_with_modality_mg_is_segmente
     assert "accepted, not segmented" in node.log()
 
 
-class _TlsStorage:
-    """A Storage SCP over TLS (pynetdicom), the PACS of the outbound-TLS test: counts what it stored."""
+class _Storage:
+    """A counting PACS (a pynetdicom Storage SCP), over TLS when given a certificate: answers each C-STORE
+    with `status` (success unless a test changes it), keeps the UIDs it stored and the statuses it gave."""
 
-    def __init__(self, cert: Path, key: Path) -> None:
+    def __init__(self, cert: Path | None = None, key: Path | None = None, ae_title: str = "TLSPACS") -> None:
         import ssl
 
         from pynetdicom import AE, AllStoragePresentationContexts, evt
@@ -436,20 +438,27 @@ class _TlsStorage:
         from tests.orthanc_server import free_port
 
         self.stored: list[str] = []
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        ae = AE(ae_title="TLSPACS")
+        self.answers: list[int] = []
+        self.status = 0x0000
+        context = None
+        if cert is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(cert, key)
+        ae = AE(ae_title=ae_title)
         ae.supported_contexts = AllStoragePresentationContexts
         self.port = free_port()
 
         def store(event):
-            self.stored.append(str(event.request.AffectedSOPInstanceUID))
-            return 0x0000
+            status = self.status
+            self.answers.append(status)
+            if status == 0x0000:
+                self.stored.append(str(event.request.AffectedSOPInstanceUID))
+            return status
 
         self.server = ae.start_server(("127.0.0.1", self.port), block=False, ssl_context=context,
                                       evt_handlers=[(evt.EVT_C_STORE, store)])
 
-    def __enter__(self) -> _TlsStorage:
+    def __enter__(self) -> _Storage:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -463,7 +472,7 @@ def test_results_go_to_a_pacs_over_tls_and_an_untrusted_certificate_sends_nothin
     (tmp_path / "theirs").mkdir()
     certs, foreign = _certificates(tmp_path / "ours"), _certificates(tmp_path / "theirs")
     sources = write_study(tmp_path / "in", "GW-OUT-TLS", images=1)
-    with _TlsStorage(certs["server"], certs["server_key"]) as pacs:
+    with _Storage(certs["server"], certs["server_key"]) as pacs:
         destination = f"TLSPACS@localhost:{pacs.port}"
         node = node_factory("--study-idle", "0.5", "--send-to", destination, "--send-tls-ca", str(certs["ca"]),
                             "--save", "seg,sr").start()
@@ -562,3 +571,39 @@ def test_tls_options_with_a_plain_http_stow_url_are_refused(tmp_path, tiny_onnx)
                           str(tmp_path / "node"), "--stow", "http://127.0.0.1:8042/dicom-web", "--send-tls-no-verify"],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and "need an https:// URL" in run.stderr, run.stderr
+
+
+def test_a_pacs_out_of_resources_is_waited_for_and_refused_results_are_sent_again_on_resend(node_factory, tmp_path):
+    """0xA700 (out of resources) is an outage: the sender waits, doubling, and sends once the PACS has
+    room (it gave each result up after 5 tries in about a second). A result refused for good (0xC000)
+    is due again after `gateway --resend DIR` (issue 35, item 7)."""
+    import sys
+
+    with _Storage(ae_title="FULLPACS") as pacs:
+        pacs.status = 0xA700
+        node = node_factory("--study-idle", "0.5", "--send-to", f"FULLPACS@127.0.0.1:{pacs.port}",
+                            "--save", "seg,sr").start()
+        assert node.storescu(*write_study(tmp_path / "in", "GW-FULLPACS", images=1)).returncode == 0
+        node.wait_for(lambda: len(pacs.answers) >= 3, 60, "three 0xA700 answers")
+        time.sleep(2)  # giving up took 5 tries in about a second
+        assert "2 due, 0 sent, 0 refused" in node.status()  # waiting, not given up
+        pacs.status = 0x0000
+        node.wait_for(lambda: len(pacs.stored) == 2, 90, "SEG and SR stored once the PACS has room")
+        assert "0 due, 2 sent, 0 refused" in node.status()
+        assert node.log().count("out of resources (0xA700)") == 1  # said once per outage
+        outage = [e for e in read_audit(node.out) if e["event"] == "application" and "destination" in
+                  e.get("outcome_text", "")]
+        assert [e["outcome"] for e in outage] == [8, 0], outage  # down, then reachable again
+        node.stop()
+
+        pacs.status = 0xC000  # cannot understand: refused for good after 5 tries
+        refusing = node_factory("--study-idle", "0.5", "--send-to", f"FULLPACS@127.0.0.1:{pacs.port}",
+                                "--save", "seg,sr", name="refusing").start()
+        assert refusing.storescu(*write_study(tmp_path / "in2", "GW-REFUSING", images=1)).returncode == 0
+        refusing.wait_for(lambda: "0 due, 0 sent, 2 refused" in refusing.status(), 90, "both results refused")
+        pacs.status = 0x0000
+        resend = subprocess.run([sys.executable, "-m", "bcdeploy.cli", "gateway", "--resend", str(refusing.out)],
+                                capture_output=True, text=True, timeout=60)
+        assert resend.returncode == 0 and "2 refused result(s) due again" in resend.stdout, resend.stderr
+        refusing.wait_for(lambda: "0 due, 2 sent, 0 refused" in refusing.status(), 60, "the resent results stored")
+        assert len(pacs.stored) == 4

@@ -168,6 +168,15 @@ class Outbox:
                     self.db.execute("ROLLBACK")
                 raise OutputError(f"{self.path}: cannot write the outbox ({err})") from None
 
+    def requeue_refused(self) -> int:
+        """Results refused for good, due again with their tries counted afresh (`gateway --resend`, after
+        the PACS's refusal was dealt with); returns how many."""
+        with self._lock:
+            try:
+                return self.db.execute("UPDATE outbox SET state = 'due', attempts = 0 WHERE state = 'refused'").rowcount
+            except sqlite3.Error as err:
+                raise OutputError(f"{self.path}: cannot write the outbox ({err})") from None
+
     def counts(self) -> dict[str, Any]:
         """due / sent / refused, and the latest error of a result not sent."""
         return delivery_counts(self._query, "outbox")
