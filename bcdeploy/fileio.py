@@ -18,10 +18,20 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bcdeploy.errors import OutputError
+
 # mkstemp creates 0600 files; outputs should get the usual permissions (0666 less the umask).
 # Read once at import, while the process is still single-threaded (os.umask can only be read by setting it).
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def tighten_umask(bits: int) -> None:
+    """Add `bits` to the process's umask (never loosening it) for every file made after, atomic ones too:
+    a service that keeps patient data private whatever umask it was started with (the DICOM node)."""
+    global _UMASK
+    _UMASK |= bits
+    os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -240,3 +250,21 @@ def _folder_ids(path: Path) -> list[tuple[int, int]]:
             continue
         ids.append((st.st_dev, st.st_ino))
     return ids
+
+
+def exclusive_lock(lock: str | os.PathLike[str], busy: str) -> int:
+    """Hold `lock` (created if missing) for as long as this process keeps the returned descriptor open;
+    OutputError(`busy`) when another process holds it. The kernel's flock: it goes with the process, so
+    a crashed holder never leaves it held."""
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as err:
+        raise OutputError(f"{lock}: cannot create the lock ({err.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise OutputError(busy) from None
+    return fd

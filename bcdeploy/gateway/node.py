@@ -14,6 +14,9 @@ a sender thread; SIGTERM ends it cleanly, SIGKILL loses nothing.
 - A file that crashes the process natively (no exception to catch) is found by the runs that never
   returned: such a study is run one image at a time, and an image that crashed its own runs is
   quarantined (spool.py). A restart after a crash is never a crash loop.
+- One node per folder: the node holds DIR/gateway.lock while it lives (a second node on the same --out
+  stops with one line: two senders would send each result twice, two SCPs share one spool). Received
+  mammograms are private: the node creates its files with no access for others (umask 027 at least).
 - SIGTERM or Ctrl-C: the SCP stops accepting at once, the run in hand stops after the images in flight
   (runtime.run's Interrupts), the sender finishes the object it is sending; exit status 0. What was
   not finished waits in the spool and outbox for the next start.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -32,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bcdeploy.errors import BcDeployError
+from bcdeploy.errors import BcDeployError, OutputError
+from bcdeploy.fileio import exclusive_lock, tighten_umask
 from bcdeploy.gateway.audit import MAJOR_FAILURE, SERIOUS_FAILURE, SUCCESS, AuditLog
 from bcdeploy.gateway.http import HttpOptions
 from bcdeploy.gateway.metrics import NodeMetrics, NodeState
@@ -52,6 +57,8 @@ log = logging.getLogger("bcdeploy.gateway")
 DEFAULT_SAVE = frozenset({"seg", "sr", "sc"})
 POLL_S = 0.5
 RETRY_STUDY_S = 30.0  # a study whose run failed as a whole (disk full) is tried again after this
+LOCK_NAME = "gateway.lock"
+PRIVATE_UMASK = 0o027  # received mammograms, results and state: owner and group only (module docstring)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +82,13 @@ class Gateway:
         self.options = options
         self.stop = threading.Event()
         self.started = time.time()
+        tighten_umask(PRIVATE_UMASK)
+        try:
+            options.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"{options.out}: cannot create the node's folder ({err.strerror or err})") from None
+        self._lock = exclusive_lock(options.out / LOCK_NAME, f"{options.out}: another node runs with this --out "
+                                    f"(it holds {LOCK_NAME}); stop it or choose another folder")
         self.spool = Spool(options.out, max_bytes=options.max_spool_bytes, min_free_bytes=options.min_free_bytes)
         self.audit = AuditLog(options.out, phi=options.audit_phi)
         self.metrics = NodeMetrics()
@@ -142,6 +156,7 @@ class Gateway:
         self.audit.close()
         self.outbox.close()
         self.spool.close()
+        os.close(self._lock)
 
     def _audit_result(self, result: Delivery, sent: bool, text: str) -> None:
         if sent:

@@ -607,3 +607,42 @@ def test_a_pacs_out_of_resources_is_waited_for_and_refused_results_are_sent_agai
         assert resend.returncode == 0 and "2 refused result(s) due again" in resend.stdout, resend.stderr
         refusing.wait_for(lambda: "0 due, 2 sent, 0 refused" in refusing.status(), 60, "the resent results stored")
         assert len(pacs.stored) == 4
+
+
+def test_a_second_node_on_the_same_folder_stops_with_one_line(node_factory, pacs, tmp_path, tiny_onnx):
+    """Two nodes on one --out would send each result twice and share one spool (issue 35, item 18)."""
+    import sys
+
+    from tests.orthanc_server import free_port
+
+    first = node_factory().start()
+    second = subprocess.run([sys.executable, "-m", "bcdeploy.cli", "gateway", "--model", str(tiny_onnx), "--out",
+                             str(first.out), "--host", "127.0.0.1", "--port", str(free_port()),
+                             "--allow", "MODALITY", "--send-to", f"{pacs.aet}@127.0.0.1:{pacs.dicom_port}"],
+                            capture_output=True, text=True, timeout=120)
+    assert second.returncode != 0 and "another node runs with this --out" in second.stderr, second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    assert first.proc is not None and first.proc.poll() is None  # the first node is untouched
+    assert "0 received" in first.status()
+
+
+def test_received_mammograms_and_results_are_not_readable_by_others(node_factory, pacs, tmp_path):
+    """Under a service's usual umask 022 the node still keeps its folder private (issue 35, item 19)."""
+    import os
+    import stat
+
+    sources = write_study(tmp_path / "in", "GW-PRIVATE", images=1)
+    previous = os.umask(0o022)  # the node inherits it
+    try:
+        node = node_factory("--study-idle", "600").start()
+    finally:
+        os.umask(previous)
+    assert node.storescu(*sources).returncode == 0
+    node.stop()
+    node.start("--study-idle", "0.5")
+    wait_for_results(node, pacs, sources)
+    node.stop()
+    paths = [node.out, *node.out.rglob("*")]
+    assert any(p.suffix == ".dcm" for p in paths) and any(p.name == "audit.jsonl" for p in paths)
+    open_to_others = [f"{p} {stat.filemode(p.stat().st_mode)}" for p in paths if p.stat().st_mode & 0o007]
+    assert open_to_others == []

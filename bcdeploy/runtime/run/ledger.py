@@ -12,7 +12,6 @@ output name bound to a source never changes and is never given to another source
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import sqlite3
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bcdeploy.errors import InputError, OutputError
+from bcdeploy.fileio import exclusive_lock
 from bcdeploy.runtime.run import outbox
 
 LEDGER_NAME = "ledger.sqlite"
@@ -90,7 +90,11 @@ class Ledger:
         if self.path.is_symlink():  # SQLite would follow it and write wherever it points
             raise OutputError(f"{self.path}: the run ledger is a symlink (to {os.readlink(self.path)}); a ledger "
                               "lives in the output folder itself: move the link away")
-        self._lock = _lock_folder(self.path.with_name(LOCK_NAME))
+        # one run per output folder: two runs writing the same masks interleave, and a row can then describe
+        # the other run's file (another model's mask under this model's lesions)
+        lock = self.path.with_name(LOCK_NAME)
+        self._lock = exclusive_lock(lock, f"{lock.parent}: another bcdeploy run is writing into this folder (it "
+                                          f"holds {lock}); wait for it to finish or choose another --out")
         existed = self.path.exists() and self.path.stat().st_size > 0
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -226,23 +230,6 @@ def open_outbox(out: Path, *, read_only: bool = False) -> outbox.Outbox:
     if not read_only:
         Ledger(out).close()
     return outbox.Outbox(Path(out) / LEDGER_NAME, read_only=read_only)
-
-
-def _lock_folder(lock: Path) -> int:
-    """One run per output folder: two runs writing the same masks interleave, and a row can then describe
-    the other run's file (another model's mask under this model's lesions). The lock is the kernel's
-    (flock on a file beside the ledger): it goes with the process, so a crashed run never leaves it held."""
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise OutputError(f"{lock}: cannot create the run lock ({err.strerror})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise OutputError(f"{lock.parent}: another bcdeploy run is writing into this folder (it holds {lock}); "
-                          "wait for it to finish or choose another --out") from None
-    return fd
 
 
 class _Transaction:
