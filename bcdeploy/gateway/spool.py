@@ -298,10 +298,16 @@ def open_status(root: Path) -> dict[str, Any]:
         raise InputError(f"{root}: no gateway state here ({DB_NAME} is missing); is it the node's --out folder?")
     spool = Spool.__new__(Spool)
     spool.root, spool.results, spool.max_bytes, spool.path = Path(root), Path(root) / RESULTS, None, path
-    spool.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        spool.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    except sqlite3.Error as err:
+        raise InputError(f"{path}: cannot open the gateway's state ({err})") from None
     spool._lock = threading.Lock()
     try:
         return spool.status(_outbox_counts(spool))
+    except sqlite3.Error as err:  # a damaged or foreign file: one line, never a traceback
+        raise InputError(f"{path}: the gateway's state cannot be read ({err}); keep a copy and restore it from a "
+                         "backup, or move it aside to start an empty node") from None
     finally:
         spool.close()
 
@@ -312,8 +318,7 @@ def resend_refused(root: Path) -> int:
     from bcdeploy.runtime.run.ledger import LEDGER_NAME
     from bcdeploy.runtime.run.outbox import Outbox
 
-    if not (Path(root) / DB_NAME).is_file():
-        raise InputError(f"{root}: no gateway state here ({DB_NAME} is missing); is it the node's --out folder?")
+    open_status(root)  # a folder that is no node, or a damaged state: one line, nothing written
     ledger = Path(root) / RESULTS / LEDGER_NAME
     if not ledger.is_file():
         return 0

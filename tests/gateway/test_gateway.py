@@ -286,6 +286,20 @@ def test_status_of_a_folder_that_is_no_node(tmp_path):
     assert list(tmp_path.iterdir()) == []  # reading the status creates nothing
 
 
+@pytest.mark.parametrize("state", [b"SQLite format 3\0" + bytes(range(256)) * 4, bytes(4096)])
+@pytest.mark.parametrize("command", ["--status", "--resend"])
+def test_status_and_resend_of_a_damaged_state_are_one_line(tmp_path, state, command):
+    """A damaged gateway.sqlite (issue 35, item 17): one line and a failure status, the file unchanged."""
+    import sys
+
+    (tmp_path / "gateway.sqlite").write_bytes(state)
+    run = subprocess.run([sys.executable, "-m", "bcdeploy.cli", "gateway", command, str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode != 0 and "cannot be read" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert (tmp_path / "gateway.sqlite").read_bytes() == state
+
+
 @pytest.mark.parametrize("value", ["PACS@host", "@h:104", "PACS@h:0", "A\\B@h:104", "TOO-LONG-AE-TITLE-X@h:104"])
 def test_a_destination_is_checked_before_the_node_starts(value):
     from bcdeploy.errors import InputError
