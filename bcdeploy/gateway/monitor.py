@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Protocol
 
 from bcdeploy.gateway.audit import recent_failures
 from bcdeploy.gateway.health import Readiness
 from bcdeploy.gateway.http import HttpOptions, HttpServer, Page, json_page
 from bcdeploy.gateway.metrics import NodeMetrics
-from bcdeploy.gateway.spool import Spool
+from bcdeploy.gateway.spool import SPOOL, Spool
 from bcdeploy.gateway.status_page import Snapshot, StudyOutcome, render
 
 log = logging.getLogger("bcdeploy.gateway")
@@ -32,7 +33,7 @@ class Monitored(Protocol):
 
 
 def start_monitor(node: Monitored, options: HttpOptions) -> HttpServer:
-    readiness = Readiness(model=lambda: node.model, spool=node.spool.root / "spool", free_bytes=node.spool.free_bytes,
+    readiness = Readiness(model=lambda: node.model, spool=node.spool.root / SPOOL, free_bytes=node.spool.free_bytes,
                           min_free_bytes=node.spool.min_free_bytes, results=node.outbox.counts,
                           last_contact=lambda: node.last_contact, window_s=node.options.ready_window_s)
 
@@ -49,7 +50,7 @@ def start_monitor(node: Monitored, options: HttpOptions) -> HttpServer:
 
     def page() -> Page:
         snapshot = Snapshot(ae_title=node.options.scp.ae_title, started=node.started,
-                            model={"file": node.model.get("model", "").rsplit("/", 1)[-1],
+                            model={"file": Path(str(node.model.get("model", ""))).name,
                                    "sha256": node.model.get("sha256", ""), "backend": node.model.get("backend", "")},
                             queue=node.spool.status(node.outbox.counts()), destination=node.options.destination.describe(),
                             destination_up=node.destination_up, last_contact=node.last_contact,
