@@ -65,3 +65,27 @@ def gray_with_lesion(seed: int, min_size: int = 420, max_size: int = 480) -> np.
         if mask is not None:
             return gray
     raise AssertionError(f"no generated case with a lesion for seed {seed}")
+
+
+def interrupt_after_first_image(cmd: list[str], ledger: Path, timeout: float = 120) -> tuple[int, str, str]:
+    """Run `cmd` (an `infer`), send Ctrl-C (SIGINT) once its run ledger holds a row, and return its
+    (exit status, stdout, stderr): a run stopped part-way, as a user stops one."""
+    import signal
+    import sqlite3
+    import subprocess
+    import time
+    from contextlib import closing
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
+                if db.execute("SELECT count(*) FROM images").fetchone()[0] >= 1:
+                    break
+        except sqlite3.Error:
+            pass  # the ledger is not made yet
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    return proc.returncode, stdout, stderr

@@ -18,6 +18,7 @@ The list is in README.md (Operating the node).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,8 +110,6 @@ class _StateCollector(Collector):
         return []  # no fixed description: never called to collect at registration
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        import time
-
         s = self.state
         results = s.results()
         yield GaugeMetricFamily(f"{PREFIX}_results_due", "Results waiting to be sent", value=results["due"])

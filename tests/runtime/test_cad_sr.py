@@ -230,11 +230,9 @@ def test_the_same_run_again_keeps_each_report_and_its_uid(studies, threshold_onn
 
 def test_ctrl_c_part_way_writes_no_report_of_a_part_done_study_and_the_rerun_writes_the_whole(threshold_onnx,
                                                                                                tmp_path):
-    import signal
-    import sqlite3
     import sys
-    import time
-    from contextlib import closing
+
+    from tests.helpers import interrupt_after_first_image
 
     root, out = tmp_path / "in", tmp_path / "out"
     study = None
@@ -246,19 +244,8 @@ def test_ctrl_c_part_way_writes_no_report_of_a_part_done_study_and_the_rerun_wri
         write_syntax(ds, "explicit", root / f"{index:02d}.dcm")
     cmd = [sys.executable, "-m", "bcdeploy.cli", "infer", "--model", str(threshold_onnx), str(root), "--out", str(out),
            "--save", "masks,cad"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with closing(sqlite3.connect(f"file:{out / 'ledger.sqlite'}?mode=ro", uri=True)) as db:
-                if db.execute("SELECT count(*) FROM images").fetchone()[0] >= 1:
-                    break
-        except sqlite3.Error:
-            pass
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "interrupted" in stderr, stderr
+    returncode, _, stderr = interrupt_after_first_image(cmd, out / "ledger.sqlite")
+    assert returncode == 130 and "interrupted" in stderr, stderr
     assert not (out / "cad").exists() or not list((out / "cad").iterdir())
     result = CliRunner().invoke(cli, ["infer", "--model", str(threshold_onnx), str(root), "--out", str(out),
                                       "--save", "masks,cad"])

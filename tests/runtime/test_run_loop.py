@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from click.testing import CliRunner
 from bcdeploy.cli import cli
 from bcdeploy.fileio import sha256_file
 from tests.badinputs import make_tree, mammogram, unlistable, write_tiff
+from tests.helpers import interrupt_after_first_image
 
 pytestmark = pytest.mark.mmseg  # needs the exported tiny model
 
@@ -183,19 +183,8 @@ def test_sigint_part_way_then_rerun_equals_an_uninterrupted_run(model, tmp_path)
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert infer(model, images, "-r", "--out", whole)[0] == 0
     cmd = [sys.executable, "-m", "bcdeploy.cli", "infer", "--engine", str(model), str(images), "-r", "--out", str(broken)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with closing(sqlite3.connect(f"file:{broken / LEDGER}?mode=ro", uri=True)) as db:
-                if db.execute("SELECT count(*) FROM images").fetchone()[0] >= 1:
-                    break
-        except sqlite3.Error:
-            pass
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (stdout, stderr)
+    returncode, stdout, stderr = interrupt_after_first_image(cmd, broken / LEDGER)
+    assert returncode == 130, (stdout, stderr)
     assert "interrupted" in stderr and "finished" in stderr
     assert "Traceback" not in stderr
     with closing(sqlite3.connect(broken / LEDGER)) as db:
